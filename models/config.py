@@ -1,0 +1,92 @@
+"""Frozen configuration: the single source of truth for model shapes and training.
+
+A bundle stores both dataclasses as JSON and rebuilds the networks from them (no pickles).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+FUSION_RULES = ("reconstruction", "max", "weighted")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shapes of the networks and how images are prepared for them.
+
+    Attributes:
+        image_size: side of the square the reconstruction model sees (inputs are resized).
+        channels: 1 (gray) or 3 (RGB), taken from the training images.
+        width: channels of the first conv stage; later stages double it.
+        depth: number of stride-2 stages in the reconstruction encoder.
+        seg_width: channels of the first stage of the segmentation head.
+        vae_image_size: side of the square the VAE sees.
+        vae_width: channels of the VAE's first conv stage.
+        latent_dim: size of the VAE latent space.
+        map_sigma: Gaussian smoothing of the anomaly map, in pixels at ``image_size``.
+        min_region_area: defect regions smaller than this (at ``image_size``) are specks and are
+            dropped from the mask.
+    """
+
+    image_size: int = 128
+    channels: int = 1
+    width: int = 24
+    depth: int = 4
+    seg_width: int = 16
+    vae_image_size: int = 64
+    vae_width: int = 16
+    latent_dim: int = 32
+    map_sigma: float = 2.0
+    min_region_area: int = 4
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a bundle is trained and calibrated.
+
+    Attributes:
+        epochs: upper bound on passes over the training images (the time budget may stop
+            training earlier).
+        max_minutes: wall-clock budget for the whole of training (both models); calibration
+            and writing the bundle come after it.
+        batch_size: images per optimisation step.
+        lr: Adam learning rate.
+        seed: seeds every random choice; CPU training is deterministic for a given seed.
+        holdout_fraction: share of normal training images kept out of training to calibrate
+            thresholds (at least ``min_holdout`` images).
+        false_alarm_rate: share of held-out normal images allowed over the image threshold.
+        pixel_false_alarm_rate: share of held-out normal pixels allowed over the pixel
+            threshold.
+        vae_share: share of the time budget given to the VAE.
+        beta: weight of the KL term in the VAE loss.
+        fusion: how the reconstruction and latent verdicts combine (``FUSION_RULES``).
+        fusion_weight: weight of the reconstruction score under the ``weighted`` rule.
+        anomaly_prob: share of training images that get a synthetic defect.
+    """
+
+    epochs: int = 400
+    max_minutes: float = 15.0
+    batch_size: int = 16
+    lr: float = 1e-3
+    seed: int = 0
+    holdout_fraction: float = 0.15
+    min_holdout: int = 4
+    false_alarm_rate: float = 0.01
+    pixel_false_alarm_rate: float = 0.001
+    vae_share: float = 0.12
+    beta: float = 1.0
+    fusion: str = "weighted"
+    fusion_weight: float = 0.8
+    anomaly_prob: float = 0.6
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

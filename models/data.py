@@ -1,0 +1,234 @@
+"""The only image reader in Kensa: uploads, training folders and evaluation sets all pass here.
+
+An *image* inside Kensa is a ``float32`` array ``(H, W, C)`` with values in ``[0, 1]`` and
+``C`` either 1 (gray) or 3 (RGB). 8- and 16-bit files, palettes and alpha are folded into that
+one form here, so nothing downstream cares what the camera wrote.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .errors import DataError, ImageError, ImageTooLargeError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+FORMATS_TEXT = "PNG, JPEG, BMP or TIFF (8- or 16-bit; gray, RGB or RGBA)"
+DEFAULT_MAX_PIXELS = 40_000_000
+GOOD = "good"
+
+# We enforce our own pixel limit before decoding; PIL's warning would only add noise.
+Image.MAX_IMAGE_PIXELS = None
+
+
+def decode_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decodes image bytes into Kensa's image form.
+
+    Args:
+        data: the encoded file (PNG, JPEG, BMP, TIFF).
+        max_pixels: refuse images with more pixels than this before decoding them
+            (decompression bombs); ``None`` for no limit.
+
+    Returns:
+        ``float32`` array ``(H, W, C)`` in ``[0, 1]``, ``C`` 1 or 3.
+
+    Raises:
+        ImageError: empty, truncated or non-image bytes.
+        ImageTooLargeError: more pixels than ``max_pixels``.
+    """
+    if not data:
+        raise ImageError(f"the upload is empty (0 bytes): send the bytes of a {FORMATS_TEXT} file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = Image.open(io.BytesIO(data))
+    except Exception as exc:  # PIL raises several types for unknown bytes
+        raise ImageError(
+            f"the bytes are not a readable image ({len(data)} bytes, {type(exc).__name__}): "
+            f"send a {FORMATS_TEXT} file"
+        ) from exc
+    with im:
+        width, height = im.size
+        if width < 1 or height < 1:
+            raise ImageError(f"the image has no pixels ({width}x{height})")
+        if max_pixels is not None and width * height > max_pixels:
+            raise ImageTooLargeError(
+                f"the image is {width}x{height} = {width * height:,} pixels, over the limit of "
+                f"{max_pixels:,}: resize it before upload or raise KENSA_MAX_PIXELS"
+            )
+        try:
+            im.load()
+            return pil_to_array(im)
+        except ImageError:
+            raise
+        except Exception as exc:
+            raise ImageError(
+                f"the {im.format or 'image'} data is truncated or corrupt ({exc}): "
+                "send the complete file"
+            ) from exc
+
+
+def pil_to_array(im: Image.Image) -> np.ndarray:
+    """Converts a loaded PIL image to ``float32 (H, W, C)`` in ``[0, 1]``."""
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(im, dtype=np.float32) / 65535.0
+    elif mode == "F":
+        arr = np.asarray(im, dtype=np.float32)
+        hi = float(arr.max()) if arr.size else 1.0
+        arr = arr / hi if hi > 1.0 else arr
+    elif mode in ("1", "L"):
+        arr = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+    elif mode in ("LA", "La"):
+        arr = np.asarray(im.getchannel(0), dtype=np.float32) / 255.0
+    elif mode == "P":
+        rgb = im.convert("RGB")
+        arr = np.asarray(rgb, dtype=np.float32) / 255.0
+        if np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 1], arr[..., 2]):
+            arr = arr[..., 0]
+    else:  # RGB, RGBA, CMYK, YCbCr, LAB, HSV...: alpha is dropped, colour kept
+        arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    arr = np.clip(arr, 0.0, 1.0)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    return np.ascontiguousarray(arr)
+
+
+def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
+    """Reads one image file (see :func:`decode_image`)."""
+    return decode_image(Path(path).read_bytes(), max_pixels=max_pixels)
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Reads a ground-truth mask as ``bool (H, W)``; gray levels above 127 count as defect."""
+    img = read_image(path)
+    return img.max(axis=2) > (127.5 / 255.0)
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image of a dataset: where it is, what it is, where its mask is (if any)."""
+
+    path: Path
+    defect: str = GOOD
+    mask_path: Path | None = None
+
+    @property
+    def is_good(self) -> bool:
+        return self.defect == GOOD
+
+
+@dataclass
+class Dataset:
+    """A dataset laid out as MVTec AD (``train/good``, ``test/<defect>``, ``ground_truth``)
+    or a plain folder of normal images (all of it is training data)."""
+
+    root: Path
+    train: list[Item]
+    test: list[Item] = field(default_factory=list)
+    layout: str = "mvtec"
+
+    def summary(self) -> dict:
+        defects: dict[str, int] = {}
+        for it in self.test:
+            defects[it.defect] = defects.get(it.defect, 0) + 1
+        return {"root": str(self.root), "layout": self.layout, "train_images": len(self.train),
+                "test_images": len(self.test), "test_by_type": defects}
+
+
+def open_dataset(root: str | Path) -> Dataset:
+    """Lists a dataset's images without decoding them.
+
+    Raises:
+        DataError: the folder does not exist or holds no image file.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"dataset folder {root} does not exist or is not a folder")
+    train_dir = root / "train" / GOOD
+    if train_dir.is_dir():
+        train = [Item(p) for p in list_images(train_dir)]
+        test = _test_items(root)
+        layout = "mvtec"
+        where = train_dir
+    else:
+        train = [Item(p) for p in list_images(root)]
+        test, layout, where = [], "folder", root
+    if not train:
+        raise DataError(
+            f"no training image in {where}: put normal (defect-free) images there as "
+            f"{', '.join(IMAGE_SUFFIXES)} files ({FORMATS_TEXT}), or use the MVTec AD layout "
+            "DIR/train/good/*.png"
+        )
+    return Dataset(root=root, train=train, test=test, layout=layout)
+
+
+def _test_items(root: Path) -> list[Item]:
+    test_dir = root / "test"
+    if not test_dir.is_dir():
+        return []
+    items = []
+    for sub in sorted(p for p in test_dir.iterdir() if p.is_dir()):
+        for path in list_images(sub):
+            mask = None
+            if sub.name != GOOD:
+                cand = [root / "ground_truth" / sub.name / f"{path.stem}_mask{ext}"
+                        for ext in (".png", path.suffix)]
+                mask = next((c for c in cand if c.is_file()), None)
+            items.append(Item(path, sub.name, mask))
+    return items
+
+
+def read_items(items: list[Item]) -> tuple[list[np.ndarray], list[Item], list[str]]:
+    """Decodes a list of items, skipping (with a warning) files that do not decode.
+
+    Returns:
+        (images, the items that decoded, the paths skipped).
+    """
+    images, kept, skipped = [], [], []
+    for it in items:
+        try:
+            images.append(read_image(it.path))
+            kept.append(it)
+        except (ImageError, OSError) as exc:
+            log.warning("skipping %s: %s", it.path, exc)
+            skipped.append(str(it.path))
+    return images, kept, skipped
+
+
+def read_labels(path: str | Path) -> dict[str, str]:
+    """Reads an operator labels file: CSV rows ``path,label`` (label ``good`` or a defect name).
+
+    A header row ``path,label`` is allowed. Paths are kept as written and matched against
+    dataset files by full path, by path relative to the dataset, or by file name.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"labels file {path} does not exist")
+    labels: dict[str, str] = {}
+    with path.open(newline="") as fh:
+        for n, row in enumerate(csv.reader(fh), start=1):
+            if not row or row[0].strip().startswith("#"):
+                continue
+            if n == 1 and [c.strip().lower() for c in row[:2]] == ["path", "label"]:
+                continue
+            if len(row) < 2 or not row[0].strip() or not row[1].strip():
+                raise DataError(f"{path} line {n}: expected 'path,label', got {row!r}")
+            labels[row[0].strip()] = row[1].strip()
+    if not labels:
+        raise DataError(f"labels file {path} has no 'path,label' rows")
+    return labels

@@ -1,0 +1,30 @@
+"""Typed errors raised by Kensa's core.
+
+Hierarchy (the service maps each to one HTTP status in ``service/errors.py``)::
+
+    KensaError
+    ├── DataError            a training/eval folder has no usable image, or a bad labels file
+    ├── ImageError           bytes that do not decode as a supported image
+    │   └── ImageTooLargeError   more pixels than the configured limit (decompression bombs)
+    └── BundleError          a model bundle that is missing, corrupt or of another format
+"""
+
+
+class KensaError(Exception):
+    """Base class of every error Kensa raises on purpose."""
+
+
+class DataError(KensaError):
+    """A dataset folder or labels file that cannot be used."""
+
+
+class ImageError(KensaError):
+    """Bytes that do not decode as a supported image."""
+
+
+class ImageTooLargeError(ImageError):
+    """An image with more pixels than allowed."""
+
+
+class BundleError(KensaError):
+    """A model bundle that is missing, corrupt or incompatible."""
