@@ -1,0 +1,202 @@
+import math
+
+import numpy as np
+import pytest
+
+from models.metrics import (
+    aupro,
+    auroc,
+    best_f1_threshold,
+    f1_at,
+    per_type_auroc,
+    pixel_auroc,
+    pixel_sample,
+)
+
+
+def _hand_case():
+    """Two images, two defect regions, ten normal pixels.
+
+    Image 1 (2x4)            map                 Image 2 (1x5, defect-free)
+      A A . B                0.9 0.5 0.8 0.7       0.1 0.1 0.1 0.1 0.1
+      . . . .                0.6 0.1 0.1 0.1
+    Region A = 2 pixels (0.9, 0.5), region B = 1 pixel (0.7), normal pixels: 0.8, 0.6 and
+    eight at 0.1, so 10 in all.
+    """
+    m1 = np.array([[1, 1, 0, 1], [0, 0, 0, 0]], dtype=bool)
+    a1 = np.array([[0.9, 0.5, 0.8, 0.7], [0.6, 0.1, 0.1, 0.1]])
+    m2 = np.zeros((1, 5), dtype=bool)
+    a2 = np.full((1, 5), 0.1)
+    return [m1, m2], [a1, a2]
+
+
+def test_aupro_hand_computed():
+    masks, maps = _hand_case()
+    # t=0.9: FPR 0/10 = 0,  PRO = (1/2 + 0)/2 = 0.25
+    # t=0.8: FPR 1/10,      PRO = 0.25
+    # t=0.7: FPR 0.1,       PRO = (1/2 + 1)/2 = 0.75
+    # t=0.6: FPR 0.2,       PRO = 0.75
+    # t=0.5: FPR 0.2,       PRO = (1 + 1)/2 = 1.0
+    # t=0.1: FPR 1.0,       PRO = 1.0   (so PRO at FPR 0.3 interpolates to 1.0)
+    # area over [0, 0.3] = 0.1*0.25 + 0.1*0.75 + 0.1*1.0 = 0.2; normalised 0.2/0.3 = 2/3
+    assert aupro(masks, maps, max_fpr=0.3) == pytest.approx(2 / 3)
+
+
+def test_aupro_hand_computed_interpolates_at_max_fpr():
+    masks, maps = _hand_case()
+    # Over [0, 0.15]: 0.1*0.25 + 0.05*0.75 = 0.0625; normalised 0.0625/0.15
+    assert aupro(masks, maps, max_fpr=0.15) == pytest.approx(0.0625 / 0.15)
+
+
+def test_aupro_regions_are_eight_connected():
+    # Two diagonal pixels form ONE region: half of it found gives PRO 0.5, not (1 + 0)/2 twice.
+    mask = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 0]], dtype=bool)
+    amap = np.array([[1.0, 0, 0], [0, 0.5, 0], [0, 0, 0]])
+    # t=1.0: FPR 0, PRO 0.5; t=0.5: FPR 0, PRO 1 -> perfect at FPR 0
+    assert aupro([mask], [amap]) == pytest.approx(1.0)
+    amap2 = np.array([[1.0, 0.7, 0], [0, 0.5, 0], [0, 0, 0]])
+    # t=1: (0, 0.5); t=0.7: FPR 1/7, PRO 0.5; t=0.5: (1/7, 1); area over [0, 0.3]:
+    # (1/7)*0.5 + (0.3 - 1/7)*1
+    expected = ((1 / 7) * 0.5 + (0.3 - 1 / 7)) / 0.3
+    assert aupro([mask], [amap2]) == pytest.approx(expected)
+
+
+def _random_set(seed=0, n=6, size=32):
+    rng = np.random.default_rng(seed)
+    masks, maps = [], []
+    for i in range(n):
+        m = np.zeros((size, size), dtype=bool)
+        if i % 3:  # every third image is defect-free
+            for _ in range(rng.integers(1, 4)):
+                y, x = rng.integers(0, size - 6, 2)
+                h, w = rng.integers(1, 6, 2)
+                m[y:y + h, x:x + w] = True
+        masks.append(m)
+        maps.append(rng.random((size, size)) + 0.8 * m * rng.random((size, size)))
+    return masks, maps
+
+
+def test_aupro_perfect_map_is_one():
+    masks, _ = _random_set()
+    maps = [m.astype(float) for m in masks]
+    assert aupro(masks, maps) == pytest.approx(1.0)
+
+
+def test_aupro_inverted_map_is_zero():
+    masks, _ = _random_set()
+    maps = [(~m).astype(float) for m in masks]
+    assert aupro(masks, maps) == pytest.approx(0.0)
+
+
+def test_aupro_random_map_is_low():
+    masks, _ = _random_set()
+    rng = np.random.default_rng(1)
+    maps = [rng.random(m.shape) for m in masks]
+    # A random map's PRO follows FPR, so the normalised area is near max_fpr / 2.
+    assert aupro(masks, maps) < 0.25
+
+
+def test_aupro_binned_matches_exact():
+    masks, maps = _random_set(seed=3, n=8, size=48)
+    exact = aupro(masks, maps)
+    binned = aupro(masks, maps, num_thresholds=300, exact_max_pixels=0)
+    assert 0.2 < exact < 0.99
+    assert binned == pytest.approx(exact, abs=1 / 600)
+
+
+def test_aupro_without_regions_is_nan():
+    masks = [np.zeros((4, 4), dtype=bool)]
+    assert math.isnan(aupro(masks, [np.random.default_rng(0).random((4, 4))]))
+
+
+def test_aupro_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="shape"):
+        aupro([np.zeros((4, 4), dtype=bool)], [np.zeros((4, 5))])
+
+
+def test_auroc_known_value():
+    # Pairs (defect, good) ordered correctly: 3 of 4 -> 0.75
+    assert auroc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
+    assert auroc([0, 1], [0.2, 0.9]) == pytest.approx(1.0)
+    assert auroc([0, 1], [0.9, 0.2]) == pytest.approx(0.0)
+
+
+def test_auroc_one_class_is_nan():
+    assert math.isnan(auroc([1, 1, 1], [0.1, 0.2, 0.3]))
+    assert math.isnan(auroc([0, 0], [0.1, 0.2]))
+
+
+def test_pixel_auroc_known_value_over_images_of_different_sizes():
+    masks = [np.array([[True, False]]), np.array([[False], [True], [False]])]
+    maps = [np.array([[0.9, 0.1]]), np.array([[0.5], [0.3], [0.2]])]
+    # defects 0.9, 0.3; normals 0.1, 0.5, 0.2 -> pairs won: 3 + 2 = 5 of 6
+    assert pixel_auroc(masks, maps) == pytest.approx(5 / 6)
+
+
+def test_pixel_auroc_one_class_is_nan():
+    assert math.isnan(pixel_auroc([np.zeros((3, 3), dtype=bool)], [np.ones((3, 3))]))
+
+
+def test_pixel_sample_keeps_every_defect_pixel():
+    masks, maps = [], []
+    for i in range(4):
+        m = np.zeros((100, 100), dtype=bool)
+        if i == 2:
+            m[50, 50] = True  # one tiny defect among 40 000 pixels
+        masks.append(m)
+        maps.append(np.full((100, 100), 0.1) + 0.9 * m)
+    labels, scores = pixel_sample(masks, maps, max_pixels=1000)
+    assert labels.sum() == 1
+    assert scores[labels][0] == pytest.approx(1.0)
+    assert 500 < labels.size < 1500
+    assert pixel_auroc(masks, maps, max_pixels=1000) == pytest.approx(1.0)
+
+
+def test_pixel_sample_is_deterministic_and_whole_under_the_cap():
+    masks, maps = _random_set()
+    a = pixel_sample(masks, maps, max_pixels=2000)
+    b = pixel_sample(masks, maps, max_pixels=2000)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    labels, _ = pixel_sample(masks, maps)
+    assert labels.size == sum(m.size for m in masks)
+
+
+def test_f1_at_hand_case():
+    labels = [0, 0, 0, 0, 1, 1, 1]
+    scores = [0.1, 0.2, 0.6, 0.3, 0.7, 0.5, 0.4]
+    r = f1_at(labels, scores, 0.45)
+    # flagged: 0.6 (good), 0.7, 0.5 (defective) -> tp 2, fp 1, fn 1 (0.4), tn 3
+    assert (r["tp"], r["fp"], r["fn"], r["tn"]) == (2, 1, 1, 3)
+    assert r["precision"] == pytest.approx(2 / 3)
+    assert r["recall"] == pytest.approx(2 / 3)
+    assert r["f1"] == pytest.approx(2 / 3)
+    assert r["false_alarm_rate"] == pytest.approx(1 / 4)
+    assert r["miss_rate"] == pytest.approx(1 / 3)
+
+
+def test_f1_at_threshold_is_inclusive():
+    r = f1_at([0, 1], [0.2, 0.5], 0.5)
+    assert r["tp"] == 1 and r["f1"] == pytest.approx(1.0) and r["false_alarm_rate"] == 0.0
+
+
+def test_best_f1_threshold():
+    labels = [0, 0, 0, 0, 1, 1, 1]
+    scores = [0.1, 0.2, 0.6, 0.3, 0.7, 0.5, 0.4]
+    # t=0.4: tp 3, fp 1 -> F1 6/7, the best (t=0.5: 2/3, t=0.7: 1/2, t=0.3: 3/4)
+    assert best_f1_threshold(labels, scores) == pytest.approx(0.4)
+    assert best_f1_threshold([0, 1, 1], [0.1, 0.8, 0.9]) == pytest.approx(0.8)
+
+
+def test_best_f1_threshold_needs_a_defect():
+    with pytest.raises(ValueError, match="defective"):
+        best_f1_threshold([0, 0], [0.1, 0.2])
+
+
+def test_per_type_auroc():
+    types = ["good", "good", "scratch", "scratch", "dent"]
+    scores = [0.1, 0.3, 0.9, 0.2, 0.05]
+    r = per_type_auroc(types, scores)
+    assert list(r) == ["dent", "scratch"]
+    assert r["scratch"] == pytest.approx(0.75)  # 0.9 beats both goods, 0.2 beats one: 3 of 4
+    assert r["dent"] == pytest.approx(0.0)
+    assert math.isnan(per_type_auroc(["dent"], [0.4])["dent"])
