@@ -182,7 +182,8 @@ def _pro_curve_exact(region_maps, maps, n_regions: int, n_normal: int):
 
 def _pro_curve_binned(region_maps, masks, maps, n_regions, n_normal, max_fpr, num_thresholds):
     """(FPR, PRO) at ``num_thresholds`` quantiles of the normal scores, thresholds descending."""
-    normal_s, _ = _normal_sample(masks, maps, 2_000_000)
+    labels, sample = pixel_sample(masks, maps, max_pixels=2_000_000)
+    normal_s = sample[~labels]  # quantiles only place the thresholds; counts below are exact
     top = max(float(np.max(np.asarray(a)[~np.asarray(m, dtype=bool)]))
               for m, a in zip(masks, maps) if not np.all(m))
     # FPR levels evenly spaced over [0, max_fpr], a few past it so max_fpr is bracketed.
@@ -204,11 +205,6 @@ def _pro_curve_binned(region_maps, masks, maps, n_regions, n_normal, max_fpr, nu
             pro += (ge[1:] / ge[1:, :1]).sum(axis=0)  # ge[:, 0] = region sizes (thr[0] = -inf)
     fpr = normal_ge[::-1] / n_normal
     return np.concatenate([[0.0], fpr]), np.concatenate([[0.0], pro[::-1] / n_regions])
-
-
-def _normal_sample(masks, maps, max_pixels: int) -> tuple[np.ndarray, np.ndarray]:
-    y, s = pixel_sample(masks, maps, max_pixels=max_pixels)
-    return s[~y], y
 
 
 def _area_to(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
