@@ -1,0 +1,146 @@
+"""The FastAPI application: :func:`create_app` for tests and ASGI servers, :func:`run` for
+``kensa serve``.
+
+The bundle is loaded once, in the lifespan, into ``app.state`` (``inspector``, ``batcher``);
+routes reach it through ``service.deps``. A missing or corrupt bundle stops start-up with a
+message that names the path and the problem.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from models.errors import BundleError
+
+from . import errors
+from .batcher import Batcher
+from .config import Settings, get_settings
+from .imaging import BodyLimitMiddleware
+from .metrics import Metrics, RequestMetricsMiddleware, configure_logging
+from .routes import router
+
+log = logging.getLogger("kensa.service")
+
+VERSION = "0.1.0"
+DESCRIPTION = """\
+Kensa inspects images of manufactured parts and says whether each looks **normal** or
+**abnormal**, with a fused anomaly score, the threshold applied, the defect regions and,
+on request, a mask, a 16-bit heatmap, an overlay picture and the model's cleaned image.
+
+* **Coordinates** are pixels of the uploaded image (origin top-left).
+* **Scores** are unitless; each comes with the threshold it is compared with;
+  `label` is `"abnormal"` exactly when `score >= threshold`.
+* **Errors** are JSON `{"detail": "..."}` saying what is wrong and how to fix it.
+* **API keys**: when the server has `KENSA_API_KEYS`, send `X-API-Key` on every `/v1/*` call
+  (health and `/metrics` stay open).
+* Try `POST /v1/inspect/overlay` below with one of your images to see the heatmap.
+"""
+TAGS = [
+    {"name": "inspection", "description": "Verdicts on uploaded images."},
+    {"name": "health", "description": "Liveness and readiness for orchestrators."},
+    {"name": "operations", "description": "Prometheus metrics."},
+]
+
+
+def load_inspector(settings: Settings) -> Any:
+    """Loads the bundle that ``settings.model`` names.
+
+    Raises:
+        BundleError: no bundle named, or the bundle is missing or corrupt.
+    """
+    if settings.model is None:
+        raise BundleError("no model bundle given: pass --model BUNDLE_DIR or set KENSA_MODEL")
+    from models.inference import Inspector  # torch and the networks load here, not on import
+
+    return Inspector.load(settings.model, device=settings.device)
+
+
+def create_app(settings: Settings | None = None, *, inspector: Any = None) -> FastAPI:
+    """Builds the app; the bundle loads when the lifespan starts.
+
+    Args:
+        settings: defaults to :func:`get_settings` (the environment).
+        inspector: an already loaded inspector to serve instead of loading
+            ``settings.model`` (``run`` loads it first to fail fast).
+    """
+    settings = settings or get_settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        try:
+            insp = inspector if inspector is not None else await run_in_threadpool(
+                load_inspector, settings)
+        except BundleError as exc:
+            log.error("cannot start: %s", exc)
+            raise
+        batcher = Batcher(insp, max_size=settings.batch_max_size,
+                          wait_ms=settings.batch_wait_ms, queue_size=settings.queue_size,
+                          on_batch=metrics.batch_size.observe, on_queue=metrics.queue_depth.set)
+        await batcher.start()
+        app.state.inspector, app.state.batcher = insp, batcher
+        info = insp.info
+        metrics.model_info.labels(str(info.get("name", "")), str(info.get("version", "")),
+                                  str(insp.device)).set(1)
+        log.info("ready", extra={"fields": {
+            "model": str(settings.model), "version": info.get("version"),
+            "device": insp.device, "image_threshold": insp.image_threshold,
+            "threshold_override": settings.threshold}})
+        try:
+            yield
+        finally:
+            app.state.inspector = app.state.batcher = None
+            await batcher.stop()
+
+    app = FastAPI(title="Kensa inspection service", version=VERSION, description=DESCRIPTION,
+                  openapi_tags=TAGS, lifespan=lifespan,
+                  form_limits={"max_files": settings.max_batch, "max_fields": 16})
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.inspector = None
+    app.state.batcher = None
+    errors.register(app)
+    app.include_router(router)
+    # the last added is the outermost: metrics see the body limiter's 413s too
+    app.add_middleware(BodyLimitMiddleware, max_upload_bytes=settings.max_upload_bytes,
+                       max_batch=settings.max_batch)
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    return app
+
+
+def run(model: str | None = None, host: str | None = None, port: int | None = None,
+        device: str | None = None) -> None:
+    """``kensa serve``: settings from the environment, these arguments win (None keeps them).
+
+    Loads the bundle before binding the port, so a missing or corrupt bundle ends the
+    process at once with a message naming the path and the problem (exit status 2).
+    """
+    import uvicorn
+
+    given = {"model": model, "host": host, "port": port, "device": device}
+    try:
+        settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}"
+                             for e in exc.errors())
+        _fail(f"invalid settings: {problems}")
+    configure_logging(settings.log_level)
+    try:
+        inspector = load_inspector(settings)
+    except BundleError as exc:
+        _fail(f"cannot load the model bundle: {exc}")
+    app = create_app(settings, inspector=inspector)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                access_log=False, workers=1)
+
+
+def _fail(message: str) -> None:
+    print(f"kensa serve: {message}", file=sys.stderr)
+    raise SystemExit(2)

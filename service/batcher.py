@@ -1,0 +1,201 @@
+"""Dynamic batching in front of the :class:`~models.inference.Inspector`.
+
+Requests put a *job* (one or more decoded images, plus how to inspect them) on a bounded
+queue and await its future. One worker task takes the first waiting job, gathers more for up
+to ``wait_ms`` or until ``max_size`` images, and runs them through the inspector in a single
+dedicated thread, so the event loop never blocks on torch and the model sees one batch at a
+time. Jobs that asked for different thresholds or for the reconstruction image share the
+batch but are inspected in separate groups, so every request gets exactly what it asked for.
+
+A full queue raises :class:`~service.errors.Overloaded` (503 with ``Retry-After``) at once,
+instead of letting memory grow with the backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from models.results import Result
+
+from .errors import NotReady, Overloaded
+
+log = logging.getLogger("kensa.service")
+
+
+@dataclass
+class Job:
+    """One request's images and how they are to be inspected."""
+
+    images: list[np.ndarray]
+    threshold: float | None
+    with_reconstruction: bool
+    future: asyncio.Future = field(repr=False)
+
+
+class Batcher:
+    """Gathers concurrent inspection requests into batches for one inspector.
+
+    Args:
+        inspector: has ``inspect(images, threshold=, with_reconstruction=)`` and ``max_batch``.
+        max_size: gather jobs until the batch holds this many images.
+        wait_ms: ... or until this long after the first job was taken.
+        queue_size: most jobs waiting; one more raises :class:`Overloaded`.
+        on_batch: called with the image count of every inspector call (metrics).
+        on_queue: called with the queue depth whenever it changes (metrics).
+    """
+
+    def __init__(self, inspector, max_size: int = 32, wait_ms: float = 2.0,
+                 queue_size: int = 128, on_batch: Callable[[int], None] | None = None,
+                 on_queue: Callable[[int], None] | None = None) -> None:
+        self.inspector = inspector
+        self.max_size = max_size
+        self.wait_s = wait_ms / 1000.0
+        self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=queue_size)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kensa-inference")
+        self.on_batch = on_batch or (lambda n: None)
+        self.on_queue = on_queue or (lambda n: None)
+        self.running_images = 0  # images in the batch the worker thread is inspecting now
+        self._task: asyncio.Task | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._work(), name="kensa-batcher")
+
+    async def stop(self) -> None:
+        """Stops the worker; waiting jobs fail with :class:`NotReady`."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        while not self.queue.empty():
+            job = self.queue.get_nowait()
+            if not job.future.done():
+                job.future.set_exception(NotReady("the server is shutting down; retry shortly"))
+        self.on_queue(0)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def inspect(self, images: list[np.ndarray], threshold: float | None = None,
+                      with_reconstruction: bool = False) -> list[Result]:
+        """Inspects ``images`` (Kensa form, any sizes) in a shared batch.
+
+        Returns:
+            One :class:`Result` per image, in order.
+
+        Raises:
+            Overloaded: the queue is full (503 with Retry-After).
+            NotReady: the worker is not running.
+        """
+        if not images:
+            return []
+        if not self.started:
+            raise NotReady("the model is not loaded yet: retry when /health/ready answers 200")
+        job = Job(images, threshold, with_reconstruction,
+                  asyncio.get_running_loop().create_future())
+        try:
+            self.queue.put_nowait(job)
+        except asyncio.QueueFull:
+            raise Overloaded(
+                f"the server is busy: {self.queue.maxsize} requests are already waiting for "
+                "the model; retry after the Retry-After delay", retry_after_s=1) from None
+        self.on_queue(self.queue.qsize())
+        return await job.future
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = await self._gather(loop)
+            self.on_queue(self.queue.qsize())
+            jobs = [j for j in jobs if not j.future.done()]  # cancelled by a gone client
+            if not jobs:
+                continue
+            self.running_images = sum(len(j.images) for j in jobs)
+            try:
+                outcomes = await loop.run_in_executor(self.executor, self._run, jobs)
+            finally:
+                self.running_images = 0
+            for job, outcome in zip(jobs, outcomes):
+                if job.future.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    job.future.set_exception(outcome)
+                else:
+                    job.future.set_result(outcome)
+
+    async def _gather(self, loop: asyncio.AbstractEventLoop) -> list[Job]:
+        jobs = [await self.queue.get()]
+        count = len(jobs[0].images)
+        deadline = loop.time() + self.wait_s
+        while count < self.max_size:
+            try:
+                job = self.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    job = await asyncio.wait_for(self.queue.get(), remaining)
+                except TimeoutError:
+                    break
+            jobs.append(job)
+            count += len(job.images)
+        return jobs
+
+    def _run(self, jobs: list[Job]) -> list[list[Result] | BaseException]:
+        """Inspects every job (worker thread). A failing group is retried job by job, so a
+        single bad input fails only its own request."""
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for n, job in enumerate(jobs):
+            groups[(job.threshold, job.with_reconstruction)].append(n)
+        outcomes: list = [None] * len(jobs)
+        with torch.inference_mode():
+            for (threshold, recon), members in groups.items():
+                try:
+                    results = self._inspect(
+                        [im for n in members for im in jobs[n].images], threshold, recon)
+                except Exception as exc:
+                    if len(members) == 1:
+                        log.exception("inspection failed for a job of %d image(s)",
+                                      len(jobs[members[0]].images))
+                        outcomes[members[0]] = exc
+                    else:
+                        for n in members:
+                            outcomes[n] = self._inspect_alone(jobs[n])
+                    continue
+                start = 0
+                for n in members:
+                    end = start + len(jobs[n].images)
+                    outcomes[n] = results[start:end]
+                    start = end
+        return outcomes
+
+    def _inspect_alone(self, job: Job) -> list[Result] | BaseException:
+        try:
+            return self._inspect(job.images, job.threshold, job.with_reconstruction)
+        except Exception as exc:
+            log.exception("inspection failed for a job of %d image(s)", len(job.images))
+            return exc
+
+    def _inspect(self, images: list[np.ndarray], threshold: float | None,
+                 with_reconstruction: bool) -> list[Result]:
+        step = max(1, int(getattr(self.inspector, "max_batch", len(images)) or len(images)))
+        results: list[Result] = []
+        for start in range(0, len(images), step):
+            chunk = images[start:start + step]
+            self.on_batch(len(chunk))
+            results.extend(self.inspector.inspect(
+                chunk, threshold=threshold, with_reconstruction=with_reconstruction))
+        return results

@@ -1,0 +1,86 @@
+"""Server settings, read from the environment only (prefix ``KENSA_``).
+
+Every option of ``kensa serve`` has an environment twin, e.g. ``KENSA_MODEL=/models/screws``,
+``KENSA_API_KEYS=key1,key2``. Tests build :class:`Settings` directly and hand it to
+``create_app``; production code asks :func:`get_settings`, which reads the environment once.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Everything the server can be told at start-up."""
+
+    model_config = SettingsConfigDict(env_prefix="KENSA_", extra="ignore")
+
+    model: Path | None = Field(
+        None, description="Bundle directory written by `kensa train` (KENSA_MODEL).")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where inference runs; auto picks CUDA when present.")
+    host: str = Field("127.0.0.1", description="Interface to bind (docker sets 0.0.0.0).")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port.")
+    max_batch: int = Field(
+        64, ge=1, le=4096, description="Most images one /v1/inspect/batch request may carry.")
+    max_upload_mb: float = Field(20.0, gt=0, description="Largest accepted file, in MiB.")
+    max_pixels: int = Field(
+        40_000_000, ge=1, description="Largest accepted image, width x height in pixels.")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma list of accepted X-API-Key values; empty leaves /v1/* open.")
+    threshold: float | None = Field(
+        None, description="Overrides the bundle's image threshold for every request that "
+                          "names none (on the fused image score).")
+    batch_max_size: int = Field(
+        32, ge=1, le=1024, description="Most images gathered into one model call.")
+    batch_wait_ms: float = Field(
+        2.0, ge=0, le=1000,
+        description="How long the batcher waits for more requests before it runs a batch.")
+    queue_size: int = Field(
+        128, ge=1, description="Most requests waiting for the model; beyond it: 503.")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("threshold")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("the threshold must be a finite number")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * MB)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    return Settings()

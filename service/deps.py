@@ -1,0 +1,98 @@
+"""``Annotated`` dependency aliases: what a route needs, reached through ``app.state``.
+
+The lifespan in ``service.app`` puts the inspector and the batcher on ``app.state``; until it
+has, :data:`InspectorDep` and :data:`BatcherDep` answer 503.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, Query, Request, Security
+from fastapi.security import APIKeyHeader
+
+from .batcher import Batcher
+from .config import Settings
+from .errors import InvalidParameter, NotReady, Unauthorized
+from .metrics import Metrics
+
+if TYPE_CHECKING:
+    from models.inference import Inspector
+else:
+    Inspector = Any
+
+INCLUDES = ("mask", "heatmap", "overlay", "reconstruction")
+NOT_READY = "the model is not loaded yet: retry when /health/ready answers 200"
+
+api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, scheme_name="APIKey",
+    description="Needed on every /v1/* call when the server has KENSA_API_KEYS set.")
+
+
+def app_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def app_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+def loaded_inspector(request: Request) -> Inspector:
+    inspector = getattr(request.app.state, "inspector", None)
+    if inspector is None:
+        raise NotReady(NOT_READY)
+    return inspector
+
+
+def running_batcher(request: Request) -> Batcher:
+    batcher = getattr(request.app.state, "batcher", None)
+    if batcher is None or not batcher.started:
+        raise NotReady(NOT_READY)
+    return batcher
+
+
+def require_api_key(request: Request,
+                    key: Annotated[str | None, Security(api_key_header)] = None) -> None:
+    """Checks ``X-API-Key`` against KENSA_API_KEYS in constant time (open when unset)."""
+    keys = request.app.state.settings.api_keys
+    if not keys:
+        return
+    if not key:
+        raise Unauthorized("missing X-API-Key header: this server needs an API key on /v1/*; "
+                           "ask its operator for one")
+    # compare against every key so the time taken says nothing about which one was close
+    matches = [hmac.compare_digest(key.encode(), k.encode()) for k in keys]
+    if not any(matches):
+        raise Unauthorized("the X-API-Key header is not a valid key for this server")
+
+
+def parse_include(include: Annotated[str | None, Query(
+        description="Pictures to add to the answer, a comma list of "
+                    "`mask`, `heatmap`, `overlay`, `reconstruction` (default: none; each costs "
+                    "encoding time).", examples=["mask,heatmap"])] = None) -> frozenset[str]:
+    if not include:
+        return frozenset()
+    asked = {p.strip().lower() for p in include.split(",") if p.strip()}
+    unknown = sorted(asked - set(INCLUDES))
+    if unknown:
+        raise InvalidParameter(
+            f"query parameter 'include': unknown value(s) {', '.join(unknown)}; choose from "
+            f"{', '.join(INCLUDES)} (comma-separated)")
+    return frozenset(asked)
+
+
+def request_threshold(threshold: Annotated[float | None, Query(
+        allow_inf_nan=False,
+        description="Image threshold for this request, on the fused score (unitless): "
+                    "overrides KENSA_THRESHOLD and the bundle's calibrated default; the answer "
+                    "reports the one applied.", examples=[0.02])] = None) -> float | None:
+    return threshold
+
+
+SettingsDep = Annotated[Settings, Depends(app_settings)]
+MetricsDep = Annotated[Metrics, Depends(app_metrics)]
+InspectorDep = Annotated[Inspector, Depends(loaded_inspector)]
+BatcherDep = Annotated[Batcher, Depends(running_batcher)]
+IncludeDep = Annotated[frozenset[str], Depends(parse_include)]
+ThresholdDep = Annotated[float | None, Depends(request_threshold)]

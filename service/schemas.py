@@ -1,0 +1,181 @@
+"""Response bodies of the HTTP API (the contract of issue 3), documented for Swagger UI.
+
+Coordinates are pixels of the uploaded image, origin top-left, x to the right, y down.
+Scores are unitless; each is compared with the threshold next to it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Label = Literal["normal", "abnormal"]
+
+
+class ErrorBody(BaseModel):
+    """Every error answer."""
+
+    detail: str = Field(description="What is wrong and how to fix it.",
+                        examples=["the bytes are not a readable image (12 bytes, "
+                                  "UnidentifiedImageError): send a PNG, JPEG, BMP or TIFF "
+                                  "file (8- or 16-bit; gray, RGB or RGBA)"])
+
+
+class ReconstructionVerdict(BaseModel):
+    """The reconstruction model's own opinion."""
+
+    score: float = Field(description="Reconstruction anomaly score (unitless).",
+                         examples=[0.0123])
+    threshold: float = Field(description="The bundle's calibrated reconstruction threshold.",
+                             examples=[0.0150])
+    label: Label = Field(description="'abnormal' when score >= threshold.",
+                         examples=["normal"])
+
+
+class LatentVerdict(BaseModel):
+    """The VAE latent classifier's opinion."""
+
+    label: str = Field(description="'normal' or 'abnormal' by the latent distance.",
+                       examples=["normal"])
+    distance: float = Field(
+        description="Mahalanobis distance of the image's latent mean to the normal cluster "
+                    "(unitless).", examples=[3.2])
+    threshold: float = Field(description="The bundle's calibrated latent distance threshold.",
+                             examples=[6.5])
+    cluster: str = Field(
+        description="'good', or the defect type the classifier assigned when the bundle was "
+                    "trained with labels.", examples=["good"])
+    confidence: float = Field(description="How sure the classifier is, 0 to 1.",
+                              examples=[0.93])
+
+
+class Defect(BaseModel):
+    """One connected defect region."""
+
+    bbox: list[int] = Field(min_length=4, max_length=4,
+                            description="[x, y, w, h] in pixels of the uploaded image.",
+                            examples=[[112, 40, 18, 9]])
+    area: int = Field(description="Defect pixels in the region (pixels of the upload).",
+                      examples=[131])
+    score: float = Field(description="Highest pixel anomaly score in the region (unitless).",
+                         examples=[0.41])
+
+
+class InspectionResult(BaseModel):
+    """The verdict on one image. The picture fields appear only when asked with ``include``."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "0b7e4a0e-3f7c-4c4e-9a59-5c1b8f0d2a11", "model_version": "3f9a1c2b7d4e",
+        "label": "abnormal", "score": 0.0312, "threshold": 0.0205, "width": 640,
+        "height": 480, "elapsed_ms": 14.2,
+        "reconstruction": {"score": 0.0312, "threshold": 0.0205, "label": "abnormal"},
+        "latent": {"label": "normal", "distance": 4.1, "threshold": 6.5, "cluster": "good",
+                   "confidence": 0.8},
+        "defects": [{"bbox": [112, 40, 18, 9], "area": 131, "score": 0.41}]}]})
+
+    id: UUID = Field(description="Unique id of this inspection (uuid4); also in the log line.")
+    model_version: str = Field(description="Content-hash id of the bundle that judged.",
+                               examples=["3f9a1c2b7d4e"])
+    label: Label = Field(description="'abnormal' exactly when score >= threshold.",
+                         examples=["normal"])
+    score: float = Field(description="Fused image anomaly score (unitless; see the bundle's "
+                                     "fusion rule in /v1/model).", examples=[0.0123])
+    threshold: float = Field(
+        description="The image threshold applied to score: the request's `threshold`, else "
+                    "KENSA_THRESHOLD, else the bundle's calibrated one.", examples=[0.0205])
+    width: int = Field(description="Width of the uploaded image, pixels.", examples=[640])
+    height: int = Field(description="Height of the uploaded image, pixels.", examples=[480])
+    elapsed_ms: float = Field(
+        description="Server time for this image in milliseconds: decoding, waiting for and "
+                    "running the model, encoding the pictures.", examples=[14.2])
+    reconstruction: ReconstructionVerdict
+    latent: LatentVerdict
+    defects: list[Defect] = Field(description="Defect regions in the order the model reports "
+                                              "them; empty when none.")
+    mask: str | None = Field(
+        None, description="With include=mask: base64 PNG, 8-bit, 255 on defect pixels and 0 "
+                          "elsewhere, width x height of the upload.")
+    heatmap: str | None = Field(
+        None, description="With include=heatmap: base64 PNG, 16-bit grayscale, width x height "
+                          "of the upload; value = round(65535 * min(1, s / (2 t))) with s the "
+                          "pixel anomaly score and t the pixel threshold, so 32768 is the "
+                          "threshold and maps compare across images.")
+    overlay: str | None = Field(
+        None, description="With include=overlay: base64 JPEG of the upload with the heatmap "
+                          "in colour and defect contours in red.")
+    reconstruction_image: str | None = Field(
+        None, description="With include=reconstruction: base64 PNG of the model's cleaned "
+                          "image (the denoising view), size of the upload.")
+
+
+class BatchItemResult(InspectionResult):
+    """One image of a batch that was inspected."""
+
+    filename: str | None = Field(None, description="The uploaded file's name, if it had one.",
+                                 examples=["cam3-0001.png"])
+
+
+class BatchItemError(BaseModel):
+    """One image of a batch that could not be inspected; the others are unaffected."""
+
+    filename: str | None = Field(None, description="The uploaded file's name, if it had one.",
+                                 examples=["cam3-0002.png"])
+    status: int = Field(description="The HTTP status this file alone would have got "
+                                    "(400, 413 or 415).", examples=[400])
+    error: str = Field(description="What is wrong with this file and how to fix it.",
+                       examples=["the upload is empty (0 bytes): send the bytes of a PNG, "
+                                 "JPEG, BMP or TIFF file (8- or 16-bit; gray, RGB or RGBA)"])
+
+
+class BatchResponse(BaseModel):
+    """The verdicts on a batch, in upload order."""
+
+    results: list[BatchItemResult | BatchItemError] = Field(
+        description="One entry per uploaded file, in upload order: a result, or an `error`.")
+
+
+class Thresholds(BaseModel):
+    """The bundle's calibrated thresholds (unitless, each on its own score)."""
+
+    image: float = Field(description="On the fused image score.", examples=[0.0205])
+    pixel: float = Field(description="On pixel anomaly scores (mask, heatmap).",
+                         examples=[0.11])
+    reconstruction: float = Field(description="On the reconstruction score.",
+                                  examples=[0.0150])
+    latent: float = Field(description="On the latent distance.", examples=[6.5])
+
+
+class ModelInfo(BaseModel):
+    """The loaded bundle."""
+
+    name: str = Field(description="Bundle name.", examples=["screws"])
+    version: str = Field(description="Content-hash id of the bundle.",
+                         examples=["3f9a1c2b7d4e"])
+    created: str = Field(description="When the bundle was trained (ISO 8601).",
+                         examples=["2025-11-27T20:44:00+00:00"])
+    image_size: int = Field(description="Side of the square the model sees, pixels; uploads "
+                                        "of any size are resized to it and maps resized back.",
+                            examples=[128])
+    channels: int = Field(description="1 (gray) or 3 (RGB).", examples=[1])
+    thresholds: Thresholds
+    default_threshold: float = Field(
+        description="Image threshold applied when a request names none: KENSA_THRESHOLD if "
+                    "set, else thresholds.image.", examples=[0.0205])
+    fusion: dict[str, Any] = Field(
+        description="How the reconstruction and latent verdicts combine into the image "
+                    "score: `rule` and its parameters.",
+        examples=[{"rule": "weighted", "weight": 0.8}])
+    device: str = Field(description="Where inference runs: cpu or cuda.", examples=["cpu"])
+    metrics: dict[str, Any] = Field(
+        description="The bundle's evaluation metrics (AUROC, AUPRO, F1, ...); empty if it was "
+                    "not evaluated.", examples=[{"image_auroc": 0.98}])
+
+
+class Health(BaseModel):
+    """Liveness or readiness."""
+
+    status: Literal["alive", "ready"] = Field(examples=["ready"])
+    model_version: str | None = Field(None, description="The loaded bundle, when ready.",
+                                      examples=["3f9a1c2b7d4e"])
