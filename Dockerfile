@@ -42,7 +42,7 @@ COPY models /app/models
 COPY service /app/service
 RUN pip install --no-deps /app && rm -rf /tmp/kensa /app/build
 
-USER kensa
+USER 10001:10001
 
 EXPOSE 8000
 
