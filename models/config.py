@@ -24,6 +24,8 @@ class ModelConfig:
         vae_width: channels of the VAE's first conv stage.
         latent_dim: size of the VAE latent space.
         map_sigma: Gaussian smoothing of the anomaly map, in pixels at ``image_size``.
+        map_mode: ``segmentation`` (the head's probability), ``residual`` (input minus
+            reconstruction, normalised) or ``combined`` (their mean).
         min_region_area: defect regions smaller than this (at ``image_size``) are specks and are
             dropped from the mask.
     """
@@ -37,6 +39,7 @@ class ModelConfig:
     vae_width: int = 16
     latent_dim: int = 32
     map_sigma: float = 2.0
+    map_mode: str = "combined"
     min_region_area: int = 4
 
     @classmethod

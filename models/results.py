@@ -40,7 +40,8 @@ class LatentVerdict:
     """The VAE latent classifier's opinion of one image.
 
     ``distance`` is the Mahalanobis distance of the latent mean to the normal cluster;
-    ``cluster`` is ``"good"`` or the defect name that label spreading assigned (when labels
+    ``score`` is what ``threshold`` applies to (the distance itself without labels; with
+    labels, a mix of the spread defect probability and the distance); ``cluster`` is ``"good"`` or the defect name that label spreading assigned (when labels
     were given at training), ``confidence`` in ``[0, 1]`` how sure the classifier is of
     ``label``.
     """
@@ -50,6 +51,7 @@ class LatentVerdict:
     threshold: float
     cluster: str
     confidence: float
+    score: float
 
 
 @dataclass

@@ -1,0 +1,272 @@
+"""The one inference path: images in, verdicts, maps, masks and regions out.
+
+The server, ``kensa eval``, the trainer's calibration and the benchmarks all call
+:class:`Inspector`, so a score seen in one place is the score seen everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .autoencoder import DefectModel
+from .config import ModelConfig
+from .data import GOOD
+from .latent import ANOMALY, LatentClassifier
+from .results import ABNORMAL, NORMAL, LatentVerdict, ReconstructionVerdict, Region, Result
+from .ssim import ssim_map
+from .vae import VAE
+
+GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto`` takes CUDA when present, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda asked for, but torch sees no CUDA device")
+    return torch.device(device)
+
+
+def prepare(image: np.ndarray, size: int, channels: int) -> np.ndarray:
+    """One image ``(H, W, C)`` in ``[0, 1]`` -> ``(size, size, channels)`` for the model.
+
+    Resizing squashes the aspect ratio; maps are stretched back to the original size, so a
+    pixel of the answer always lies over the pixel it describes.
+    """
+    if image.shape[2] == 3 and channels == 1:
+        image = (image @ GRAY_WEIGHTS)[..., None]
+    elif image.shape[2] == 1 and channels == 3:
+        image = np.repeat(image, 3, axis=2)
+    h, w = image.shape[:2]
+    interp = cv2.INTER_AREA if (h > size and w > size) else cv2.INTER_LINEAR
+    out = cv2.resize(image, (size, size), interpolation=interp)
+    return out.reshape(size, size, channels)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Smooths ``(B, 1, H, W)`` maps with a separable Gaussian."""
+    if sigma <= 0:
+        return x
+    r = max(1, int(math.ceil(3 * sigma)))
+    t = torch.arange(-r, r + 1, dtype=torch.float32, device=x.device)
+    k = torch.exp(-(t**2) / (2 * sigma**2))
+    k = (k / k.sum()).to(x.dtype)
+    x = F.pad(x, (r, r, r, r), mode="reflect")
+    x = F.conv2d(x, k.view(1, 1, 1, -1))
+    return F.conv2d(x, k.view(1, 1, -1, 1))
+
+
+@dataclass
+class Calibration:
+    """Everything the trainer measured on held-out normals that scoring needs.
+
+    Attributes:
+        residual_scale: normal-pixel residual level; residual maps are divided by it.
+        reconstruction: image threshold on the reconstruction score.
+        latent: threshold on the latent score.
+        latent_distance: distance scale used by the semi-supervised latent score.
+        image: threshold on the fused score (the label's threshold).
+        pixel: threshold on the anomaly map (the mask's threshold).
+        fusion: ``reconstruction``, ``max`` or ``weighted``.
+        fusion_weight: weight of the reconstruction score under ``weighted``.
+    """
+
+    residual_scale: float = 1.0
+    reconstruction: float = 1.0
+    latent: float = 1.0
+    latent_distance: float = 1.0
+    image: float = 1.0
+    pixel: float = 0.5
+    fusion: str = "weighted"
+    fusion_weight: float = 0.8
+
+    def fuse(self, recon_score: np.ndarray, latent_score: np.ndarray) -> np.ndarray:
+        """Fused image score from both sub-scores, each first divided by its own threshold
+        (so 1.0 means "at its threshold" for either)."""
+        r = recon_score / self.reconstruction
+        lat = latent_score / self.latent
+        if self.fusion == "reconstruction":
+            return r
+        if self.fusion == "max":
+            return np.maximum(r, lat)
+        return self.fusion_weight * r + (1 - self.fusion_weight) * lat
+
+
+@dataclass
+class RawScores:
+    """What one forward pass gives, at model resolution.
+
+    Attributes:
+        maps: ``(B, S, S)`` smoothed anomaly maps (CPU float32).
+        recon_scores: ``(B,)`` reconstruction image scores (max of the map).
+        latent_mu: ``(B, D)`` VAE latent means.
+        recon: ``(B, S, S, C)`` reconstructions, or ``None``.
+    """
+
+    maps: np.ndarray
+    recon_scores: np.ndarray
+    latent_mu: np.ndarray
+    recon: np.ndarray | None = None
+
+
+class Inspector:
+    """Scores images with a trained reconstruction model, VAE and latent classifier.
+
+    Build with :meth:`load` (from a bundle) or directly from in-memory models (the trainer
+    does, to calibrate).
+    """
+
+    def __init__(self, cfg: ModelConfig, model: DefectModel, vae: VAE,
+                 latent: LatentClassifier, calibration: Calibration, device: str = "auto",
+                 info: dict | None = None, max_batch: int = 32):
+        self.cfg = cfg
+        self.torch_device = pick_device(device)
+        self.device = self.torch_device.type
+        self.model = model.to(self.torch_device).eval().to(memory_format=torch.channels_last)
+        self.vae = vae.to(self.torch_device).eval()
+        self.latent = latent
+        self.cal = calibration
+        self.info = info or {}
+        self.max_batch = max_batch
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> "Inspector":
+        """Loads a bundle directory written by ``kensa train`` (see :mod:`models.bundle`)."""
+        from .bundle import load_bundle
+
+        return load_bundle(path, device)
+
+    @property
+    def image_threshold(self) -> float:
+        return self.cal.image
+
+    # -- scoring at model resolution -------------------------------------------------------
+    def to_tensor(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """Images ``(H, W, C)`` -> ``(B, C, S, S)`` on the inspector's device."""
+        s, c = self.cfg.image_size, self.cfg.channels
+        batch = np.stack([prepare(im, s, c) for im in images])
+        x = torch.from_numpy(batch).permute(0, 3, 1, 2)
+        return x.to(self.torch_device, non_blocking=True).contiguous(
+            memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def raw_scores(self, x: torch.Tensor, with_reconstruction: bool = False) -> RawScores:
+        """Forward pass on prepared inputs ``(B, C, S, S)`` in chunks of ``max_batch``."""
+        out = [self._raw_chunk(x[i:i + self.max_batch], with_reconstruction)
+               for i in range(0, len(x), self.max_batch)]
+        recon = np.concatenate([o.recon for o in out]) if with_reconstruction else None
+        return RawScores(np.concatenate([o.maps for o in out]),
+                         np.concatenate([o.recon_scores for o in out]),
+                         np.concatenate([o.latent_mu for o in out]), recon)
+
+    def _raw_chunk(self, x: torch.Tensor, with_reconstruction: bool) -> RawScores:
+        cuda = self.torch_device.type == "cuda"
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            recon, logits = self.model(x)
+            v = self.cfg.vae_image_size
+            mu, _ = self.vae.encode(F.interpolate(x, size=(v, v), mode="area"))
+        recon, logits, mu = recon.float(), logits.float(), mu.float()
+        maps = gaussian_blur(self.anomaly_map(x, recon, logits), self.cfg.map_sigma)[:, 0]
+        rec = recon.permute(0, 2, 3, 1).cpu().numpy() if with_reconstruction else None
+        return RawScores(maps.cpu().numpy(), maps.flatten(1).amax(1).cpu().numpy(),
+                         mu.cpu().numpy(), rec)
+
+    def anomaly_map(self, x: torch.Tensor, recon: torch.Tensor,
+                    logits: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, S, S)``: the segmentation head's defect probability plus the normalised
+        reconstruction residual (SSIM and L1), so both a learned and a plain
+        input-minus-reconstruction measure vote on every pixel."""
+        seg = torch.sigmoid(logits)
+        if self.cfg.map_mode == "segmentation":
+            return seg
+        res = residual_map(x, recon) / self.cal.residual_scale
+        if self.cfg.map_mode == "residual":
+            return res
+        return 0.5 * (seg + res)
+
+    # -- full results ------------------------------------------------------------------------
+    def inspect(self, images: Sequence[np.ndarray], threshold: float | None = None,
+                with_reconstruction: bool = False) -> list[Result]:
+        """Inspects a batch of images of any sizes.
+
+        Args:
+            images: ``float32 (H, W, C)`` arrays in ``[0, 1]``, ``C`` 1 or 3.
+            threshold: overrides the image threshold on the fused score for this call.
+            with_reconstruction: also return the cleaned image at the input's size.
+        """
+        if not images:
+            return []
+        raw = self.raw_scores(self.to_tensor(images), with_reconstruction)
+        lat_score, lat_dist, clusters = self.latent.score(raw.latent_mu, self.cal.latent_distance)
+        fused = self.cal.fuse(raw.recon_scores, lat_score)
+        t = self.cal.image if threshold is None else float(threshold)
+        return [self._result(im, raw, i, float(fused[i]), t, float(lat_score[i]),
+                             float(lat_dist[i]), clusters[i])
+                for i, im in enumerate(images)]
+
+    def _result(self, image: np.ndarray, raw: RawScores, i: int, score: float, t: float,
+                lat_score: float, lat_dist: float, cluster: str) -> Result:
+        h, w = image.shape[:2]
+        amap = cv2.resize(raw.maps[i], (w, h), interpolation=cv2.INTER_LINEAR)
+        mask, regions = self.regions(amap)
+        rs = float(raw.recon_scores[i])
+        recon_v = ReconstructionVerdict(rs, self.cal.reconstruction,
+                                        ABNORMAL if rs >= self.cal.reconstruction else NORMAL)
+        rec_img = None
+        if raw.recon is not None:
+            rec_img = cv2.resize(raw.recon[i], (w, h), interpolation=cv2.INTER_LINEAR)
+            rec_img = rec_img.reshape(h, w, -1)
+        return Result(
+            label=ABNORMAL if score >= t else NORMAL, score=score, threshold=t,
+            pixel_threshold=self.cal.pixel, width=w, height=h, reconstruction=recon_v,
+            latent=self.latent_verdict(lat_score, lat_dist, cluster), anomaly_map=amap,
+            mask=mask, regions=regions, reconstruction_image=rec_img)
+
+    def latent_verdict(self, score: float, distance: float, cluster: str) -> LatentVerdict:
+        t = self.cal.latent
+        abnormal = score >= t
+        if not self.latent.semi_supervised:
+            cluster = ANOMALY if abnormal else GOOD
+        # confidence: how far the score sits from the threshold, in units of the threshold
+        margin = abs(score - t) / max(t, 1e-12)
+        confidence = float(1 - math.exp(-3 * margin)) * 0.5 + 0.5
+        return LatentVerdict(ABNORMAL if abnormal else NORMAL, distance, t, cluster, confidence,
+                             score)
+
+    def regions(self, amap: np.ndarray) -> tuple[np.ndarray, list[Region]]:
+        """Mask ``bool (H, W)`` and its regions; specks smaller than ``min_region_area`` (at
+        model resolution) are dropped."""
+        binary = (amap >= self.cal.pixel).astype(np.uint8)
+        if not binary.any():
+            return binary.astype(bool), []
+        h, w = amap.shape
+        min_area = self.cfg.min_region_area * (h * w) / self.cfg.image_size**2
+        n, lab, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+        keep = np.zeros(n, bool)
+        regions = []
+        for j in range(1, n):
+            x, y, bw, bh, area = (int(v) for v in stats[j])
+            if area < min_area:
+                continue
+            keep[j] = True
+            peak = float(amap[y:y + bh, x:x + bw][lab[y:y + bh, x:x + bw] == j].max())
+            regions.append(Region(x, y, bw, bh, area, peak))
+        regions.sort(key=lambda r: -r.score)
+        return keep[lab], regions
+
+
+def residual_map(x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+    """Input-minus-reconstruction, ``(B, 1, S, S)``: half structural (1 - SSIM), half L1,
+    averaged over channels."""
+    s = (1 - ssim_map(x, recon, size=7)).mean(1, keepdim=True)
+    l1 = (x - recon).abs().mean(1, keepdim=True)
+    return 0.5 * (s + l1)

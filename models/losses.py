@@ -1,0 +1,46 @@
+"""Training losses, as pure functions of tensors."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .ssim import ssim_map
+
+
+def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L1 + (1 - SSIM) between ``(B, C, H, W)`` images (Bergmann et al. 2019): SSIM keeps
+    edges and texture that a pixel loss alone blurs away."""
+    return F.l1_loss(recon, target) + (1 - ssim_map(recon, target)).mean()
+
+
+def l2_loss(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Plain mean squared error: the AE-L2 baseline's loss."""
+    return F.mse_loss(recon, target)
+
+
+def focal_loss(logits: torch.Tensor, mask: torch.Tensor, gamma: float = 2.0,
+               alpha: float = 0.75) -> torch.Tensor:
+    """Binary focal loss (Lin et al. 2017) for defect masks, whose pixels are rare.
+
+    Args:
+        logits: ``(B, 1, H, W)`` raw scores.
+        mask: ``(B, 1, H, W)`` in ``{0, 1}``.
+    """
+    p = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, mask, reduction="none")
+    p_t = p * mask + (1 - p) * (1 - mask)
+    a_t = alpha * mask + (1 - alpha) * (1 - mask)
+    return (a_t * (1 - p_t) ** gamma * ce).mean()
+
+
+def dice_loss(logits: torch.Tensor, mask: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """Soft Dice over the batch, ``(B, 1, H, W)`` inputs: rewards overlap, not pixel count."""
+    p = torch.sigmoid(logits)
+    inter = (p * mask).sum()
+    return 1 - (2 * inter + eps) / (p.sum() + mask.sum() + eps)
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)) averaged over the batch; ``mu, logvar`` are ``(B, D)``."""
+    return (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(1)).mean()

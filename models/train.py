@@ -1,0 +1,350 @@
+"""Training: fit the reconstruction model and the VAE on normal images, calibrate on held-out
+normals, evaluate on the test split if there is one, and write the bundle."""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .autoencoder import DefectModel
+from .bundle import save_bundle
+from .calibrate import f1_threshold, false_alarm_threshold, pixel_threshold
+from .config import FUSION_RULES, ModelConfig, TrainConfig
+from .data import GOOD, Dataset, Item, open_dataset, read_items, read_labels
+from .errors import DataError
+from .evaluate import evaluate
+from .inference import Calibration, Inspector, pick_device, prepare, residual_map
+from .latent import LatentClassifier
+from .losses import dice_loss, focal_loss, kl_divergence, reconstruction_loss
+from .synth import add_defect
+from .vae import VAE
+
+log = logging.getLogger(__name__)
+
+PRESETS: dict[str, dict] = {
+    # finishes in about 5 minutes on a 2-core CPU, for `make demo`
+    "demo": {"model": {}, "train": {"max_minutes": 4.0}},
+    # the default: a 15-minute budget, what the accuracy table in README.md uses
+    "default": {"model": {}, "train": {}},
+    # seconds: for tests and smoke checks
+    "tiny": {"model": {"image_size": 32, "width": 8, "depth": 3, "seg_width": 8,
+                       "vae_image_size": 32, "vae_width": 8, "latent_dim": 8},
+             "train": {"max_minutes": 0.2, "epochs": 30, "batch_size": 8}},
+}
+
+
+class Progress:
+    """A one-line progress bar on stderr: stage, epoch, loss, ETA."""
+
+    def __init__(self, enabled: bool = True, stream=None):
+        self.enabled = enabled
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.last = 0.0
+
+    def update(self, stage: str, step: int, total: int, epoch: int, loss: float,
+               started: float, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.enabled or (not force and now - self.last < (0.2 if self.tty else 10.0)):
+            return
+        self.last = now
+        frac = step / max(total, 1)
+        eta = (now - started) * (1 - frac) / max(frac, 1e-9)
+        bar = "#" * int(20 * frac)
+        line = (f"{stage:>4} [{bar:<20}] {100 * frac:5.1f}% epoch {epoch} step {step}/{total} "
+                f"loss {loss:.4f} ETA {int(eta) // 60}:{int(eta) % 60:02d}")
+        self.stream.write(("\r" + line) if self.tty else (line + "\n"))
+        if force and self.tty:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def choose_channels(images: list[np.ndarray]) -> int:
+    """3 when any training image has real colour, else 1 (gray saves a third of the work)."""
+    for im in images:
+        if im.shape[2] == 3 and not (np.allclose(im[..., 0], im[..., 1], atol=2 / 255)
+                                     and np.allclose(im[..., 1], im[..., 2], atol=2 / 255)):
+            return 3
+    return 1
+
+
+def split_holdout(n: int, cfg: TrainConfig, rng: np.random.Generator) -> tuple[np.ndarray,
+                                                                                  np.ndarray]:
+    """Indices (train, holdout): ``holdout_fraction`` of the images, at least ``min_holdout``,
+    and never more than half."""
+    k = max(cfg.min_holdout, int(round(cfg.holdout_fraction * n)))
+    k = min(k, n // 2)
+    if k < 1:
+        raise DataError(f"only {n} usable training image(s): at least 2 are needed, one to "
+                        "learn from and one to calibrate the thresholds on")
+    perm = rng.permutation(n)
+    return np.sort(perm[k:]), np.sort(perm[:k])
+
+
+def plan_steps(cfg: TrainConfig, n_images: int, budget_s: float, step_time: float) -> int:
+    """Total optimisation steps: ``epochs`` worth, cut to what fits the time budget."""
+    per_epoch = max(1, math.ceil(n_images / cfg.batch_size))
+    steps = cfg.epochs * per_epoch
+    if budget_s > 0 and step_time > 0:
+        steps = min(steps, max(1, int(budget_s / step_time)))
+    return steps
+
+
+def _cosine(step: int, total: int, base: float, warmup: int = 20) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return base * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(total, 1))))
+
+
+def _loop(name: str, step_fn: Callable[[int], float], cfg: TrainConfig, n_images: int,
+          budget_s: float, progress: Progress) -> dict:
+    """Runs ``step_fn(step) -> loss`` under the time budget with a cosine schedule set by the
+    caller through ``state['total']``. Returns the training curve."""
+    per_epoch = max(1, math.ceil(n_images / cfg.batch_size))
+    started = time.monotonic()
+    deadline = started + budget_s if budget_s > 0 else float("inf")
+    total = cfg.epochs * per_epoch
+    curve, losses, step = [], [], 0
+    while step < total and time.monotonic() < deadline:
+        losses.append(step_fn(step, total))
+        step += 1
+        if step == 3 and budget_s > 0:  # first steps include warm-up overheads; re-plan once
+            dt = (time.monotonic() - started) / 3
+            total = max(step, plan_steps(cfg, n_images, budget_s, dt * 1.05))
+        if step % per_epoch == 0 or step == total:
+            curve.append({"epoch": step / per_epoch, "step": step,
+                          "loss": float(np.mean(losses[-per_epoch:])),
+                          "seconds": round(time.monotonic() - started, 1)})
+        progress.update(name, step, total, step // per_epoch, losses[-1], started)
+    progress.update(name, step, total, step // per_epoch, losses[-1] if losses else 0.0,
+                    started, force=True)
+    return {"steps": step, "planned_steps": total, "seconds": time.monotonic() - started,
+            "curve": curve, "stopped_by_budget": step < total}
+
+
+def fit_defect_model(model: DefectModel, images: np.ndarray, cfg: TrainConfig,
+                     device: torch.device, budget_s: float, progress: Progress) -> dict:
+    """Denoising training: images ``(N, S, S, C)`` get synthetic defects; the autoencoder
+    returns the clean image (L1 + SSIM), the head finds the defect (focal + Dice)."""
+    rng = np.random.default_rng(cfg.seed + 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-5)
+    pool = list(images)
+    model.train()
+
+    def step(i: int, total: int) -> float:
+        idx = rng.integers(0, len(images), cfg.batch_size)
+        clean = images[idx]
+        noisy, masks = clean.copy(), np.zeros(clean.shape[:3], np.float32)
+        for j in range(len(idx)):
+            if rng.random() < cfg.anomaly_prob:
+                noisy[j], masks[j] = add_defect(rng, clean[j], pool)
+        x = _to_device(noisy, device)
+        target = _to_device(clean, device)
+        m = torch.from_numpy(masks)[:, None].to(device)
+        for g in opt.param_groups:
+            g["lr"] = _cosine(i, total, cfg.lr)
+        recon, logits = model(x)
+        loss = reconstruction_loss(recon, target) + focal_loss(logits, m) * 5 + dice_loss(logits, m)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        return float(loss.detach())
+
+    return _loop("AE", step, cfg, len(images), budget_s, progress)
+
+
+def fit_vae(vae: VAE, images: np.ndarray, cfg: TrainConfig, device: torch.device,
+            budget_s: float, progress: Progress) -> dict:
+    """VAE on normal images ``(N, V, V, C)``: per-pixel reconstruction + beta * KL."""
+    rng = np.random.default_rng(cfg.seed + 2)
+    opt = torch.optim.Adam(vae.parameters(), lr=cfg.lr)
+    vae.train()
+    pixels = float(np.prod(images.shape[1:]))
+
+    def step(i: int, total: int) -> float:
+        x = _to_device(images[rng.integers(0, len(images), cfg.batch_size)], device)
+        for g in opt.param_groups:
+            g["lr"] = _cosine(i, total, cfg.lr)
+        recon, mu, logvar = vae(x)
+        rec = F.mse_loss(recon, x, reduction="sum") / len(x)
+        loss = (rec + cfg.beta * kl_divergence(mu, logvar)) / pixels
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    return _loop("VAE", step, cfg, len(images), budget_s, progress)
+
+
+def _to_device(batch: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``(B, H, W, C)`` numpy -> ``(B, C, H, W)`` channels-last tensor."""
+    x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2)
+    return x.to(device).contiguous(memory_format=torch.channels_last)
+
+
+def _latent_means(vae: VAE, images: np.ndarray, device: torch.device) -> np.ndarray:
+    vae.eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(images), 64):
+            mu, _ = vae.encode(_to_device(images[i:i + 64], device))
+            out.append(mu.float().cpu().numpy())
+    return np.concatenate(out)
+
+
+def calibrate(insp: Inspector, holdout: np.ndarray, cfg: TrainConfig,
+              labeled: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    """Sets every threshold of ``insp.cal`` from held-out normal images ``(K, S, S, C)``.
+
+    Args:
+        labeled: optional (images ``(L, S, S, C)``, is_defect ``(L,)``) operator-labeled images;
+            with defects among them and ``threshold_rule == "f1"`` the image threshold is the
+            F1-optimal one.
+    """
+    x = _to_device(holdout, insp.torch_device)
+    with torch.inference_mode():
+        recon, _ = insp.model(x)
+        res = residual_map(x, recon.float())
+    insp.cal.residual_scale = max(float(torch.quantile(res.flatten()[::7], 0.999)), 1e-6)
+    raw = insp.raw_scores(x)
+    insp.cal.reconstruction = false_alarm_threshold(raw.recon_scores, cfg.false_alarm_rate)
+    insp.cal.pixel = pixel_threshold(raw.maps, cfg.pixel_false_alarm_rate)
+    dist = insp.latent.distance(raw.latent_mu)
+    insp.cal.latent_distance = false_alarm_threshold(dist, cfg.false_alarm_rate)
+    lat, _, _ = insp.latent.score(raw.latent_mu, insp.cal.latent_distance)
+    insp.cal.latent = false_alarm_threshold(lat, cfg.false_alarm_rate)
+    fused = insp.cal.fuse(raw.recon_scores, lat)
+    insp.cal.image = false_alarm_threshold(fused, cfg.false_alarm_rate)
+    rule = f"false-alarm budget {cfg.false_alarm_rate:g} on {len(holdout)} held-out normals"
+    if labeled is not None and cfg.extra.get("threshold_rule") == "f1":
+        imgs, is_defect = labeled
+        if is_defect.any() and (~is_defect).any():
+            lraw = insp.raw_scores(_to_device(imgs, insp.torch_device))
+            lscore, _, _ = insp.latent.score(lraw.latent_mu, insp.cal.latent_distance)
+            lf = insp.cal.fuse(lraw.recon_scores, lscore)
+            insp.cal.image = f1_threshold(np.concatenate([is_defect, np.zeros(len(fused))]),
+                                          np.concatenate([lf, fused]))
+            rule = f"F1-optimal on {len(imgs)} labeled + {len(holdout)} held-out images"
+    return {"rule": rule, "holdout_images": len(holdout),
+            "holdout_fused_scores": [round(float(s), 5) for s in fused],
+            "holdout_false_alarms": int((fused >= insp.cal.image).sum())}
+
+
+def match_labels(labels: dict[str, str], ds: Dataset) -> list[tuple[Item, str]]:
+    """Pairs label rows with dataset files, by full path, path relative to the dataset root,
+    or file name (when unique)."""
+    every = ds.train + ds.test
+    by_full = {str(it.path.resolve()): it for it in every}
+    by_rel = {str(it.path.relative_to(ds.root)): it for it in every}
+    names: dict[str, list[Item]] = {}
+    for it in every:
+        names.setdefault(it.path.name, []).append(it)
+    out, missing = [], []
+    for key, lab in labels.items():
+        it = by_rel.get(key) or by_full.get(str(Path(key).resolve()))
+        if it is None and len(names.get(Path(key).name, [])) == 1:
+            it = names[Path(key).name][0]
+        if it is None and Path(key).is_file():
+            it = Item(Path(key), lab)
+        if it is None:
+            missing.append(key)
+        else:
+            out.append((it, lab))
+    if missing:
+        log.warning("%d labeled path(s) not found, ignored: %s", len(missing), missing[:5])
+    return out
+
+
+def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = None,
+          train_cfg: TrainConfig | None = None, labels: str | Path | None = None,
+          device: str = "auto", progress: bool = True, name: str | None = None) -> dict:
+    """Trains, calibrates, evaluates and writes a bundle. Returns the bundle's metrics.
+
+    Raises:
+        DataError: no usable training image, or a bad labels file.
+    """
+    mcfg, tcfg = model_cfg or ModelConfig(), train_cfg or TrainConfig()
+    if tcfg.fusion not in FUSION_RULES:
+        raise DataError(f"unknown fusion rule {tcfg.fusion!r}: use one of {FUSION_RULES}")
+    torch.manual_seed(tcfg.seed)
+    rng = np.random.default_rng(tcfg.seed)
+    dev = pick_device(device)
+    bar = Progress(progress)
+    t0 = time.monotonic()
+    ds = open_dataset(data)
+    label_rows = match_labels(read_labels(labels), ds) if labels else []
+    raw, kept, skipped = read_items(ds.train)
+    if not raw:
+        raise DataError(f"none of the {len(ds.train)} training file(s) in {ds.root} decodes as "
+                        "an image: use PNG, JPEG, BMP or TIFF files")
+    mcfg = replace(mcfg, channels=choose_channels(raw))
+    images = np.stack([prepare(im, mcfg.image_size, mcfg.channels) for im in raw])
+    del raw
+    fit_idx, hold_idx = split_holdout(len(images), tcfg, rng)
+    model, vae = DefectModel(mcfg).to(dev).to(memory_format=torch.channels_last), VAE(mcfg).to(dev)
+    budget = tcfg.max_minutes * 60
+    ae_hist = fit_defect_model(model, images[fit_idx], tcfg, dev, budget * (1 - tcfg.vae_share),
+                               bar)
+    small = np.stack([prepare(im, mcfg.vae_image_size, mcfg.channels) for im in images])
+    vae_budget = max(0.0, budget - (time.monotonic() - t0)) if budget > 0 else 0.0
+    vae_hist = fit_vae(vae, small[fit_idx], tcfg, dev, vae_budget, bar)
+    latent = LatentClassifier.fit(_latent_means(vae, small[fit_idx], dev))
+    cal = Calibration(fusion=tcfg.fusion, fusion_weight=tcfg.fusion_weight)
+    insp = Inspector(mcfg, model, vae, latent, cal, device=dev.type)
+    labeled_imgs = _labeled_images(label_rows, mcfg)
+    if label_rows:
+        _spread_labels(insp, images[fit_idx], label_rows, labeled_imgs, ds, mcfg)
+    calib = calibrate(insp, images[hold_idx], tcfg,
+                      labeled=(labeled_imgs, np.array([lab != GOOD for _, lab in label_rows]))
+                      if label_rows else None)
+    train_s = time.monotonic() - t0
+    labeled_paths = {str(it.path) for it, _ in label_rows}
+    report = evaluate(insp, [it for it in ds.test if str(it.path) not in labeled_paths]) \
+        if ds.test else {}
+    summary = ds.summary() | {"used_train_images": len(fit_idx), "holdout_images": len(hold_idx),
+                              "skipped_files": skipped, "skipped": len(skipped),
+                              "labeled_images": len(label_rows)}
+    meta = {"name": name or Path(out).name, "train_config": tcfg.to_dict(), "seed": tcfg.seed,
+            "threshold_rule": calib["rule"], "data": summary, "device": dev.type,
+            "training_seconds": round(train_s, 1)}
+    metrics = {"training": {"autoencoder": ae_hist, "vae": vae_hist, "seconds": train_s},
+               "calibration": calib, "evaluation": report}
+    save_bundle(out, insp, meta, metrics)
+    return metrics
+
+
+def _labeled_images(rows: list[tuple[Item, str]], mcfg: ModelConfig) -> np.ndarray:
+    if not rows:
+        return np.zeros((0, mcfg.image_size, mcfg.image_size, mcfg.channels), np.float32)
+    imgs, kept, skipped = read_items([it for it, _ in rows])
+    if skipped:
+        raise DataError(f"labeled file(s) do not decode as images: {skipped[:5]}")
+    return np.stack([prepare(im, mcfg.image_size, mcfg.channels) for im in imgs])
+
+
+def _spread_labels(insp: Inspector, train_imgs: np.ndarray, rows: list[tuple[Item, str]],
+                   labeled_imgs: np.ndarray, ds: Dataset, mcfg: ModelConfig) -> None:
+    """Graph of latent points: training normals (known good), operator-labeled images, and
+    the dataset's unlabeled test images (production images nobody labeled)."""
+    labeled_paths = {str(it.path) for it, _ in rows}
+    unlabeled, _, _ = read_items([it for it in ds.test if str(it.path) not in labeled_paths])
+    groups = [(train_imgs, GOOD), (labeled_imgs, None)]
+    if unlabeled:
+        groups.append((np.stack([prepare(im, mcfg.image_size, mcfg.channels)
+                                 for im in unlabeled]), None))
+    mus, names = [], []
+    for imgs, lab in groups:
+        mus.append(insp.raw_scores(_to_device(imgs, insp.torch_device)).latent_mu)
+        names += [lab] * len(imgs)
+    names[len(train_imgs):len(train_imgs) + len(rows)] = [lab for _, lab in rows]
+    insp.latent.spread(np.concatenate(mus), names)
