@@ -83,12 +83,9 @@ $(DEPLOY_STAMP): $(STAMP)
 	fi
 	@touch $@
 
+# make-demo-data reuses a complete folder; the bundle is trained only when missing.
 demo: install
-	@if [ -d "$(DEMO_DATA)/train/good" ]; then \
-		echo "reusing demo data in $(DEMO_DATA)"; \
-	else \
-		$(KENSA) make-demo-data "$(DEMO_DATA)"; \
-	fi
+	$(KENSA) make-demo-data "$(DEMO_DATA)"
 	@if [ -f "$(DEMO_BUNDLE)/bundle.json" ]; then \
 		echo "reusing demo bundle in $(DEMO_BUNDLE)"; \
 	else \

@@ -70,7 +70,7 @@ _ComposeLoader.add_constructor("!override", _tagged)
 
 
 def load_compose(path: Path = COMPOSE) -> dict:
-    return yaml.load(path.read_text(), Loader=_ComposeLoader)  # noqa: S506 (SafeLoader subclass)
+    return yaml.load(path.read_text(), Loader=_ComposeLoader)
 
 
 def interpolate(value, env: dict[str, str] | None = None):
@@ -175,7 +175,7 @@ def cli_help(*args: str) -> str:
         pytest.skip("service/cli.py is not written yet")
     proc = subprocess.run(
         [sys.executable, "-c", "from service.cli import main; main()", *args, "--help"],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        check=False, capture_output=True, text=True, timeout=120, cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
@@ -289,7 +289,7 @@ def _dockerfile_probe() -> list[str]:
 class _Stub(http.server.BaseHTTPRequestHandler):
     ready = True
 
-    def do_GET(self):  # noqa: N802 (http.server's name)
+    def do_GET(self):
         status = 200 if self.path == HEALTH_PATH and _Stub.ready else 503
         if self.path != HEALTH_PATH:
             status = 404
@@ -320,7 +320,8 @@ def test_healthcheck_probe_passes_only_when_ready(health_stub, ready, healthy):
     argv = _dockerfile_probe()
     assert argv[0] == "python"
     env = {**os.environ, "KENSA_PORT": str(health_stub.server_address[1])}
-    proc = subprocess.run([sys.executable, *argv[1:]], env=env, capture_output=True, timeout=30)
+    proc = subprocess.run([sys.executable, *argv[1:]], check=False, env=env,
+                          capture_output=True, timeout=30)
     assert (proc.returncode == 0) is healthy, proc.stderr
 
 
@@ -473,8 +474,8 @@ def test_make_demo_and_test_are_well_formed():
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     for target in ["demo", "test", "install", "deploy-tools", "clean"]:
-        proc = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True,
-                              text=True, timeout=60)
+        proc = subprocess.run(["make", "-n", target], check=False, cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, f"make -n {target}: {proc.stderr}"
 
 
@@ -497,7 +498,7 @@ def _compose_client() -> list[str] | None:
         if binary.is_file() and os.access(binary, os.X_OK):
             return [str(binary)]
     if shutil.which("docker"):
-        probe = subprocess.run(["docker", "compose", "version"], capture_output=True)
+        probe = subprocess.run(["docker", "compose", "version"], check=False, capture_output=True)
         if probe.returncode == 0:
             return ["docker", "compose"]
     standalone = shutil.which("docker-compose")
@@ -515,8 +516,8 @@ def _compose_config(files: list[Path], env: dict[str, str], tmp_path: Path) -> d
     argv = [*client, "--env-file", str(env_file)]
     for f in files:
         argv += ["-f", str(f)]
-    proc = subprocess.run([*argv, "config", "--format", "json"], cwd=ROOT, env=clean,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([*argv, "config", "--format", "json"], check=False, cwd=ROOT,
+                          env=clean, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -556,8 +557,8 @@ def test_hadolint_accepts_the_dockerfile():
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     found = [hadolint] if os.access(hadolint, os.X_OK) else None
     argv = _tool_or_skip(found, "hadolint")
-    proc = subprocess.run([*argv, "--no-color", str(DOCKERFILE)], capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run([*argv, "--no-color", str(DOCKERFILE)], check=False,
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -569,13 +570,13 @@ def test_readme_quick_start_is_the_two_make_commands():
     block = text.split("## Quick start", 1)[1].split("```", 2)[1]
     commands = [line.split("#")[0].strip() for line in block.strip().splitlines()]
     assert commands == ["make demo", "make test"]
-    targets = re.findall(r"^([\w-]+):", MAKEFILE.read_text(), flags=re.M)
+    targets = re.findall(r"^([\w-]+):", MAKEFILE.read_text(), flags=re.MULTILINE)
     assert {"demo", "test"} <= set(targets)
 
 
 def test_readme_lists_every_setting_with_its_default():
     text = (ROOT / "README.md").read_text()
-    rows = dict(re.findall(r"^\| `(KENSA_\w+)` \| ([^|]+) \|", text, flags=re.M))
+    rows = dict(re.findall(r"^\| `(KENSA_\w+)` \| ([^|]+) \|", text, flags=re.MULTILINE))
     for var, default in settings_env_names(settings_class()).items():
         assert var in rows, f"README's environment table lacks {var}"
         shown = rows[var].strip().strip("`")
