@@ -1,0 +1,177 @@
+"""``kensa``: make demo data, train, evaluate, serve and benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from models.errors import KensaError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="kensa",
+        description="Kensa: visual anomaly inspection that learns from defect-free parts.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("make-demo-data", help="render the demo part dataset (MVTec AD layout)")
+    d.add_argument("out", type=Path, help="folder to write (reused if already complete)")
+    d.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+    t = sub.add_parser("train", help="train a bundle on normal images")
+    t.add_argument("--data", type=Path, required=True,
+                   help="MVTec AD layout folder (DIR/train/good, optional DIR/test) or a plain "
+                        "folder of normal images")
+    t.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+    t.add_argument("--preset", choices=("default", "demo", "tiny"), default="default",
+                   help="starting settings: default (15-minute budget), demo (about 5 minutes "
+                        "in all on a 2-core CPU), tiny (seconds; smoke tests)")
+    t.add_argument("--epochs", type=int, help="upper bound on passes over the images")
+    t.add_argument("--max-minutes", type=float,
+                   help="training time budget in minutes (0 = no budget); training stops "
+                        "cleanly, then calibrates and writes the bundle")
+    t.add_argument("--image-size", type=int, help="side of the square the model sees")
+    t.add_argument("--batch-size", type=int, help="images per training step")
+    t.add_argument("--seed", type=int, help="random seed (CPU training is deterministic for a "
+                                            "seed when the time budget does not bind)")
+    t.add_argument("--device", choices=DEVICES, default="auto", help="default auto")
+    t.add_argument("--labels", type=Path,
+                   help="CSV of operator labels, rows 'path,label' (label 'good' or a defect "
+                        "name): sharpens the latent classifier by label spreading")
+    t.add_argument("--false-alarm-rate", type=float,
+                   help="share of normal images allowed over the image threshold (default 0.01)")
+    t.add_argument("--threshold-rule", choices=("false-alarm", "f1"), default="false-alarm",
+                   help="f1: with --labels that include defects, use the F1-optimal threshold")
+    t.add_argument("--fusion", choices=("reconstruction", "max", "weighted"),
+                   help="how the reconstruction and latent scores combine (default weighted)")
+    t.add_argument("--fusion-weight", type=float,
+                   help="weight of the reconstruction score under 'weighted' (default 0.8)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("eval", help="evaluate a bundle on a dataset's test split")
+    e.add_argument("--model", type=Path, required=True, help="bundle directory")
+    e.add_argument("--data", type=Path, required=True, help="MVTec AD layout folder with test/")
+    e.add_argument("--json", type=Path, help="also write the report as JSON here")
+    e.add_argument("--device", choices=DEVICES, default="auto", help="default auto")
+
+    s = sub.add_parser("serve", help="serve a bundle over HTTP (Swagger UI at /docs)")
+    s.add_argument("--model", help="bundle directory (env KENSA_MODEL)")
+    s.add_argument("--host", help="bind address (env KENSA_HOST, default 127.0.0.1)")
+    s.add_argument("--port", type=int, help="port (env KENSA_PORT, default 8000)")
+    s.add_argument("--device", choices=DEVICES, help="env KENSA_DEVICE, default auto")
+
+    b = sub.add_parser("bench", help="accuracy and speed benchmarks (prints tables, writes JSON)")
+    b.add_argument("--data", type=Path, action="append", default=[],
+                   help="dataset for the accuracy half (repeatable); none = speed only")
+    b.add_argument("--max-minutes", type=float, default=15.0,
+                   help="training budget per model for the accuracy half (default 15)")
+    b.add_argument("--sizes", default="256,512", help="image sides for the speed half")
+    b.add_argument("--skip-speed", action="store_true", help="accuracy half only")
+    b.add_argument("--skip-http", action="store_true", help="no end-to-end HTTP runs")
+    b.add_argument("--seconds", type=float, default=5.0, help="time per speed measurement")
+    b.add_argument("--device", choices=DEVICES, default="auto", help="default auto")
+    b.add_argument("--json", type=Path, default=Path("benchmarks/results/latest.json"),
+                   help="where to write the results")
+    return p
+
+
+def cmd_make_demo_data(a: argparse.Namespace) -> int:
+    from models.synth_demo import make_demo_dataset
+
+    summary = make_demo_dataset(a.out, seed=a.seed)
+    state = "reused" if summary.get("reused") else "wrote"
+    print(f"{state} demo dataset in {a.out}: {json.dumps(summary['counts'])}")
+    return 0
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from models.config import ModelConfig, TrainConfig
+    from models.evaluate import format_table
+    from models.train import PRESETS, train
+
+    preset = PRESETS[a.preset]
+    mkw = dict(preset["model"])
+    tkw = dict(preset["train"])
+    if a.image_size is not None:
+        mkw["image_size"] = a.image_size
+    for opt, key in (("epochs", "epochs"), ("max_minutes", "max_minutes"),
+                     ("batch_size", "batch_size"), ("seed", "seed"),
+                     ("false_alarm_rate", "false_alarm_rate"), ("fusion", "fusion"),
+                     ("fusion_weight", "fusion_weight")):
+        if getattr(a, opt) is not None:
+            tkw[key] = getattr(a, opt)
+    tkw["extra"] = {"threshold_rule": "f1" if a.threshold_rule == "f1" else "false-alarm",
+                    "preset": a.preset}
+    _check_fields(ModelConfig, mkw)
+    metrics = train(a.data, a.out, ModelConfig(**mkw), TrainConfig(**tkw), labels=a.labels,
+                    device=a.device, progress=not a.quiet)
+    print(f"wrote bundle {a.out} (calibration: {metrics['calibration']['rule']})")
+    if metrics["evaluation"]:
+        print(format_table(metrics["evaluation"]))
+    return 0
+
+
+def _check_fields(cls, kw: dict) -> None:
+    names = {f.name for f in fields(cls)}
+    bad = set(kw) - names
+    if bad:
+        raise KensaError(f"unknown {cls.__name__} fields {sorted(bad)}")
+
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    from models.data import open_dataset
+    from models.evaluate import evaluate, format_table
+    from models.inference import Inspector
+
+    insp = Inspector.load(a.model, a.device)
+    ds = open_dataset(a.data)
+    if not ds.test:
+        raise KensaError(f"{a.data} has no test split: evaluation needs DIR/test/<type>/ images "
+                         "(and DIR/ground_truth/<type>/<stem>_mask.png for pixel metrics)")
+    report = evaluate(insp, ds.test)
+    print(f"model {a.model} (version {insp.info.get('version')}) on {a.data}")
+    print(format_table(report))
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps(report, indent=2, sort_keys=True))
+        print(f"wrote {a.json}")
+    return 0
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    from service.app import run
+
+    run(model=a.model, host=a.host, port=a.port, device=a.device)
+    return 0
+
+
+def cmd_bench(a: argparse.Namespace) -> int:
+    from service.bench import run_bench
+
+    return run_bench(a)
+
+
+COMMANDS = {"make-demo-data": cmd_make_demo_data, "train": cmd_train, "eval": cmd_eval,
+            "serve": cmd_serve, "bench": cmd_bench}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except KensaError as exc:
+        print(f"kensa {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
