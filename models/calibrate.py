@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from statistics import NormalDist
-
 import numpy as np
+from scipy.stats import t as student_t
 
 
 def false_alarm_threshold(normal_scores: np.ndarray, rate: float) -> float:
@@ -12,8 +11,9 @@ def false_alarm_threshold(normal_scores: np.ndarray, rate: float) -> float:
 
     With a few dozen held-out images the empirical quantile at 99 % is just the largest score,
     which under-estimates the tail; so the threshold is the larger of the empirical quantile
-    and the quantile of a normal distribution fitted to the log scores (scores here are
-    positive and right-skewed). Always strictly above the median normal score, so it can never
+    and a Student-t prediction bound for one new image under a normal distribution fitted to
+    the log scores (scores here are positive and right-skewed; the t factor and the
+    ``sqrt(1 + 1/n)`` term pay for estimating mean and spread from few images). Always strictly above the median normal score, so it can never
     flag every normal image.
 
     Args:
@@ -24,12 +24,13 @@ def false_alarm_threshold(normal_scores: np.ndarray, rate: float) -> float:
     if s.size == 0:
         raise ValueError("no normal scores to calibrate on")
     empirical = float(np.quantile(s, 1 - rate))
-    z = NormalDist().inv_cdf(1 - rate)
-    if s.min() > 0 and s.size > 2:
+    n = s.size
+    z = float(student_t.ppf(1 - rate, n - 1)) * np.sqrt(1 + 1 / n) if n > 2 else 0.0
+    if s.min() > 0 and n > 2:
         logs = np.log(s)
         parametric = float(np.exp(logs.mean() + z * logs.std(ddof=1)))
     else:
-        parametric = float(s.mean() + z * s.std(ddof=1)) if s.size > 2 else empirical
+        parametric = float(s.mean() + z * s.std(ddof=1)) if n > 2 else empirical
     t = max(empirical, parametric)
     if t <= float(np.median(s)):  # all scores equal: nudge so normal images pass
         t = float(np.median(s)) + 1e-6 * max(1.0, abs(float(np.median(s))))

@@ -1,0 +1,52 @@
+"""Threshold calibration from held-out normals and from labels."""
+
+import numpy as np
+import pytest
+
+from models.calibrate import f1_threshold, false_alarm_threshold, pixel_threshold
+
+
+def test_false_alarm_threshold_keeps_false_alarms_near_the_budget():
+    # averaged over many small hold-out sets, the rate on fresh normals stays near 1 %
+    rng = np.random.default_rng(0)
+    fresh = rng.lognormal(0, 0.3, 20000)
+    rates = []
+    for _ in range(50):
+        held_out = rng.lognormal(0, 0.3, 25)
+        t = false_alarm_threshold(held_out, 0.01)
+        assert (held_out >= t).mean() <= 0.04  # at most one of 25
+        rates.append((fresh >= t).mean())
+    assert np.mean(rates) <= 0.02
+
+
+def test_false_alarm_threshold_extrapolates_beyond_the_largest_of_few_scores():
+    scores = np.array([1.0, 1.1, 1.2, 1.05, 0.95, 1.15])
+    assert false_alarm_threshold(scores, 0.01) > scores.max()
+
+
+def test_false_alarm_threshold_never_flags_every_normal_image():
+    t = false_alarm_threshold(np.full(10, 0.3), 0.01)
+    assert t > 0.3
+
+
+def test_false_alarm_threshold_needs_scores():
+    with pytest.raises(ValueError):
+        false_alarm_threshold(np.array([]), 0.01)
+
+
+def test_pixel_threshold_is_the_quantile():
+    p = np.arange(1000, dtype=float)
+    assert pixel_threshold(p, 0.01) == pytest.approx(np.quantile(p, 0.99))
+
+
+def test_f1_threshold_separates_clean_classes():
+    labels = np.array([0, 0, 0, 1, 1])
+    scores = np.array([0.1, 0.2, 0.3, 0.8, 0.9])
+    assert f1_threshold(labels, scores) == 0.8
+
+
+def test_f1_threshold_trades_off_overlap():
+    # flagging >= 0.4 catches 3/3 defects with 1 false alarm: F1 = 6/7, the best on offer
+    labels = np.array([0, 0, 1, 0, 1, 1])
+    scores = np.array([0.1, 0.2, 0.4, 0.5, 0.6, 0.7])
+    assert f1_threshold(labels, scores) == 0.4

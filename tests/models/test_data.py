@@ -1,0 +1,122 @@
+"""The one image reader, on odd files; dataset layouts; labels files."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from models.data import decode_image, open_dataset, read_items, read_labels, Item
+from models.errors import DataError, ImageError, ImageTooLargeError
+
+
+def encode(arr: np.ndarray, fmt: str = "PNG", mode: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr, mode=mode).save(buf, format=fmt) if mode else \
+        Image.fromarray(arr).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def test_gray_8bit_png():
+    arr = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
+    img = decode_image(encode(arr))
+    assert img.shape == (8, 8, 1) and img.dtype == np.float32
+    assert img[0, 1, 0] == pytest.approx(4 / 255)
+
+
+def test_16bit_png_keeps_its_depth():
+    arr = np.full((5, 7), 40000, dtype=np.uint16)
+    img = decode_image(encode(arr))
+    assert img.shape == (5, 7, 1)
+    assert img[0, 0, 0] == pytest.approx(40000 / 65535, abs=1e-6)
+
+
+def test_rgba_drops_alpha_and_keeps_colour():
+    arr = np.zeros((4, 4, 4), np.uint8)
+    arr[..., 0] = 255
+    arr[..., 3] = 10
+    img = decode_image(encode(arr))
+    assert img.shape == (4, 4, 3)
+    assert img[0, 0].tolist() == [1.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "BMP", "TIFF"])
+def test_other_formats(fmt):
+    arr = np.full((9, 11, 3), 128, np.uint8)
+    img = decode_image(encode(arr, fmt))
+    assert img.shape == (9, 11, 3)
+    assert abs(float(img.mean()) - 128 / 255) < 0.02
+
+
+def test_one_pixel_image():
+    assert decode_image(encode(np.array([[200]], np.uint8))).shape == (1, 1, 1)
+
+
+def test_truncated_file_is_an_image_error():
+    data = encode(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8),
+                  "JPEG")
+    with pytest.raises(ImageError, match="truncated or corrupt"):
+        decode_image(data[: len(data) // 2])
+
+
+def test_non_image_bytes():
+    with pytest.raises(ImageError, match="not a readable image"):
+        decode_image(b"hello, this is text")
+
+
+def test_empty_bytes():
+    with pytest.raises(ImageError, match="empty"):
+        decode_image(b"")
+
+
+def test_pixel_limit_refuses_before_decoding():
+    data = encode(np.zeros((100, 100), np.uint8))
+    with pytest.raises(ImageTooLargeError, match="10,000 pixels, over the limit of 9,999"):
+        decode_image(data, max_pixels=9999)
+
+
+def test_folder_without_images_names_folder_and_formats(tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(DataError) as err:
+        open_dataset(tmp_path)
+    assert str(tmp_path) in str(err.value) and "PNG, JPEG, BMP or TIFF" in str(err.value)
+
+
+def test_plain_folder_is_all_training_data(tmp_path):
+    for i in range(3):
+        (tmp_path / f"{i}.png").write_bytes(encode(np.zeros((4, 4), np.uint8)))
+    ds = open_dataset(tmp_path)
+    assert ds.layout == "folder" and len(ds.train) == 3 and ds.test == []
+
+
+def test_mvtec_layout_pairs_masks(tmp_path):
+    img = encode(np.zeros((4, 4), np.uint8))
+    for sub in ("train/good", "test/good", "test/crack", "ground_truth/crack"):
+        (tmp_path / sub).mkdir(parents=True)
+    (tmp_path / "train/good/a.png").write_bytes(img)
+    (tmp_path / "test/good/b.png").write_bytes(img)
+    (tmp_path / "test/crack/c.jpg").write_bytes(img)
+    (tmp_path / "ground_truth/crack/c_mask.png").write_bytes(img)
+    ds = open_dataset(tmp_path)
+    crack = [it for it in ds.test if it.defect == "crack"][0]
+    assert crack.mask_path == tmp_path / "ground_truth/crack/c_mask.png"
+    assert ds.summary()["test_by_type"] == {"crack": 1, "good": 1}
+
+
+def test_undecodable_file_is_skipped_and_counted(tmp_path, caplog):
+    good = tmp_path / "a.png"
+    good.write_bytes(encode(np.zeros((4, 4), np.uint8)))
+    bad = tmp_path / "b.png"
+    bad.write_bytes(b"not a png")
+    images, kept, skipped = read_items([Item(good), Item(bad)])
+    assert len(images) == 1 and skipped == [str(bad)]
+    assert "skipping" in caplog.text and str(bad) in caplog.text
+
+
+def test_labels_file(tmp_path):
+    f = tmp_path / "labels.csv"
+    f.write_text("path,label\ntest/crack/c.jpg,crack\nx.png,good\n")
+    assert read_labels(f) == {"test/crack/c.jpg": "crack", "x.png": "good"}
+    f.write_text("only-one-column\n")
+    with pytest.raises(DataError, match="line 1"):
+        read_labels(f)
