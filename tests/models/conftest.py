@@ -1,0 +1,64 @@
+"""Small generated data and one tiny bundle for the core's tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from models.config import ModelConfig, TrainConfig
+from models.train import train
+
+SIZE = 64
+
+
+def texture(rng: np.random.Generator, size: int = SIZE) -> np.ndarray:
+    """A brushed-metal-like normal image: a soft gradient plus fine horizontal grain, uint8."""
+    y, x = np.mgrid[0:size, 0:size] / size
+    angle = rng.uniform(0, 2 * np.pi)
+    base = 0.5 + 0.15 * (np.cos(angle) * x + np.sin(angle) * y)
+    grain = cv2.resize(rng.normal(0, 0.04, (size, 8)), (size, size))
+    img = np.clip(base + grain + rng.normal(0, 0.01, (size, size)), 0, 1)
+    return (img * 255).astype(np.uint8)
+
+
+def plant_defect(img: np.ndarray, center: tuple[int, int], radius: int) -> tuple[np.ndarray,
+                                                                                 np.ndarray]:
+    """A dark pit; returns (image, bool mask)."""
+    out = img.copy()
+    mask = np.zeros(img.shape[:2], np.uint8)
+    cv2.circle(mask, center, radius, 1, -1)
+    out[mask > 0] = 20
+    return out, mask.astype(bool)
+
+
+@pytest.fixture(scope="session")
+def texture_data(tmp_path_factory) -> Path:
+    """MVTec layout: 40 normal training textures, 6 normal and 6 defective test images."""
+    root = tmp_path_factory.mktemp("texture")
+    rng = np.random.default_rng(0)
+    for sub in ("train/good", "test/good", "test/pit", "ground_truth/pit"):
+        (root / sub).mkdir(parents=True)
+    for i in range(40):
+        cv2.imwrite(str(root / f"train/good/{i:03d}.png"), texture(rng))
+    for i in range(6):
+        cv2.imwrite(str(root / f"test/good/{i:03d}.png"), texture(rng))
+        c = tuple(int(v) for v in rng.integers(16, SIZE - 16, 2))
+        img, mask = plant_defect(texture(rng), c, int(rng.integers(4, 8)))
+        cv2.imwrite(str(root / f"test/pit/{i:03d}.png"), img)
+        cv2.imwrite(str(root / f"ground_truth/pit/{i:03d}_mask.png"), mask.astype(np.uint8) * 255)
+    return root
+
+
+TINY_MODEL = ModelConfig(image_size=SIZE, width=8, depth=3, seg_width=8, vae_image_size=32,
+                         vae_width=8, latent_dim=8)
+TINY_TRAINING = TrainConfig(epochs=60, max_minutes=0.6, batch_size=8)
+
+
+@pytest.fixture(scope="session")
+def texture_bundle(texture_data, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("bundle") / "texture"
+    metrics = train(texture_data, out, TINY_MODEL, TINY_TRAINING, device="cpu", progress=False)
+    return out, metrics
