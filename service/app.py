@@ -98,6 +98,7 @@ def create_app(settings: Settings | None = None, *, inspector: Any = None) -> Fa
         finally:
             app.state.inspector = app.state.batcher = None
             await batcher.stop()
+            log.info("stopped", extra={"fields": {"version": info.get("version")}})
 
     app = FastAPI(title="Kensa inspection service", version=VERSION, description=DESCRIPTION,
                   openapi_tags=TAGS, lifespan=lifespan,
@@ -136,6 +137,8 @@ def run(model: str | None = None, host: str | None = None, port: int | None = No
         inspector = load_inspector(settings)
     except BundleError as exc:
         _fail(f"cannot load the model bundle: {exc}")
+    except RuntimeError as exc:  # e.g. --device cuda on a machine without CUDA
+        _fail(f"cannot load the model bundle {settings.model}: {exc}")
     app = create_app(settings, inspector=inspector)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                 access_log=False, workers=1)

@@ -22,6 +22,7 @@ Every error body is ``{"detail": "<what is wrong and how to fix it>"}``::
 from __future__ import annotations
 
 import logging
+from typing import ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -60,7 +61,7 @@ class NotReady(ServiceError):
 
 class Unauthorized(ServiceError):
     status = 401
-    headers = {"WWW-Authenticate": "APIKey"}
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": "APIKey"}
 
 
 class Overloaded(ServiceError):
@@ -110,7 +111,11 @@ async def kensa_error_handler(request: Request, exc: KensaError) -> JSONResponse
 
 async def validation_error_handler(request: Request, exc: RequestValidationError
                                    ) -> JSONResponse:
-    return error_response(422, describe_validation_errors(exc.errors()))
+    detail = describe_validation_errors(exc.errors())
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if request.method == "POST" and kind != "multipart/form-data":
+        detail = f"the request body is {kind or 'untyped'}, not multipart/form-data; {detail}"
+    return error_response(422, detail)
 
 
 async def http_error_handler(request: Request, exc: HTTPException) -> JSONResponse:
@@ -144,6 +149,9 @@ def describe_validation_errors(errors: list[dict]) -> str:
                 f"field '{name}' (for example: curl -F {name}=@part.png URL)")
         elif err.get("type") == "missing":
             parts.append(f"missing {where} parameter '{name}'")
+        elif where == "body" and "UploadFile" in str(err.get("msg", "")):
+            parts.append(f"field '{name}' must be a file (a multipart part with a filename), "
+                         "not a text value")
         else:
             what = {"query": "query parameter", "body": "field", "header": "header",
                     "path": "path parameter"}.get(where, where)

@@ -70,9 +70,13 @@ async def read_upload(file: UploadFile, max_bytes: int) -> bytes:
 
 def too_large_detail(size: int | None, max_bytes: int, filename: str | None = None) -> str:
     name = f"'{filename}' " if filename else ""
-    was = f"is {size / MB:.1f} MiB" if size is not None else "is larger"
-    return (f"the upload {name}{was}, over the limit of {max_bytes / MB:g} MiB: compress or "
+    was = f"is {human_size(size)}" if size is not None else "is larger"
+    return (f"the upload {name}{was}, over the limit of {human_size(max_bytes)}: compress or "
             "resize the image, or raise KENSA_MAX_UPLOAD_MB")
+
+
+def human_size(n: int) -> str:
+    return f"{n / MB:.1f} MiB" if n >= MB else f"{n:,} bytes"
 
 
 def decode(data: bytes, max_pixels: int | None) -> np.ndarray:
@@ -103,8 +107,8 @@ class BodyLimitMiddleware:
         return OTHER_BODY_LIMIT
 
     def detail(self, cap: int) -> str:
-        return (f"the request body is over {cap / MB:.1f} MiB; each file may be at most "
-                f"{self.max_upload_bytes / MB:g} MiB: compress or resize the images, or "
+        return (f"the request body is over {human_size(cap)}; each file may be at most "
+                f"{human_size(self.max_upload_bytes)}: compress or resize the images, or "
                 "raise KENSA_MAX_UPLOAD_MB")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

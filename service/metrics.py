@@ -103,7 +103,8 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message and the record's ``fields``."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = {"time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+        when = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+        line = {"time": when,
                 "level": record.levelname.lower(), "logger": record.name,
                 "message": record.getMessage()}
         line.update(getattr(record, "fields", {}))

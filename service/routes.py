@@ -84,7 +84,8 @@ UploadsField = Annotated[list[UploadFile], File(
 # ------------------------------------------------------------------------- health
 
 
-@health.get("/health/live", response_model=Health, summary="Liveness",
+@health.get("/health/live", response_model=Health, response_model_exclude_none=True,
+            summary="Liveness",
             description="200 while the process runs.")
 async def live() -> Health:
     return Health(status="alive")

@@ -18,9 +18,9 @@ class ErrorBody(BaseModel):
     """Every error answer."""
 
     detail: str = Field(description="What is wrong and how to fix it.",
-                        examples=["the bytes are not a readable image (12 bytes, "
-                                  "UnidentifiedImageError): send a PNG, JPEG, BMP or TIFF "
-                                  "file (8- or 16-bit; gray, RGB or RGBA)"])
+                        examples=[("the bytes are not a readable image (12 bytes, "
+                                   "UnidentifiedImageError): send a PNG, JPEG, BMP or TIFF "
+                                   "file (8- or 16-bit; gray, RGB or RGBA)")])
 
 
 class ReconstructionVerdict(BaseModel):
@@ -125,8 +125,8 @@ class BatchItemError(BaseModel):
     status: int = Field(description="The HTTP status this file alone would have got "
                                     "(400, 413 or 415).", examples=[400])
     error: str = Field(description="What is wrong with this file and how to fix it.",
-                       examples=["the upload is empty (0 bytes): send the bytes of a PNG, "
-                                 "JPEG, BMP or TIFF file (8- or 16-bit; gray, RGB or RGBA)"])
+                       examples=[("the upload is empty (0 bytes): send the bytes of a PNG, "
+                                  "JPEG, BMP or TIFF (8- or 16-bit; gray, RGB or RGBA) file")])
 
 
 class BatchResponse(BaseModel):

@@ -1,0 +1,66 @@
+"""Fixtures for the service tests: a tiny bundle trained once per session, apps built on it,
+and upload factories.
+
+The bundle is real (``models.train.train`` on a few rendered demo washers), only small, so
+every test talks to the same code that production runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from service_helpers import TestClient
+
+from models.config import ModelConfig, TrainConfig
+from models.inference import Inspector
+from models.train import train
+from service.app import create_app
+from service.config import Settings
+
+TINY_MODEL = ModelConfig(image_size=32, width=8, depth=2, seg_width=4, vae_image_size=16,
+                         vae_width=4, latent_dim=4)
+TINY_TRAINING = TrainConfig(epochs=2, max_minutes=0.5, batch_size=8, min_holdout=4)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    """A bundle trained in a few seconds on 16 rendered 48x48 washers (CPU)."""
+    from models.synth_demo import make_demo_dataset
+
+    root = tmp_path_factory.mktemp("tiny")
+    make_demo_dataset(root / "data", seed=0, n_train=16, n_test_good=2, n_per_defect=1,
+                      size=48)
+    train(root / "data", root / "bundle", TINY_MODEL, TINY_TRAINING, device="cpu",
+          progress=False, name="tiny")
+    return root / "bundle"
+
+
+@pytest.fixture(scope="session")
+def inspector(tiny_bundle) -> Inspector:
+    """The bundle loaded directly, to compare the server's answers with."""
+    return Inspector.load(tiny_bundle, device="cpu")
+
+
+@pytest.fixture
+def make_settings(tiny_bundle) -> Callable[..., Settings]:
+    def make(**overrides) -> Settings:
+        return Settings(**{"model": tiny_bundle, "device": "cpu", **overrides})
+    return make
+
+
+@pytest.fixture
+def make_client(make_settings) -> Iterator[Callable[..., TestClient]]:
+    """``make_client(**settings)``: a started app (lifespan run, bundle loaded)."""
+    with ExitStack() as stack:
+        def make(**overrides) -> TestClient:
+            app = create_app(make_settings(**overrides))
+            return stack.enter_context(TestClient(app))
+        yield make
+
+
+@pytest.fixture
+def client(make_client) -> TestClient:
+    return make_client()

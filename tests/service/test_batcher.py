@@ -1,0 +1,109 @@
+"""service.batcher with the real tiny inspector: grouping, order, overload, shutdown."""
+
+import asyncio
+import threading
+
+import pytest
+from service_helpers import decoded, washer_png
+
+from service.batcher import Batcher
+from service.errors import NotReady, Overloaded
+
+
+def images(*seeds):
+    return [decoded(washer_png(s)) for s in seeds]
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_jobs_with_different_thresholds_share_a_batch_but_keep_their_threshold(inspector):
+    sizes = []
+
+    async def scenario():
+        b = Batcher(inspector, max_size=8, wait_ms=100, on_batch=sizes.append)
+        await b.start()
+        try:
+            return await asyncio.gather(
+                b.inspect(images(1, 2), threshold=0.0),
+                b.inspect(images(3), threshold=1e9),
+                b.inspect(images(4), threshold=0.0, with_reconstruction=True),
+                b.inspect(images(5)))
+        finally:
+            await b.stop()
+
+    low, high, recon, default = run(scenario())
+    assert [r.threshold for r in low] == [0.0, 0.0] and low[0].label == "abnormal"
+    assert (high[0].threshold, high[0].label) == (1e9, "normal")
+    assert recon[0].reconstruction_image is not None and low[0].reconstruction_image is None
+    assert default[0].threshold == inspector.image_threshold
+    assert sum(sizes) == 5 and len(sizes) == 4  # one gathering, four (threshold, recon) groups
+
+
+def test_results_come_back_in_order(inspector):
+    async def scenario():
+        b = Batcher(inspector, max_size=4, wait_ms=1)
+        await b.start()
+        try:
+            return await b.inspect(images(1, 2, 3, 4, 5, 6))
+        finally:
+            await b.stop()
+
+    got = run(scenario())
+    want = inspector.inspect(images(1, 2, 3, 4, 5, 6))
+    assert [r.score for r in got] == [r.score for r in want]
+
+
+def test_full_queue_raises_overloaded(inspector):
+    async def scenario():
+        b = Batcher(inspector, max_size=1, wait_ms=0, queue_size=1)
+        await b.start()
+        gate = threading.Event()
+        b.executor.submit(gate.wait)
+        first = asyncio.create_task(b.inspect(images(1)))
+        while b.running_images == 0:
+            await asyncio.sleep(0.005)
+        second = asyncio.create_task(b.inspect(images(2)))
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded) as err:
+            await b.inspect(images(3))
+        gate.set()
+        await first, await second
+        await b.stop()
+        return err.value
+
+    err = run(scenario())
+    assert err.headers == {"Retry-After": "1"}
+
+
+def test_not_started_and_stopped_batchers_refuse_work(inspector):
+    async def scenario():
+        b = Batcher(inspector)
+        with pytest.raises(NotReady):
+            await b.inspect(images(1))
+        await b.start()
+        await b.stop()
+        with pytest.raises(NotReady):
+            await b.inspect(images(1))
+        assert await b.inspect([]) == []
+
+    run(scenario())
+
+
+def test_a_failing_job_fails_alone(inspector):
+    import numpy as np
+
+    async def scenario():
+        b = Batcher(inspector, max_size=8, wait_ms=100)
+        await b.start()
+        try:
+            return await asyncio.gather(
+                b.inspect(images(1)), b.inspect([np.zeros((4, 4, 2), np.float32)]),
+                return_exceptions=True)
+        finally:
+            await b.stop()
+
+    good, bad = run(scenario())
+    assert isinstance(bad, Exception)
+    assert good[0].score == inspector.inspect(images(1))[0].score

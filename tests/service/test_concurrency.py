@@ -1,0 +1,45 @@
+"""32 concurrent requests, all answered correctly, gathered into shared model batches."""
+
+import asyncio
+
+import httpx
+import numpy as np
+from service_helpers import decoded, upload, washer_png
+
+from service.app import create_app
+
+N = 32
+
+
+def test_32_concurrent_requests(make_settings, inspector):
+    # a 50 ms gathering window makes the batching visible even on a busy CPU
+    app = create_app(make_settings(batch_max_size=16, batch_wait_ms=50))
+    uploads = [washer_png(seed, "scratch" if seed % 3 == 0 else None) for seed in range(N)]
+    thresholds = [None if seed % 2 else 0.5 for seed in range(N)]  # two groups in one batch
+
+    async def one(c, data, threshold):
+        params = {} if threshold is None else {"threshold": threshold}
+        return await c.post("/v1/inspect", files=upload(data), params=params)
+
+    async def scenario():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://kensa") as c:
+                answers = await asyncio.gather(
+                    *(one(c, d, t) for d, t in zip(uploads, thresholds)))
+                return answers, (await c.get("/metrics")).text
+
+    answers, metrics = asyncio.run(scenario())
+    assert [r.status_code for r in answers] == [200] * N
+    want = inspector.inspect([decoded(d) for d in uploads])
+    default = inspector.image_threshold
+    for r, w, t in zip(answers, want, thresholds):
+        body = r.json()
+        # batch composition moves CPU float sums by ~1e-7; the verdict itself must not move
+        np.testing.assert_allclose(body["score"], w.score, rtol=1e-5)
+        assert body["threshold"] == (default if t is None else t)
+        assert body["label"] == ("abnormal" if body["score"] >= body["threshold"] else "normal")
+        assert len({r.json()["id"] for r in answers}) == N
+    count = next(float(line.split()[-1]) for line in metrics.splitlines()
+                 if line.startswith("kensa_batch_size_count"))
+    assert count < N  # some requests shared a model call

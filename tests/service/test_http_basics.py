@@ -1,0 +1,97 @@
+"""Health, model info, OpenAPI and Swagger UI, Prometheus metrics, the request log line."""
+
+import logging
+
+import pytest
+from service_helpers import upload, washer_png
+
+INSPECT_PATHS = ("/v1/inspect", "/v1/inspect/batch", "/v1/inspect/overlay")
+
+
+def test_health(client, inspector):
+    assert client.get("/health/live").json() == {"status": "alive"}
+    assert client.get("/health/ready").json() == {"status": "ready",
+                                                  "model_version": inspector.info["version"]}
+
+
+def test_model_info(client, inspector):
+    body = client.get("/v1/model").json()
+    info = inspector.info
+    assert {k: body[k] for k in ("name", "version", "created", "image_size", "channels")} == {
+        k: info[k] for k in ("name", "version", "created", "image_size", "channels")}
+    assert body["thresholds"] == info["thresholds"]
+    assert body["default_threshold"] == inspector.image_threshold
+    assert body["fusion"]["rule"] == info["fusion"]["rule"]
+    assert body["device"] == "cpu"
+    assert body["metrics"] == info["metrics"] and "image_auroc" in body["metrics"]
+
+
+def test_openapi_documents_every_field_and_status(client):
+    spec = client.get("/openapi.json").json()
+    assert spec["openapi"].startswith("3.") and spec["info"]["description"]
+    paths = spec["paths"]
+    assert set(paths) >= {"/health/live", "/health/ready", "/v1/model", "/metrics",
+                          *INSPECT_PATHS}
+    for path in INSPECT_PATHS:
+        op = paths[path]["post"]
+        assert {"200", "400", "401", "413", "415", "422", "503"} <= set(op["responses"]), path
+        params = {p["name"]: p for p in op["parameters"]}
+        assert params["threshold"]["description"]
+        assert path.endswith("overlay") or params["include"]["description"]
+    assert "image/jpeg" in paths["/v1/inspect/overlay"]["post"]["responses"]["200"]["content"]
+    schemas = spec["components"]["schemas"]
+    for name in ("InspectionResult", "ReconstructionVerdict", "LatentVerdict", "Defect",
+                 "ModelInfo", "BatchItemError", "ErrorBody"):
+        for field, prop in schemas[name]["properties"].items():
+            assert prop.get("description") or "$ref" in prop or "allOf" in prop, (name, field)
+    assert spec["components"]["securitySchemes"]["APIKey"]["name"] == "X-API-Key"
+
+
+def test_openapi_is_valid(client):
+    validator = pytest.importorskip("openapi_spec_validator")
+    validator.validate(client.get("/openapi.json").json())
+
+
+def test_swagger_ui(client):
+    r = client.get("/docs")
+    assert r.status_code == 200 and "swagger-ui" in r.text
+
+
+def test_metrics(client):
+    client.post("/v1/inspect", files=upload(washer_png()))
+    client.post("/v1/inspect", files=upload(b""))
+    client.post("/v1/inspect/batch", files=[("files", ("a.png", washer_png(), "image/png")),
+                                            ("files", ("b.png", washer_png(2), "image/png"))])
+    r = client.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    text = r.text
+    assert 'kensa_http_requests_total{endpoint="/v1/inspect",method="POST",status="200"} 1.0' \
+        in text
+    assert 'kensa_http_requests_total{endpoint="/v1/inspect",method="POST",status="400"} 1.0' \
+        in text
+    assert 'kensa_inspections_total{label="normal"}' in text
+    assert 'kensa_http_request_duration_seconds_bucket{endpoint="/v1/inspect",le="+Inf"} 2.0' \
+        in text
+    assert "kensa_batch_size_count 2.0" in text and "kensa_batch_size_sum 3.0" in text
+    assert "kensa_queue_depth 0.0" in text
+    assert 'kensa_model_info{device="cpu",name="tiny"' in text
+
+
+def test_two_apps_keep_their_own_metrics(make_client):
+    a, b = make_client(), make_client()
+    a.post("/v1/inspect", files=upload(washer_png()))
+    assert "kensa_batch_size_count 1.0" in a.get("/metrics").text
+    assert "kensa_batch_size_count 0.0" in b.get("/metrics").text
+
+
+def test_one_log_line_per_request(client, caplog):
+    with caplog.at_level(logging.INFO, logger="kensa.access"):
+        body = client.post("/v1/inspect", files=upload(washer_png())).json()
+        client.get("/health/live")
+    lines = [r.fields for r in caplog.records if r.name == "kensa.access"]
+    assert len(lines) == 2
+    assert {k: lines[0][k] for k in ("method", "path", "status", "id", "label", "score")} == {
+        "method": "POST", "path": "/v1/inspect", "status": 200, "id": body["id"],
+        "label": body["label"], "score": body["score"]}
+    assert lines[0]["elapsed_ms"] > 0
+    assert lines[1]["path"] == "/health/live"

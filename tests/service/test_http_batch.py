@@ -1,0 +1,79 @@
+"""POST /v1/inspect/batch: upload order, per-item errors, one inference path."""
+
+import base64
+
+import cv2
+import numpy as np
+from service_helpers import decoded, png, washer, washer_png
+
+
+def files(*items):
+    return [("files", item) for item in items]
+
+
+def test_results_in_upload_order_equal_the_inspector(client, inspector):
+    uploads = [washer_png(seed, defect) for seed, defect in
+               [(1, None), (2, "scratch"), (3, None), (4, "chip"), (5, "stain")]]
+    r = client.post("/v1/inspect/batch",
+                    files=files(*[(f"{i}.png", d, "image/png") for i, d in enumerate(uploads)]))
+    assert r.status_code == 200
+    results = r.json()["results"]
+    want = inspector.inspect([decoded(d) for d in uploads])
+    assert [e["filename"] for e in results] == [f"{i}.png" for i in range(5)]
+    assert [(e["score"], e["label"], e["threshold"]) for e in results] == [
+        (w.score, w.label, w.threshold) for w in want]
+    assert len({e["id"] for e in results}) == 5
+
+
+def test_bad_files_get_errors_and_do_not_fail_the_others(make_client, inspector):
+    client = make_client(max_pixels=48 * 48)
+    good_a, good_b = washer_png(1), washer_png(2, "dent")
+    big = png(np.zeros((49, 49), np.uint8))
+    r = client.post("/v1/inspect/batch", files=files(
+        ("a.png", good_a, "image/png"), ("empty.png", b"", "image/png"),
+        ("notes.txt", b"hello", "text/plain"), ("big.png", big, "image/png"),
+        ("cut.png", good_a[:100], "image/png"), ("b.png", good_b, "image/png")))
+    assert r.status_code == 200
+    a, empty, notes, too_big, cut, b = r.json()["results"]
+    want_a, want_b = inspector.inspect([decoded(good_a), decoded(good_b)])
+    assert (a["filename"], a["score"]) == ("a.png", want_a.score)
+    assert (b["filename"], b["score"]) == ("b.png", want_b.score)
+    assert empty == {"filename": "empty.png", "status": 400, "error": (
+        "the upload is empty (0 bytes): send the bytes of a PNG, JPEG, BMP or TIFF "
+        "(8- or 16-bit; gray, RGB or RGBA) file")}
+    assert notes == {"filename": "notes.txt", "status": 415, "error": (
+        "the upload of 'notes.txt' has content type text/plain, not an image: send a PNG, "
+        "JPEG, BMP or TIFF file as image/* (or application/octet-stream)")}
+    assert too_big == {"filename": "big.png", "status": 413, "error": (
+        "the image is 49x49 = 2,401 pixels, over the limit of 2,304: resize it before "
+        "upload or raise KENSA_MAX_PIXELS")}
+    assert cut["status"] == 400 and cut["error"].startswith("the PNG data is truncated")
+
+
+def test_every_file_bad_is_still_200(client):
+    r = client.post("/v1/inspect/batch", files=files(("x", b"", "image/png")))
+    assert r.status_code == 200
+    assert r.json()["results"][0]["status"] == 400
+
+
+def test_batch_pictures_and_threshold(client):
+    shapes = [(48, 48), (48, 20), (9, 48)]
+    uploads = [png(washer(i)[:h, :w]) for i, (h, w) in enumerate(shapes)]
+    r = client.post("/v1/inspect/batch?include=mask,heatmap&threshold=0",
+                    files=files(*[(f"{i}.png", d, "image/png") for i, d in enumerate(uploads)]))
+    for entry, (h, w) in zip(r.json()["results"], shapes):
+        assert (entry["threshold"], entry["label"]) == (0.0, "abnormal")
+        for key, dtype in (("mask", np.uint8), ("heatmap", np.uint16)):
+            pic = cv2.imdecode(np.frombuffer(base64.b64decode(entry[key]), np.uint8),
+                               cv2.IMREAD_UNCHANGED)
+            assert (pic.shape, pic.dtype) == ((h, w), dtype)
+
+
+def test_batch_larger_than_one_model_batch_keeps_order(make_client, inspector):
+    client = make_client(batch_max_size=2)  # the route works through it two files at a time
+    uploads = [washer_png(seed) for seed in range(5)]
+    r = client.post("/v1/inspect/batch",
+                    files=files(*[(f"{i}.png", d, "image/png") for i, d in enumerate(uploads)]))
+    scores = [e["score"] for e in r.json()["results"]]
+    want = [inspector.inspect([decoded(d) for d in uploads[i:i + 2]]) for i in (0, 2, 4)]
+    assert scores == [w.score for chunk in want for w in chunk]

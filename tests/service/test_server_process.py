@@ -1,0 +1,85 @@
+"""A real `kensa serve` process, talked to over a socket; and its fail-fast start."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from service_helpers import upload, washer_png
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(*args: str, stderr) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KENSA_")}
+    return subprocess.Popen([sys.executable, "-m", "service.cli", "serve", *args],
+                            stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+
+
+def wait_ready(base: str, proc: subprocess.Popen, timeout_s: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{base}/health/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("the server never became ready")
+
+
+def test_kensa_serve_answers_over_a_socket(tiny_bundle, inspector, tmp_path):
+    port = free_port()
+    log = tmp_path / "server.log"
+    with log.open("wb") as err:
+        proc = serve("--model", str(tiny_bundle), "--port", str(port), "--device", "cpu",
+                     stderr=err)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_ready(base, proc)
+            r = httpx.post(f"{base}/v1/inspect?include=mask", files=upload(washer_png(3)),
+                           timeout=30)
+            assert r.status_code == 200
+            body = r.json()
+            assert body["model_version"] == inspector.info["version"]
+            bad = httpx.post(f"{base}/v1/inspect", files=upload(b""), timeout=30)
+            assert bad.status_code == 400
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                code = proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise
+    assert code in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean stop
+    lines = [json.loads(line) for line in log.read_text().splitlines()
+             if line.startswith("{")]
+    assert [line["message"] for line in lines if line["logger"] == "kensa.service"] == [
+        "ready", "stopped"]
+    request = next(line for line in lines if line.get("id") == body["id"])
+    assert (request["label"], request["score"], request["status"]) == (
+        body["label"], body["score"], 200)
+    assert request["elapsed_ms"] > 0
+
+
+def test_kensa_serve_stops_at_once_without_a_bundle(tmp_path):
+    missing = tmp_path / "no-bundle"
+    proc = serve("--model", str(missing), "--port", str(free_port()), stderr=subprocess.PIPE)
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 2
+    message = err.decode()
+    assert message.startswith("kensa serve: cannot load the model bundle: ")
+    assert str(missing) in message
