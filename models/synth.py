@@ -77,7 +77,8 @@ def _fill(rng: np.random.Generator, img: np.ndarray, pool: list[np.ndarray]) -> 
     kind = rng.integers(0, 5)
     if kind == 0 and pool:  # foreign texture: another image, turned and flipped
         other = pool[int(rng.integers(0, len(pool)))]
-        other = np.rot90(other, int(rng.integers(0, 4)))
+        y, x = (int(rng.integers(0, max(1, d - size + 1))) for d in other.shape[:2])
+        other = np.rot90(other[y:y + size, x:x + size], int(rng.integers(0, 4)))
         if rng.random() < 0.5:
             other = other[:, ::-1]
         fill = np.ascontiguousarray(other)
@@ -116,7 +117,7 @@ def add_defect(rng: np.random.Generator, img: np.ndarray,
     else:
         m = line_mask(rng, size)
     fill = _fill(rng, img, pool or [])
-    beta = rng.uniform(0.3, 1.0)
+    beta = rng.uniform(0.15, 1.0)
     soft = cv2.GaussianBlur(m, (3, 3), 0) if rng.random() < 0.5 else m
     out = img * (1 - beta * soft[..., None]) + fill * (beta * soft[..., None])
     visible = np.abs(out - img).max(axis=2) >= MIN_VISIBLE

@@ -140,9 +140,13 @@ def fit_defect_model(model: DefectModel, images: np.ndarray, cfg: TrainConfig,
     pool = list(images)
     model.train()
 
+    size = images.shape[1]
+    crop = cfg.crop if 0 < cfg.crop < size else size
+
     def step(i: int, total: int) -> float:
         idx = rng.integers(0, len(images), cfg.batch_size)
-        clean = images[idx]
+        ys, xs = rng.integers(0, size - crop + 1, (2, len(idx)))
+        clean = np.stack([images[k, y:y + crop, x:x + crop] for k, y, x in zip(idx, ys, xs)])
         noisy, masks = clean.copy(), np.zeros(clean.shape[:3], np.float32)
         for j in range(len(idx)):
             if rng.random() < cfg.anomaly_prob:
