@@ -51,17 +51,16 @@ class Progress:
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.last = 0.0
 
-    def update(self, stage: str, step: int, total: int, epoch: int, loss: float,
-               started: float, force: bool = False) -> None:
+    def update(self, stage: str, frac: float, epoch: int, loss: float, started: float,
+               force: bool = False) -> None:
         now = time.monotonic()
         if not self.enabled or (not force and now - self.last < (0.2 if self.tty else 10.0)):
             return
         self.last = now
-        frac = step / max(total, 1)
         eta = (now - started) * (1 - frac) / max(frac, 1e-9)
         bar = "#" * int(20 * frac)
-        line = (f"{stage:>4} [{bar:<20}] {100 * frac:5.1f}% epoch {epoch} step {step}/{total} "
-                f"loss {loss:.4f} ETA {int(eta) // 60}:{int(eta) % 60:02d}")
+        line = (f"{stage:>4} [{bar:<20}] {100 * frac:5.1f}% epoch {epoch} loss {loss:.4f} "
+                f"ETA {int(eta) // 60}:{int(eta) % 60:02d}")
         self.stream.write(("\r" + line) if self.tty else (line + "\n"))
         if force and self.tty:
             self.stream.write("\n")
@@ -90,45 +89,41 @@ def split_holdout(n: int, cfg: TrainConfig, rng: np.random.Generator) -> tuple[n
     return np.sort(perm[k:]), np.sort(perm[:k])
 
 
-def plan_steps(cfg: TrainConfig, n_images: int, budget_s: float, step_time: float) -> int:
-    """Total optimisation steps: ``epochs`` worth, cut to what fits the time budget."""
-    per_epoch = max(1, math.ceil(n_images / cfg.batch_size))
-    steps = cfg.epochs * per_epoch
-    if budget_s > 0 and step_time > 0:
-        steps = min(steps, max(1, int(budget_s / step_time)))
-    return steps
+def _cosine(progress: float, base: float, warmup: float = 0.02) -> float:
+    """Learning rate at ``progress`` in ``[0, 1]``: linear warm-up, then cosine decay."""
+    if progress < warmup:
+        return base * (0.1 + 0.9 * progress / warmup)
+    return base * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _cosine(step: int, total: int, base: float, warmup: int = 20) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    return base * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(total, 1))))
-
-
-def _loop(name: str, step_fn: Callable[[int], float], cfg: TrainConfig, n_images: int,
+def _loop(name: str, step_fn: Callable[[int, float], float], cfg: TrainConfig, n_images: int,
           budget_s: float, progress: Progress) -> dict:
-    """Runs ``step_fn(step) -> loss`` under the time budget with a cosine schedule set by the
-    caller through ``state['total']``. Returns the training curve."""
+    """Runs ``step_fn(step, progress) -> loss`` until ``epochs`` are done or the time budget
+    is spent, whichever comes first.
+
+    Progress (which drives the learning-rate schedule) is the larger of the share of steps and
+    the share of the budget used, so the schedule always completes: a slow or busy machine
+    takes fewer steps, not a truncated schedule. With the budget binding, the number of steps
+    depends on the machine's speed; for bit-identical reruns use a budget that does not bind.
+    """
     per_epoch = max(1, math.ceil(n_images / cfg.batch_size))
-    started = time.monotonic()
-    deadline = started + budget_s if budget_s > 0 else float("inf")
     total = cfg.epochs * per_epoch
-    curve, losses, step = [], [], 0
-    while step < total and time.monotonic() < deadline:
-        losses.append(step_fn(step, total))
+    started = time.monotonic()
+    curve, losses, step, frac = [], [], 0, 0.0
+    while frac < 1.0:
+        losses.append(step_fn(step, frac))
         step += 1
-        if step == 3 and budget_s > 0:  # first steps include warm-up overheads; re-plan once
-            dt = (time.monotonic() - started) / 3
-            total = max(step, plan_steps(cfg, n_images, budget_s, dt * 1.05))
-        if step % per_epoch == 0 or step == total:
-            curve.append({"epoch": step / per_epoch, "step": step,
+        elapsed = time.monotonic() - started
+        frac = max(step / total, elapsed / budget_s if budget_s > 0 else 0.0)
+        if step % per_epoch == 0 or frac >= 1.0:
+            curve.append({"epoch": round(step / per_epoch, 2), "step": step,
                           "loss": float(np.mean(losses[-per_epoch:])),
-                          "seconds": round(time.monotonic() - started, 1)})
-        progress.update(name, step, total, step // per_epoch, losses[-1], started)
-    progress.update(name, step, total, step // per_epoch, losses[-1] if losses else 0.0,
-                    started, force=True)
-    return {"steps": step, "planned_steps": total, "seconds": time.monotonic() - started,
-            "curve": curve, "stopped_by_budget": step < total}
+                          "seconds": round(elapsed, 1)})
+        progress.update(name, frac, step // per_epoch, losses[-1], started)
+    progress.update(name, 1.0, step // per_epoch, losses[-1], started, force=True)
+    return {"steps": step, "epochs": round(step / per_epoch, 2),
+            "seconds": time.monotonic() - started, "curve": curve,
+            "stopped_by_budget": step < total}
 
 
 def fit_defect_model(model: DefectModel, images: np.ndarray, cfg: TrainConfig,
@@ -143,7 +138,7 @@ def fit_defect_model(model: DefectModel, images: np.ndarray, cfg: TrainConfig,
     size = images.shape[1]
     crop = cfg.crop if 0 < cfg.crop < size else size
 
-    def step(i: int, total: int) -> float:
+    def step(i: int, frac: float) -> float:
         idx = rng.integers(0, len(images), cfg.batch_size)
         ys, xs = rng.integers(0, size - crop + 1, (2, len(idx)))
         clean = np.stack([images[k, y:y + crop, x:x + crop] for k, y, x in zip(idx, ys, xs)])
@@ -155,7 +150,7 @@ def fit_defect_model(model: DefectModel, images: np.ndarray, cfg: TrainConfig,
         target = _to_device(clean, device)
         m = torch.from_numpy(masks)[:, None].to(device)
         for g in opt.param_groups:
-            g["lr"] = _cosine(i, total, cfg.lr)
+            g["lr"] = _cosine(frac, cfg.lr)
         recon, logits = model(x)
         loss = reconstruction_loss(recon, target) + focal_loss(logits, m) * 5 + dice_loss(logits, m)
         opt.zero_grad(set_to_none=True)
@@ -175,10 +170,10 @@ def fit_vae(vae: VAE, images: np.ndarray, cfg: TrainConfig, device: torch.device
     vae.train()
     pixels = float(np.prod(images.shape[1:]))
 
-    def step(i: int, total: int) -> float:
+    def step(i: int, frac: float) -> float:
         x = _to_device(images[rng.integers(0, len(images), cfg.batch_size)], device)
         for g in opt.param_groups:
-            g["lr"] = _cosine(i, total, cfg.lr)
+            g["lr"] = _cosine(frac, cfg.lr)
         recon, mu, logvar = vae(x)
         rec = F.mse_loss(recon, x, reduction="sum") / len(x)
         loss = (rec + cfg.beta * kl_divergence(mu, logvar)) / pixels
