@@ -1,0 +1,59 @@
+"""The latent classifier: the normal cluster, Mahalanobis distance, label spreading."""
+
+import json
+
+import numpy as np
+import pytest
+
+from models.config import ModelConfig, TrainConfig
+from models.latent import LatentClassifier
+from models.train import train
+
+
+def test_distance_is_mahalanobis_for_a_known_covariance():
+    rng = np.random.default_rng(0)
+    normal = rng.normal(0, 1, (4000, 2)) * np.array([1.0, 3.0])
+    clf = LatentClassifier.fit(normal)
+    # one unit along the narrow axis weighs as much as three along the wide one
+    d = clf.distance(np.array([[1.0, 0.0], [0.0, 3.0]]))
+    assert d[0] == pytest.approx(1.0, abs=0.08)
+    assert d[1] == pytest.approx(1.0, abs=0.08)
+
+
+def test_spreading_names_the_defect_cluster_from_a_few_labels():
+    rng = np.random.default_rng(1)
+    good = rng.normal(0, 1, (60, 3))
+    crack = rng.normal(6, 0.5, (30, 3))
+    clf = LatentClassifier.fit(good[:40])
+    points = np.concatenate([good, crack])
+    labels = [None] * len(points)
+    labels[0], labels[60], labels[61] = "good", "crack", "crack"  # three labels in 90 points
+    clf.spread(points, labels)
+    assert clf.classes == ["good", "crack"] and clf.semi_supervised
+    probe = np.concatenate([rng.normal(0, 1, (5, 3)), rng.normal(6, 0.5, (5, 3))])
+    score, dist, clusters = clf.score(probe, distance_scale=3.0)
+    assert clusters == ["good"] * 5 + ["crack"] * 5
+    assert score[5:].min() > score[:5].max()
+
+
+def test_state_round_trip():
+    clf = LatentClassifier.fit(np.random.default_rng(2).normal(0, 1, (50, 4)))
+    again = LatentClassifier.from_state(clf.state(), clf.classes)
+    z = np.ones((1, 4), np.float32)
+    assert again.distance(z) == pytest.approx(clf.distance(z))
+
+
+def test_train_with_labels_builds_a_semi_supervised_bundle(texture_data, tmp_path):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label\ntest/pit/000.png,pit\ntest/pit/001.png,pit\n"
+                      "test/good/000.png,good\n")
+    out = tmp_path / "b"
+    cfg = ModelConfig(image_size=32, width=8, depth=2, seg_width=8, vae_image_size=16,
+                      vae_width=8, latent_dim=4)
+    metrics = train(texture_data, out, cfg, TrainConfig(epochs=2, max_minutes=0.1),
+                    labels=labels, device="cpu", progress=False)
+    info = json.loads((out / "bundle.json").read_text())
+    assert info["latent"] == {"classes": ["good", "pit"], "semi_supervised": True}
+    assert info["data"]["labeled_images"] == 3
+    # labeled images are not evaluated on
+    assert metrics["evaluation"]["images"] == 12 - 3
