@@ -102,6 +102,7 @@ async def ready(inspector: InspectorDep, batcher: BatcherDep) -> Health:
 
 
 @v1.get("/model", response_model=ModelInfo, summary="The loaded model",
+        response_description="Name, version, thresholds, fusion rule, device, evaluation.",
         responses=E401 | E503)
 async def model_info(inspector: InspectorDep, settings: SettingsDep) -> ModelInfo:
     info = inspector.info
@@ -119,6 +120,7 @@ async def model_info(inspector: InspectorDep, settings: SettingsDep) -> ModelInf
 
 @v1.post("/inspect", response_model=InspectionResult, response_model_exclude_none=True,
          summary="Inspect one image", responses=INSPECT_ERRORS,
+         response_description="The verdict, scores, defect regions and the asked pictures.",
          description="Upload one image as multipart field `file`; get its verdict, scores and "
                      "defect regions, plus the pictures named in `include`.")
 async def inspect(request: Request, file: UploadField, batcher: BatcherDep,
@@ -138,6 +140,7 @@ async def inspect(request: Request, file: UploadField, batcher: BatcherDep,
 
 @v1.post("/inspect/batch", response_model=BatchResponse, response_model_exclude_none=True,
          summary="Inspect several images", responses=INSPECT_ERRORS,
+         response_description="One entry per file in upload order: a verdict or an error.",
          description="Upload up to KENSA_MAX_BATCH images as repeated multipart field `files`; "
                      "the answer lists them in upload order. A file that cannot be read gets "
                      "an `error` entry and does not fail the others.")
@@ -247,8 +250,8 @@ def build_result(cls: type[InspectionResult], image: np.ndarray, result: Result,
         reconstruction=ReconstructionVerdict(score=float(rec.score),
                                              threshold=float(rec.threshold), label=rec.label),
         latent=LatentVerdict(label=lat.label, distance=float(lat.distance),
-                             threshold=float(lat.threshold), cluster=str(lat.cluster),
-                             confidence=float(lat.confidence)),
+                             threshold=float(lat.threshold), score=float(lat.score),
+                             cluster=str(lat.cluster), confidence=float(lat.confidence)),
         defects=[Defect(bbox=[int(v) for v in r.bbox], area=int(r.area), score=float(r.score))
                  for r in result.regions],
         **pictures, **extra)

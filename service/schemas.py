@@ -12,6 +12,8 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 Label = Literal["normal", "abnormal"]
+PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAA..."  # examples are shortened: real values are whole files
+JPEG_B64 = "/9j/4AAQSkZJRgABAQAAAQABAAD..."
 
 
 class ErrorBody(BaseModel):
@@ -37,13 +39,17 @@ class ReconstructionVerdict(BaseModel):
 class LatentVerdict(BaseModel):
     """The VAE latent classifier's opinion."""
 
-    label: str = Field(description="'normal' or 'abnormal' by the latent distance.",
+    label: str = Field(description="'abnormal' when score >= threshold, else 'normal'.",
                        examples=["normal"])
     distance: float = Field(
         description="Mahalanobis distance of the image's latent mean to the normal cluster "
                     "(unitless).", examples=[3.2])
-    threshold: float = Field(description="The bundle's calibrated latent distance threshold.",
+    threshold: float = Field(description="The bundle's calibrated latent threshold, on score.",
                              examples=[6.5])
+    score: float = Field(
+        description="What threshold applies to: the distance itself for a bundle trained "
+                    "without labels; with labels, a mix of the spread defect probability and "
+                    "the distance (unitless).", examples=[3.2])
     cluster: str = Field(
         description="'good', or the defect type the classifier assigned when the bundle was "
                     "trained with labels.", examples=["good"])
@@ -71,11 +77,12 @@ class InspectionResult(BaseModel):
         "label": "abnormal", "score": 0.0312, "threshold": 0.0205, "width": 640,
         "height": 480, "elapsed_ms": 14.2,
         "reconstruction": {"score": 0.0312, "threshold": 0.0205, "label": "abnormal"},
-        "latent": {"label": "normal", "distance": 4.1, "threshold": 6.5, "cluster": "good",
-                   "confidence": 0.8},
+        "latent": {"label": "normal", "distance": 4.1, "threshold": 6.5, "score": 4.1,
+                   "cluster": "good", "confidence": 0.8},
         "defects": [{"bbox": [112, 40, 18, 9], "area": 131, "score": 0.41}]}]})
 
-    id: UUID = Field(description="Unique id of this inspection (uuid4); also in the log line.")
+    id: UUID = Field(description="Unique id of this inspection (uuid4); also in the log line.",
+                     examples=["0b7e4a0e-3f7c-4c4e-9a59-5c1b8f0d2a11"])
     model_version: str = Field(description="Content-hash id of the bundle that judged.",
                                examples=["3f9a1c2b7d4e"])
     label: Label = Field(description="'abnormal' exactly when score >= threshold.",
@@ -90,24 +97,29 @@ class InspectionResult(BaseModel):
     elapsed_ms: float = Field(
         description="Server time for this image in milliseconds: decoding, waiting for and "
                     "running the model, encoding the pictures.", examples=[14.2])
-    reconstruction: ReconstructionVerdict
-    latent: LatentVerdict
-    defects: list[Defect] = Field(description="Defect regions in the order the model reports "
-                                              "them; empty when none.")
+    reconstruction: ReconstructionVerdict = Field(
+        description="The reconstruction model's own verdict.")
+    latent: LatentVerdict = Field(description="The VAE latent classifier's own verdict.")
+    defects: list[Defect] = Field(
+        description="Defect regions (connected parts of the mask), strongest first; empty "
+                    "when none.", examples=[[{"bbox": [112, 40, 18, 9], "area": 131,
+                                              "score": 0.41}]])
     mask: str | None = Field(
         None, description="With include=mask: base64 PNG, 8-bit, 255 on defect pixels and 0 "
-                          "elsewhere, width x height of the upload.")
+                          "elsewhere, width x height of the upload.",
+        examples=[PNG_B64])
     heatmap: str | None = Field(
         None, description="With include=heatmap: base64 PNG, 16-bit grayscale, width x height "
                           "of the upload; value = round(65535 * min(1, s / (2 t))) with s the "
                           "pixel anomaly score and t the pixel threshold, so 32768 is the "
-                          "threshold and maps compare across images.")
+                          "threshold and maps compare across images.", examples=[PNG_B64])
     overlay: str | None = Field(
         None, description="With include=overlay: base64 JPEG of the upload with the heatmap "
-                          "in colour and defect contours in red.")
+                          "in colour and defect contours in red.", examples=[JPEG_B64])
     reconstruction_image: str | None = Field(
         None, description="With include=reconstruction: base64 PNG of the model's cleaned "
-                          "image (the denoising view), size of the upload.")
+                          "image (the denoising view), size of the upload.",
+        examples=[PNG_B64])
 
 
 class BatchItemResult(InspectionResult):
@@ -159,7 +171,7 @@ class ModelInfo(BaseModel):
                                         "of any size are resized to it and maps resized back.",
                             examples=[128])
     channels: int = Field(description="1 (gray) or 3 (RGB).", examples=[1])
-    thresholds: Thresholds
+    thresholds: Thresholds = Field(description="The calibrated thresholds in the bundle.")
     default_threshold: float = Field(
         description="Image threshold applied when a request names none: KENSA_THRESHOLD if "
                     "set, else thresholds.image.", examples=[0.0205])
@@ -176,6 +188,7 @@ class ModelInfo(BaseModel):
 class Health(BaseModel):
     """Liveness or readiness."""
 
-    status: Literal["alive", "ready"] = Field(examples=["ready"])
+    status: Literal["alive", "ready"] = Field(
+        description="'alive' from /health/live, 'ready' from /health/ready.", examples=["ready"])
     model_version: str | None = Field(None, description="The loaded bundle, when ready.",
                                       examples=["3f9a1c2b7d4e"])

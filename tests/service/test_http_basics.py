@@ -41,9 +41,11 @@ def test_openapi_documents_every_field_and_status(client):
     assert "image/jpeg" in paths["/v1/inspect/overlay"]["post"]["responses"]["200"]["content"]
     schemas = spec["components"]["schemas"]
     for name in ("InspectionResult", "ReconstructionVerdict", "LatentVerdict", "Defect",
-                 "ModelInfo", "BatchItemError", "ErrorBody"):
+                 "ModelInfo", "Thresholds", "BatchItemResult", "BatchItemError", "ErrorBody",
+                 "Health"):
         for field, prop in schemas[name]["properties"].items():
-            assert prop.get("description") or "$ref" in prop or "allOf" in prop, (name, field)
+            assert prop.get("description"), (name, field)
+            assert prop.get("examples") or "$ref" in prop, (name, field)
     assert spec["components"]["securitySchemes"]["APIKey"]["name"] == "X-API-Key"
 
 

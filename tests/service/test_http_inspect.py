@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from service_helpers import decoded, png, upload, washer, washer_png
 
+from models.data import read_image
 from service.imaging import heatmap_u16
 
 INCLUDE_ALL = "mask,heatmap,overlay,reconstruction"
@@ -37,7 +38,7 @@ def test_answer_equals_the_inspector_for_the_same_bytes(client, inspector):
                                       "threshold": want.reconstruction.threshold,
                                       "label": want.reconstruction.label}
     assert body["latent"] == {"label": want.latent.label, "distance": want.latent.distance,
-                              "threshold": want.latent.threshold,
+                              "threshold": want.latent.threshold, "score": want.latent.score,
                               "cluster": want.latent.cluster,
                               "confidence": want.latent.confidence}
     assert body["defects"] == [{"bbox": [r.x, r.y, r.w, r.h], "area": r.area, "score": r.score}
@@ -45,6 +46,20 @@ def test_answer_equals_the_inspector_for_the_same_bytes(client, inspector):
     np.testing.assert_array_equal(picture(body["mask"]) == 255, want.mask)
     np.testing.assert_array_equal(picture(body["heatmap"]),
                                   heatmap_u16(want.anomaly_map, want.pixel_threshold))
+
+
+def test_answer_equals_what_kensa_eval_reads_from_the_file(client, inspector, tmp_path):
+    """kensa eval reads files with models.data.read_image; the server decodes uploads with
+    the same decoder, so a file and its upload give the same verdict and map."""
+    path = tmp_path / "part.png"
+    path.write_bytes(washer_png(seed=13, defect="stain", size=57))
+    [want] = inspector.inspect([read_image(path)])
+    body = client.post("/v1/inspect?include=mask,heatmap",
+                       files=upload(path.read_bytes())).json()
+    assert (body["score"], body["label"]) == (want.score, want.label)
+    np.testing.assert_array_equal(picture(body["heatmap"]),
+                                  heatmap_u16(want.anomaly_map, want.pixel_threshold))
+    np.testing.assert_array_equal(picture(body["mask"]) == 255, want.mask)
 
 
 def test_label_is_abnormal_exactly_when_score_reaches_threshold(client):
