@@ -125,6 +125,9 @@ class Batcher:
             self.running_images = sum(len(j.images) for j in jobs)
             try:
                 outcomes = await loop.run_in_executor(self.executor, self._run, jobs)
+            except Exception as exc:  # never leave a request waiting on a dead batch
+                log.exception("the inference batch failed")
+                outcomes = [exc] * len(jobs)
             finally:
                 self.running_images = 0
             for job, outcome in zip(jobs, outcomes):

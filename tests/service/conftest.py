@@ -25,6 +25,15 @@ TINY_MODEL = ModelConfig(image_size=32, width=8, depth=2, seg_width=4, vae_image
 TINY_TRAINING = TrainConfig(epochs=2, max_minutes=0.5, batch_size=8, min_holdout=4)
 
 
+@pytest.fixture(autouse=True)
+def no_kensa_environment(monkeypatch):
+    """Settings come from the environment: keep the caller's KENSA_* out of these tests."""
+    import os
+
+    for name in [n for n in os.environ if n.startswith("KENSA_")]:
+        monkeypatch.delenv(name)
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory) -> Path:
     """A bundle trained in a few seconds on 16 rendered 48x48 washers (CPU)."""
