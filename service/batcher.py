@@ -64,6 +64,7 @@ class Batcher:
         self.on_queue = on_queue or (lambda n: None)
         self.running_images = 0  # images in the batch the worker thread is inspecting now
         self._task: asyncio.Task | None = None
+        self._running: list[Job] = []
 
     @property
     def started(self) -> bool:
@@ -73,7 +74,8 @@ class Batcher:
         self._task = asyncio.create_task(self._work(), name="kensa-batcher")
 
     async def stop(self) -> None:
-        """Stops the worker; waiting jobs fail with :class:`NotReady`."""
+        """Stops the worker; running and waiting jobs fail with :class:`NotReady`."""
+        running = self._running  # the worker clears it as it stops
         if self._task is not None:
             self._task.cancel()
             try:
@@ -81,10 +83,11 @@ class Batcher:
             except asyncio.CancelledError:
                 pass
             self._task = None
-        while not self.queue.empty():
-            job = self.queue.get_nowait()
+        left = running + [self.queue.get_nowait() for _ in range(self.queue.qsize())]
+        for job in left:
             if not job.future.done():
                 job.future.set_exception(NotReady("the server is shutting down; retry shortly"))
+        self._running = []
         self.on_queue(0)
         self.executor.shutdown(wait=False, cancel_futures=True)
 
@@ -122,6 +125,7 @@ class Batcher:
             jobs = [j for j in jobs if not j.future.done()]  # cancelled by a gone client
             if not jobs:
                 continue
+            self._running = jobs
             self.running_images = sum(len(j.images) for j in jobs)
             try:
                 outcomes = await loop.run_in_executor(self.executor, self._run, jobs)
@@ -130,6 +134,7 @@ class Batcher:
                 outcomes = [exc] * len(jobs)
             finally:
                 self.running_images = 0
+                self._running = []
             for job, outcome in zip(jobs, outcomes):
                 if job.future.done():
                     continue

@@ -15,7 +15,7 @@ def images(*seeds):
 
 
 def run(coro):
-    return asyncio.run(coro)
+    return asyncio.run(asyncio.wait_for(coro, 60))  # a hang fails the test, not the suite
 
 
 def test_jobs_with_different_thresholds_share_a_batch_but_keep_their_threshold(inspector):
@@ -107,3 +107,23 @@ def test_a_failing_job_fails_alone(inspector):
     good, bad = run(scenario())
     assert isinstance(bad, Exception)
     assert good[0].score == inspector.inspect(images(1))[0].score
+
+
+def test_stop_fails_running_and_waiting_jobs(inspector):
+    async def scenario():
+        b = Batcher(inspector, max_size=1, wait_ms=0)
+        await b.start()
+        gate = threading.Event()
+        b.executor.submit(gate.wait)
+        running = asyncio.create_task(b.inspect(images(1)))
+        while b.running_images == 0:
+            await asyncio.sleep(0.005)
+        waiting = asyncio.create_task(b.inspect(images(2)))
+        await asyncio.sleep(0)
+        await b.stop()
+        gate.set()
+        return await asyncio.gather(running, waiting, return_exceptions=True)
+
+    for outcome in run(scenario()):
+        assert isinstance(outcome, NotReady)
+        assert str(outcome) == "the server is shutting down; retry shortly"

@@ -29,7 +29,7 @@ def test_32_concurrent_requests(make_settings, inspector):
                     *(one(c, d, t) for d, t in zip(uploads, thresholds)))
                 return answers, (await c.get("/metrics")).text
 
-    answers, metrics = asyncio.run(scenario())
+    answers, metrics = asyncio.run(asyncio.wait_for(scenario(), 60))
     assert [r.status_code for r in answers] == [200] * N
     want = inspector.inspect([decoded(d) for d in uploads])
     default = inspector.image_threshold

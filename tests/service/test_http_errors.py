@@ -88,7 +88,7 @@ def test_chunked_body_over_the_cap_is_cut_off(make_settings):
                 return await c.post("/v1/inspect", content=chunks(), headers={
                     "content-type": "multipart/form-data; boundary=b"})
 
-    r = asyncio.run(scenario())
+    r = asyncio.run(asyncio.wait_for(scenario(), 60))
     assert r.status_code == 413
     assert r.json()["detail"].startswith("the request body is over 66,584 bytes")
     assert len(sent) < 70  # it stopped reading at the cap
@@ -210,7 +210,7 @@ def test_full_queue_is_503_with_retry_after(make_settings):
                 gate.set()
                 return refused, await running, await waiting
 
-    refused, running, waiting = asyncio.run(scenario())
+    refused, running, waiting = asyncio.run(asyncio.wait_for(scenario(), 60))
     assert refused.status_code == 503
     assert refused.headers["retry-after"] == "1"
     assert refused.json() == {"detail": "the server is busy: 1 requests are already waiting "
