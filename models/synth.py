@@ -36,7 +36,9 @@ def fractal_noise(rng: np.random.Generator, size: int, octaves: int = 4,
 def blob_mask(rng: np.random.Generator, size: int) -> np.ndarray:
     """Irregular blobs: thresholded fractal noise, one to a few components, ``(S, S)`` in {0,1}."""
     noise = fractal_noise(rng, size)
-    q = rng.uniform(0.93, 0.995)
+    # area from about 0.5 % to 40 % of the window, small ones more often: real defects run
+    # from pin-holes to whole faces of a part
+    q = 1 - np.exp(rng.uniform(np.log(0.005), np.log(0.4)))
     m = (noise >= np.quantile(noise, q)).astype(np.uint8)
     n, lab = cv2.connectedComponents(m)
     if n > 2:  # keep a random subset of components so blobs stay few

@@ -46,3 +46,11 @@ def test_get_settings_reads_once():
         assert get_settings() is get_settings()
     finally:
         get_settings.cache_clear()
+
+
+def test_empty_threshold_and_model_mean_unset(monkeypatch):
+    # docker compose hands `.env` lines like `KENSA_THRESHOLD=` over as empty strings
+    monkeypatch.setenv("KENSA_THRESHOLD", "")
+    monkeypatch.setenv("KENSA_MODEL", " ")
+    s = Settings()
+    assert s.threshold is None and s.model is None
