@@ -78,6 +78,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", choices=DEVICES, default="auto", help="default auto")
     b.add_argument("--json", type=Path, default=Path("benchmarks/results/latest.json"),
                    help="where to write the results")
+    b.add_argument("--model", type=Path,
+                   help="bundle for the speed half (default: train a default-architecture "
+                        "bundle on demo data for a few seconds)")
+    b.add_argument("--epochs", type=int,
+                   help="upper bound on passes over the images for every model trained "
+                        "(default: the trainer's; the time budget usually binds first)")
+    b.add_argument("--skip-accuracy", action="store_true", help="speed half only")
+    b.add_argument("--concurrency", default="1,8,64",
+                   help="concurrent HTTP clients to try (default 1,8,64)")
+    b.add_argument("--http-batch", type=int, default=32,
+                   help="images per /v1/inspect/batch request (default 32)")
+    b.add_argument("--work-dir", type=Path, default=Path("runs/bench"),
+                   help="where trained bundles and demo data go (default runs/bench)")
     return p
 
 

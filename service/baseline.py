@@ -1,0 +1,212 @@
+"""The plain AE-L2 baseline: the reference Kensa is measured against in ``kensa bench``.
+
+A small convolutional autoencoder (four stride-2 stages down, four up, no skips), trained
+with an L2 loss on the same normal images, with the same held-out split and time budget as
+Kensa. Its anomaly map is the per-pixel squared error (mean over channels), smoothed; its
+image score is the map's maximum. Thresholds come from held-out normals with the same
+false-alarm budgets as Kensa's, and it is scored with the same metric functions at the
+original image size. It is deliberately plain (Bergmann et al. 2019 call it the L2-AE): it
+shows what the denoising objective, the segmentation head and the fused verdict buy.
+
+It lives beside the benchmark, not in ``models/``: nothing serves it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.calibrate import false_alarm_threshold, pixel_threshold
+from models.config import TrainConfig
+from models.data import Item, open_dataset, read_image, read_items, read_mask
+from models.errors import DataError
+from models.evaluate import _clean, _resize_mask
+from models.inference import gaussian_blur, pick_device, prepare
+from models.metrics import aupro, auroc, f1_at, per_type_auroc, pixel_auroc
+from models.train import Progress, _cosine, _loop, _to_device, choose_channels, split_holdout
+
+MAP_SIGMA = 2.0  # same smoothing as Kensa's default ModelConfig.map_sigma
+EVAL_BATCH = 16
+
+
+class BaselineAE(nn.Module):
+    """``(B, C, S, S) -> (B, C, S, S)``; ``S`` divisible by 16.
+
+    Encoder: four 4x4 stride-2 convs (``width, 2w, 4w, 4w`` channels) to ``S/16``, a 1x1 conv
+    down to ``code`` channels (the bottleneck), then the mirror image with transposed convs.
+    No skips and no normalisation: the textbook L2 autoencoder.
+    """
+
+    def __init__(self, channels: int, width: int = 32, code: int = 16):
+        super().__init__()
+        w = [width, 2 * width, 4 * width, 4 * width]
+        act = lambda: nn.LeakyReLU(0.2, inplace=True)
+        enc, c = [], channels
+        for co in w:
+            enc += [nn.Conv2d(c, co, 4, stride=2, padding=1), act()]
+            c = co
+        enc += [nn.Conv2d(c, code, 1), act()]
+        dec = [nn.Conv2d(code, c, 1), act()]
+        for co in reversed([channels] + w[:-1]):
+            dec += [nn.ConvTranspose2d(c, co, 4, stride=2, padding=1), act()]
+            c = co
+        dec[-1] = nn.Sigmoid()
+        self.encoder = nn.Sequential(*enc)
+        self.decoder = nn.Sequential(*dec)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+@dataclass
+class Baseline:
+    """A trained, calibrated AE-L2 model.
+
+    Attributes:
+        image_threshold: on the image score (max of the map), from held-out normals.
+        pixel_threshold: on the map, from held-out normal pixels.
+        train_seconds: wall-clock time of :func:`train_baseline` up to calibration.
+    """
+
+    model: BaselineAE
+    image_size: int
+    channels: int
+    device: torch.device
+    image_threshold: float = math.inf
+    pixel_threshold: float = math.inf
+    train_seconds: float = 0.0
+    history: dict = field(default_factory=dict)
+
+    @torch.inference_mode()
+    def maps(self, x: torch.Tensor) -> np.ndarray:
+        """Prepared inputs ``(B, C, S, S)`` -> smoothed squared-error maps ``(B, S, S)``."""
+        self.model.eval()
+        err = ((x - self.model(x)) ** 2).mean(1, keepdim=True)
+        return gaussian_blur(err, MAP_SIGMA)[:, 0].cpu().numpy()
+
+    def anomaly_maps(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Kensa images ``(H, W, C)`` -> maps ``(H, W)`` at each image's own size."""
+        batch = np.stack([prepare(im, self.image_size, self.channels) for im in images])
+        small = self.maps(_to_device(batch, self.device))
+        return [cv2.resize(m, (im.shape[1], im.shape[0]), interpolation=cv2.INTER_LINEAR)
+                for m, im in zip(small, images)]
+
+    def evaluate(self, items: Sequence[Item]) -> dict:
+        """The report of :func:`models.evaluate.evaluate` (same keys, same metric functions,
+        maps at the original size), for the baseline. It has no latent verdict:
+        ``latent_auroc`` is None and ``reconstruction_auroc`` equals ``image_auroc``."""
+        scores, types, maps, masks = [], [], [], []
+        skipped = 0
+        for i in range(0, len(items), EVAL_BATCH):
+            chunk, imgs = [], []
+            for it in items[i:i + EVAL_BATCH]:
+                try:
+                    imgs.append(read_image(it.path))
+                    chunk.append(it)
+                except Exception:  # noqa: BLE001 - counted, as evaluate() does
+                    skipped += 1
+            if not imgs:
+                continue
+            for it, amap in zip(chunk, self.anomaly_maps(imgs)):
+                scores.append(float(amap.max()))
+                types.append(it.defect)
+                if it.is_good or it.mask_path is not None:
+                    gt = (read_mask(it.mask_path) if it.mask_path is not None
+                          else np.zeros(amap.shape, bool))
+                    masks.append(gt if gt.shape == amap.shape else _resize_mask(gt, amap.shape))
+                    maps.append(amap)
+        labels = np.array([t != "good" for t in types], int)
+        s = np.array(scores)
+        at = f1_at(labels, s, self.image_threshold) if len(s) else {}
+        image_auroc = auroc(labels, s) if len(s) else math.nan
+        report = {
+            "images": len(s), "skipped": skipped,
+            "defective_images": int(labels.sum()), "normal_images": int((1 - labels).sum()),
+            "image_auroc": image_auroc,
+            "pixel_auroc": pixel_auroc(masks, maps) if masks else math.nan,
+            "aupro": aupro(masks, maps) if masks else math.nan,
+            "f1": at.get("f1", math.nan), "precision": at.get("precision", math.nan),
+            "recall": at.get("recall", math.nan),
+            "false_alarm_rate": at.get("false_alarm_rate", math.nan),
+            "miss_rate": at.get("miss_rate", math.nan),
+            "threshold": self.image_threshold,
+            "reconstruction_auroc": image_auroc,
+            "latent_auroc": math.nan,
+            "per_type_auroc": per_type_auroc(types, s) if len(s) else {},
+        }
+        return {k: _clean(v) for k, v in report.items()}
+
+
+def train_baseline(data: str | Path, minutes: float, image_size: int = 128, seed: int = 0,
+                   device: str = "auto", progress: bool = False,
+                   epochs: int | None = None) -> Baseline:
+    """Trains and calibrates the AE-L2 baseline on ``data``'s normal training images.
+
+    Uses Kensa's trainer pieces: the same decoding, preparation, held-out split (same seed, so
+    the same images are held out), time-budgeted loop and cosine schedule; only the network,
+    the loss (L2) and the anomaly map differ.
+
+    Args:
+        data: MVTec AD layout folder or plain folder of normal images.
+        minutes: training time budget (0 = no budget; ``train_cfg.epochs`` bounds it).
+        image_size: side of the square the network sees (a multiple of 16).
+        epochs: upper bound on passes over the images (default: TrainConfig's, as Kensa).
+
+    Raises:
+        DataError: no usable training image.
+    """
+    if image_size % 16:
+        raise ValueError(f"image_size must be a multiple of 16, got {image_size}")
+    cfg = TrainConfig(max_minutes=minutes, seed=seed,
+                      **({"epochs": epochs} if epochs is not None else {}))
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    dev = pick_device(device)
+    t0 = time.monotonic()
+    ds = open_dataset(data)
+    raw, _, _ = read_items(ds.train)
+    if not raw:
+        raise DataError(f"none of the {len(ds.train)} training file(s) in {ds.root} decodes "
+                        "as an image")
+    channels = choose_channels(raw)
+    images = np.stack([prepare(im, image_size, channels) for im in raw])
+    del raw
+    fit_idx, hold_idx = split_holdout(len(images), cfg, rng)
+    model = BaselineAE(channels).to(dev)
+    history = _fit(model, images[fit_idx], cfg, dev, minutes * 60, Progress(progress))
+    base = Baseline(model, image_size, channels, dev, history=history)
+    hold = base.maps(_to_device(images[hold_idx], dev))
+    base.image_threshold = false_alarm_threshold(hold.reshape(len(hold), -1).max(1),
+                                                 cfg.false_alarm_rate)
+    base.pixel_threshold = pixel_threshold(hold, cfg.pixel_false_alarm_rate)
+    base.train_seconds = time.monotonic() - t0
+    return base
+
+
+def _fit(model: BaselineAE, images: np.ndarray, cfg: TrainConfig, device: torch.device,
+         budget_s: float, progress: Progress) -> dict:
+    """Plain L2 reconstruction of normal images ``(N, S, S, C)`` (no synthetic defects)."""
+    rng = np.random.default_rng(cfg.seed + 1)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    model.train()
+
+    def step(i: int, frac: float) -> float:
+        x = _to_device(images[rng.integers(0, len(images), cfg.batch_size)], device)
+        for g in opt.param_groups:
+            g["lr"] = _cosine(frac, cfg.lr)
+        loss = F.mse_loss(model(x), x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    return _loop("L2AE", step, cfg, len(images), budget_s, progress)
