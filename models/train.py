@@ -295,7 +295,10 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
     ae_hist = fit_defect_model(model, images[fit_idx], tcfg, dev, budget * (1 - tcfg.vae_share),
                                bar)
     small = np.stack([prepare(im, mcfg.vae_image_size, mcfg.channels) for im in images])
-    vae_budget = max(0.0, budget - (time.monotonic() - t0)) if budget > 0 else 0.0
+    # what the AE left of the budget, but never less than half the VAE's share (0 would mean
+    # "no budget" to the loop)
+    vae_budget = (max(0.5 * tcfg.vae_share * budget, budget - (time.monotonic() - t0))
+                  if budget > 0 else 0.0)
     vae_hist = fit_vae(vae, small[fit_idx], tcfg, dev, vae_budget, bar)
     latent = LatentClassifier.fit(_latent_means(vae, small[fit_idx], dev))
     cal = Calibration(fusion=tcfg.fusion, fusion_weight=tcfg.fusion_weight)

@@ -29,7 +29,10 @@ CHUNK = 1 * MB
 PART_OVERHEAD = 64 * 1024  # multipart boundary and part headers, generously
 OTHER_BODY_LIMIT = 1 * MB  # any request that carries no image
 OCTET_TYPES = ("application/octet-stream", "binary/octet-stream")
-PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
+# heatmaps are smooth: run-length coding after the UP filter is ~3x faster than deflate's
+# default strategy for 2-6 % larger files (measured by kensa bench at 256 and 512 px)
+PNG_HEATMAP = PNG_FAST + [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 JPEG_QUALITY = [cv2.IMWRITE_JPEG_QUALITY, 90]
 
 
@@ -188,7 +191,7 @@ def heatmap_u16(anomaly_map: np.ndarray, pixel_threshold: float) -> np.ndarray:
 
 def heatmap_png(anomaly_map: np.ndarray, pixel_threshold: float) -> bytes:
     """16-bit grayscale PNG of :func:`heatmap_u16`."""
-    return encode(".png", heatmap_u16(anomaly_map, pixel_threshold), PNG_FAST)
+    return encode(".png", heatmap_u16(anomaly_map, pixel_threshold), PNG_HEATMAP)
 
 
 def mask_png(mask: np.ndarray) -> bytes:
