@@ -20,7 +20,7 @@ import platform
 import shutil
 import uuid
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +83,7 @@ def save_bundle(out: str | Path, inspector: Inspector, meta: dict, metrics: dict
         info = {
             "format_version": FORMAT_VERSION,
             "name": meta.get("name", out.name),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "image_size": inspector.cfg.image_size,
             "channels": inspector.cfg.channels,
             "normalization": "decoded to [0, 1]; gray<->RGB to match 'channels'; resized to "

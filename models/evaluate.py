@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -15,55 +15,81 @@ from .metrics import aupro, auroc, f1_at, per_type_auroc, pixel_auroc
 BATCH = 16
 
 
-def evaluate(insp: Inspector, items: Sequence[Item]) -> dict:
-    """Scores every test item at its original size and computes image AUROC, pixel AUROC,
-    AUPRO (to 30 % FPR), F1, false-alarm and miss rates at the bundle's threshold, the
-    sub-verdicts' AUROCs and image AUROC per defect type.
+class TestImages:
+    """Decodes test items in batches; files that do not decode are skipped and counted."""
 
-    Images whose file does not decode are skipped and counted.
-    """
-    scores, recon, latent, types, maps, masks, pred, mus = [], [], [], [], [], [], [], []
-    skipped = 0
-    for i in range(0, len(items), BATCH):
-        chunk, imgs = [], []
-        for it in items[i:i + BATCH]:
-            try:
-                imgs.append(read_image(it.path))
-                chunk.append(it)
-            except Exception:  # noqa: BLE001 - counted and reported, not fatal
-                skipped += 1
-        if imgs:
-            mus.append(insp.raw_scores(insp.to_tensor(imgs)).latent_mu)
-        for it, img, res in zip(chunk, imgs, insp.inspect(imgs)):
-            scores.append(res.score)
-            recon.append(res.reconstruction.score)
-            latent.append(res.latent.score)
-            types.append(it.defect)
-            pred.append(res.label == "abnormal")
-            if it.is_good or it.mask_path is not None:
-                gt = (read_mask(it.mask_path) if it.mask_path is not None
-                      else np.zeros(img.shape[:2], bool))
-                if gt.shape != res.anomaly_map.shape:
-                    gt = _resize_mask(gt, res.anomaly_map.shape)
-                masks.append(gt)
-                maps.append(res.anomaly_map)
-    labels = np.array([t != "good" for t in types], int)
-    s = np.array(scores)
-    at = f1_at(labels, s, insp.image_threshold) if len(s) else {}
-    report = {
+    def __init__(self, items: Sequence[Item], batch: int = BATCH):
+        self.items, self.batch, self.skipped = list(items), batch, 0
+
+    def __iter__(self) -> Iterator[tuple[list[Item], list[np.ndarray]]]:
+        for i in range(0, len(self.items), self.batch):
+            chunk, imgs = [], []
+            for it in self.items[i:i + self.batch]:
+                try:
+                    imgs.append(read_image(it.path))
+                    chunk.append(it)
+                except Exception:  # noqa: BLE001 - counted and reported, not fatal
+                    self.skipped += 1
+            if imgs:
+                yield chunk, imgs
+
+
+def ground_truth(item: Item, shape: tuple[int, int]) -> np.ndarray | None:
+    """The item's defect mask ``bool (H, W)`` at ``shape`` (all False for a good image), or
+    ``None`` for a defective image without a mask (it then counts for image metrics only)."""
+    if item.mask_path is None:
+        return np.zeros(shape, bool) if item.is_good else None
+    gt = read_mask(item.mask_path)
+    return gt if gt.shape == shape else _resize_mask(gt, shape)
+
+
+def score_report(types: list[str], scores: Sequence[float], threshold: float,
+                 masks: list[np.ndarray], maps: list[np.ndarray], skipped: int) -> dict:
+    """The metrics every model is judged by: image AUROC, pixel AUROC, AUPRO, F1, precision,
+    recall, false-alarm and miss rates at ``threshold``, image AUROC per defect type."""
+    labels = np.array([t != GOOD for t in types], int)
+    s = np.array(scores, dtype=np.float64)
+    at = f1_at(labels, s, threshold) if len(s) else {}
+    return {
         "images": len(s), "skipped": skipped,
         "defective_images": int(labels.sum()), "normal_images": int((1 - labels).sum()),
-        "image_auroc": auroc(labels, s),
+        "image_auroc": auroc(labels, s) if len(s) else math.nan,
         "pixel_auroc": pixel_auroc(masks, maps) if masks else math.nan,
         "aupro": aupro(masks, maps) if masks else math.nan,
         "f1": at.get("f1", math.nan), "precision": at.get("precision", math.nan),
         "recall": at.get("recall", math.nan),
         "false_alarm_rate": at.get("false_alarm_rate", math.nan),
         "miss_rate": at.get("miss_rate", math.nan),
-        "threshold": insp.image_threshold,
-        "reconstruction_auroc": auroc(labels, recon),
-        "latent_auroc": auroc(labels, latent),
-        "per_type_auroc": per_type_auroc(types, s),
+        "threshold": threshold,
+        "per_type_auroc": per_type_auroc(types, s) if len(s) else {},
+    }
+
+
+def evaluate(insp: Inspector, items: Sequence[Item]) -> dict:
+    """Scores every test item at its original size through ``insp`` and reports
+    :func:`score_report`'s metrics plus the sub-verdicts' AUROCs and the latent AUROC with a
+    handful of labels (:func:`latent_label_gain`).
+
+    Images whose file does not decode are skipped and counted.
+    """
+    scores, recon, latent, types, maps, masks, mus = [], [], [], [], [], [], []
+    images = TestImages(items)
+    for chunk, imgs in images:
+        mus.append(insp.raw_scores(insp.to_tensor(imgs)).latent_mu)
+        for it, res in zip(chunk, insp.inspect(imgs)):
+            scores.append(res.score)
+            recon.append(res.reconstruction.score)
+            latent.append(res.latent.score)
+            types.append(it.defect)
+            gt = ground_truth(it, res.anomaly_map.shape)
+            if gt is not None:
+                masks.append(gt)
+                maps.append(res.anomaly_map)
+    report = score_report(types, scores, insp.image_threshold, masks, maps, images.skipped)
+    labels = np.array([t != GOOD for t in types], int)
+    report |= {
+        "reconstruction_auroc": auroc(labels, recon) if len(labels) else math.nan,
+        "latent_auroc": auroc(labels, latent) if len(labels) else math.nan,
         "latent_with_labels": latent_label_gain(insp, np.concatenate(mus), types)
         if mus else {},
     }
@@ -118,9 +144,9 @@ def _clean(v):
 
 def format_table(report: dict) -> str:
     """A plain-text table of an evaluation report."""
-    rows = [("images (defective/normal)",
-             f"{report.get('images')} ({report.get('defective_images')}/"
-             f"{report.get('normal_images')})")]
+    counts = (f"{report.get('images')} ({report.get('defective_images')}/"
+              f"{report.get('normal_images')})")
+    rows = [("images (defective/normal)", counts)]
     for key in ("image_auroc", "pixel_auroc", "aupro", "f1", "precision", "recall",
                 "false_alarm_rate", "miss_rate", "threshold", "reconstruction_auroc",
                 "latent_auroc"):
@@ -128,9 +154,9 @@ def format_table(report: dict) -> str:
     for t, v in (report.get("per_type_auroc") or {}).items():
         rows.append((f"image_auroc[{t}]", _fmt(v)))
     for k, v in (report.get("latent_with_labels") or {}).items():
-        rows.append((f"latent_auroc, {k.replace('_', ' ')} labeled",
-                     f"{_fmt(v['auroc_without_labels'])} -> {_fmt(v['auroc_with_labels'])} "
-                     f"(on {v['evaluated']} unlabeled)"))
+        gain = (f"{_fmt(v['auroc_without_labels'])} -> {_fmt(v['auroc_with_labels'])} "
+                f"(on {v['evaluated']} unlabeled)")
+        rows.append((f"latent_auroc, {k.replace('_', ' ')} labeled", gain))
     w = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
 

@@ -56,7 +56,7 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Smooths ``(B, 1, H, W)`` maps with a separable Gaussian."""
     if sigma <= 0:
         return x
-    r = max(1, int(math.ceil(3 * sigma)))
+    r = max(1, math.ceil(3 * sigma))
     t = torch.arange(-r, r + 1, dtype=torch.float32, device=x.device)
     k = torch.exp(-(t**2) / (2 * sigma**2))
     k = (k / k.sum()).to(x.dtype)
@@ -141,7 +141,7 @@ class Inspector:
         self.max_batch = max_batch or (64 if self.device == "cuda" else 8)
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto") -> "Inspector":
+    def load(cls, path: str | Path, device: str = "auto") -> Inspector:
         """Loads a bundle directory written by ``kensa train`` (see :mod:`models.bundle`)."""
         from .bundle import load_bundle
 

@@ -41,7 +41,7 @@ class LatentClassifier:
     classes: list[str]
 
     @classmethod
-    def fit(cls, normal: np.ndarray) -> "LatentClassifier":
+    def fit(cls, normal: np.ndarray) -> LatentClassifier:
         """Fits the normal cluster to latent means ``(N, D)`` of normal images."""
         lw = LedoitWolf().fit(normal.astype(np.float64))
         evals, evecs = np.linalg.eigh(lw.covariance_)
@@ -110,6 +110,6 @@ class LatentClassifier:
                 "label_dist": self.label_dist}
 
     @classmethod
-    def from_state(cls, state: dict[str, np.ndarray], classes: list[str]) -> "LatentClassifier":
+    def from_state(cls, state: dict[str, np.ndarray], classes: list[str]) -> LatentClassifier:
         return cls(state["mean"], state["whiten"], state["points"], state["label_dist"],
                    list(classes))

@@ -183,7 +183,7 @@ def _scratch(g, metal, rng):
     p1 = (p0 + p2) / 2 + bend * np.array([-d[1], d[0]])
     t = np.linspace(0, 1, 32)[:, None]
     pts = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t * t * p2
-    thick = max(1, int(round(rng.choice([1, 1, 2, 3]) * u)))
+    thick = max(1, round(rng.choice([1, 1, 2, 3]) * u))
     shape = np.zeros((s, s), np.uint8)
     ink = np.zeros((s, s), np.uint8)
     taper = np.sin(np.pi * (np.arange(31) + 0.5) / 31) ** 0.5

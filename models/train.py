@@ -80,7 +80,7 @@ def split_holdout(n: int, cfg: TrainConfig, rng: np.random.Generator) -> tuple[n
                                                                                   np.ndarray]:
     """Indices (train, holdout): ``holdout_fraction`` of the images, at least ``min_holdout``,
     and never more than half."""
-    k = max(cfg.min_holdout, int(round(cfg.holdout_fraction * n)))
+    k = max(cfg.min_holdout, round(cfg.holdout_fraction * n))
     k = min(k, n // 2)
     if k < 1:
         raise DataError(f"only {n} usable training image(s): at least 2 are needed, one to "
@@ -282,7 +282,7 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
     t0 = time.monotonic()
     ds = open_dataset(data)
     label_rows = match_labels(read_labels(labels), ds) if labels else []
-    raw, kept, skipped = read_items(ds.train)
+    raw, _kept, skipped = read_items(ds.train)
     if not raw:
         raise DataError(f"none of the {len(ds.train)} training file(s) in {ds.root} decodes as "
                         "an image: use PNG, JPEG, BMP or TIFF files")
@@ -328,7 +328,7 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
 def _labeled_images(rows: list[tuple[Item, str]], mcfg: ModelConfig) -> np.ndarray:
     if not rows:
         return np.zeros((0, mcfg.image_size, mcfg.image_size, mcfg.channels), np.float32)
-    imgs, kept, skipped = read_items([it for it, _ in rows])
+    imgs, _kept, skipped = read_items([it for it, _ in rows])
     if skipped:
         raise DataError(f"labeled file(s) do not decode as images: {skipped[:5]}")
     return np.stack([prepare(im, mcfg.image_size, mcfg.channels) for im in imgs])

@@ -27,15 +27,13 @@ from torch import nn
 
 from models.calibrate import false_alarm_threshold, pixel_threshold
 from models.config import TrainConfig
-from models.data import Item, open_dataset, read_image, read_items, read_mask
+from models.data import Item, open_dataset, read_items
 from models.errors import DataError
-from models.evaluate import _clean, _resize_mask
+from models.evaluate import TestImages, _clean, ground_truth, score_report
 from models.inference import gaussian_blur, pick_device, prepare
-from models.metrics import aupro, auroc, f1_at, per_type_auroc, pixel_auroc
 from models.train import Progress, _cosine, _loop, _to_device, choose_channels, split_holdout
 
 MAP_SIGMA = 2.0  # same smoothing as Kensa's default ModelConfig.map_sigma
-EVAL_BATCH = 16
 
 
 class BaselineAE(nn.Module):
@@ -105,44 +103,17 @@ class Baseline:
         maps at the original size), for the baseline. It has no latent verdict:
         ``latent_auroc`` is None and ``reconstruction_auroc`` equals ``image_auroc``."""
         scores, types, maps, masks = [], [], [], []
-        skipped = 0
-        for i in range(0, len(items), EVAL_BATCH):
-            chunk, imgs = [], []
-            for it in items[i:i + EVAL_BATCH]:
-                try:
-                    imgs.append(read_image(it.path))
-                    chunk.append(it)
-                except Exception:  # noqa: BLE001 - counted, as evaluate() does
-                    skipped += 1
-            if not imgs:
-                continue
+        images = TestImages(items)
+        for chunk, imgs in images:
             for it, amap in zip(chunk, self.anomaly_maps(imgs)):
                 scores.append(float(amap.max()))
                 types.append(it.defect)
-                if it.is_good or it.mask_path is not None:
-                    gt = (read_mask(it.mask_path) if it.mask_path is not None
-                          else np.zeros(amap.shape, bool))
-                    masks.append(gt if gt.shape == amap.shape else _resize_mask(gt, amap.shape))
+                gt = ground_truth(it, amap.shape)
+                if gt is not None:
+                    masks.append(gt)
                     maps.append(amap)
-        labels = np.array([t != "good" for t in types], int)
-        s = np.array(scores)
-        at = f1_at(labels, s, self.image_threshold) if len(s) else {}
-        image_auroc = auroc(labels, s) if len(s) else math.nan
-        report = {
-            "images": len(s), "skipped": skipped,
-            "defective_images": int(labels.sum()), "normal_images": int((1 - labels).sum()),
-            "image_auroc": image_auroc,
-            "pixel_auroc": pixel_auroc(masks, maps) if masks else math.nan,
-            "aupro": aupro(masks, maps) if masks else math.nan,
-            "f1": at.get("f1", math.nan), "precision": at.get("precision", math.nan),
-            "recall": at.get("recall", math.nan),
-            "false_alarm_rate": at.get("false_alarm_rate", math.nan),
-            "miss_rate": at.get("miss_rate", math.nan),
-            "threshold": self.image_threshold,
-            "reconstruction_auroc": image_auroc,
-            "latent_auroc": math.nan,
-            "per_type_auroc": per_type_auroc(types, s) if len(s) else {},
-        }
+        report = score_report(types, scores, self.image_threshold, masks, maps, images.skipped)
+        report |= {"reconstruction_auroc": report["image_auroc"], "latent_auroc": math.nan}
         return {k: _clean(v) for k, v in report.items()}
 
 

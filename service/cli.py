@@ -14,7 +14,7 @@ from pathlib import Path
 # another process held a core (kensa bench); passive waiting cost nothing measurable.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from models.errors import KensaError  # noqa: E402
+from models.errors import KensaError
 
 DEVICES = ("auto", "cpu", "cuda")
 

@@ -7,31 +7,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from texture_helpers import SIZE, plant_defect, texture
 
 from models.config import ModelConfig, TrainConfig
 from models.train import train
-
-SIZE = 64
-
-
-def texture(rng: np.random.Generator, size: int = SIZE) -> np.ndarray:
-    """A brushed-metal-like normal image: a soft gradient plus fine horizontal grain, uint8."""
-    y, x = np.mgrid[0:size, 0:size] / size
-    angle = rng.uniform(0, 2 * np.pi)
-    base = 0.5 + 0.15 * (np.cos(angle) * x + np.sin(angle) * y)
-    grain = cv2.resize(rng.normal(0, 0.04, (size, 8)), (size, size))
-    img = np.clip(base + grain + rng.normal(0, 0.01, (size, size)), 0, 1)
-    return (img * 255).astype(np.uint8)
-
-
-def plant_defect(img: np.ndarray, center: tuple[int, int], radius: int) -> tuple[np.ndarray,
-                                                                                 np.ndarray]:
-    """A dark pit; returns (image, bool mask)."""
-    out = img.copy()
-    mask = np.zeros(img.shape[:2], np.uint8)
-    cv2.circle(mask, center, radius, 1, -1)
-    out[mask > 0] = 20
-    return out, mask.astype(bool)
 
 
 @pytest.fixture(scope="session")

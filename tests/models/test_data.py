@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.data import decode_image, open_dataset, read_items, read_labels, Item
+from models.data import Item, decode_image, open_dataset, read_items, read_labels
 from models.errors import DataError, ImageError, ImageTooLargeError
 
 
@@ -98,7 +98,7 @@ def test_mvtec_layout_pairs_masks(tmp_path):
     (tmp_path / "test/crack/c.jpg").write_bytes(img)
     (tmp_path / "ground_truth/crack/c_mask.png").write_bytes(img)
     ds = open_dataset(tmp_path)
-    crack = [it for it in ds.test if it.defect == "crack"][0]
+    crack = next(it for it in ds.test if it.defect == "crack")
     assert crack.mask_path == tmp_path / "ground_truth/crack/c_mask.png"
     assert ds.summary()["test_by_type"] == {"crack": 1, "good": 1}
 
@@ -108,7 +108,7 @@ def test_undecodable_file_is_skipped_and_counted(tmp_path, caplog):
     good.write_bytes(encode(np.zeros((4, 4), np.uint8)))
     bad = tmp_path / "b.png"
     bad.write_bytes(b"not a png")
-    images, kept, skipped = read_items([Item(good), Item(bad)])
+    images, _kept, skipped = read_items([Item(good), Item(bad)])
     assert len(images) == 1 and skipped == [str(bad)]
     assert "skipping" in caplog.text and str(bad) in caplog.text
 

@@ -1,11 +1,10 @@
 """Train a tiny model for seconds; a planted defect must stand out and be found."""
 
 import numpy as np
+from texture_helpers import plant_defect, texture
 
 from models.data import read_image
 from models.inference import Inspector
-
-from conftest import plant_defect, texture
 
 
 def test_planted_defect_scores_above_normals_and_its_mask_overlaps(texture_bundle):

@@ -31,7 +31,7 @@ def test_spreading_names_the_defect_cluster_from_a_few_labels():
     clf.spread(points, labels)
     assert clf.classes == ["good", "crack"] and clf.semi_supervised
     probe = np.concatenate([rng.normal(0, 1, (5, 3)), rng.normal(6, 0.5, (5, 3))])
-    score, dist, clusters = clf.score(probe, distance_scale=3.0)
+    score, _dist, clusters = clf.score(probe, distance_scale=3.0)
     assert clusters == ["good"] * 5 + ["crack"] * 5
     assert score[5:].min() > score[:5].max()
 
