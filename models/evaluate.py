@@ -75,8 +75,9 @@ def evaluate(insp: Inspector, items: Sequence[Item]) -> dict:
     scores, recon, latent, types, maps, masks, mus = [], [], [], [], [], [], []
     images = TestImages(items)
     for chunk, imgs in images:
-        mus.append(insp.raw_scores(insp.to_tensor(imgs)).latent_mu)
-        for it, res in zip(chunk, insp.inspect(imgs)):
+        results, raw = insp.inspect_raw(imgs)
+        mus.append(raw.latent_mu)
+        for it, res in zip(chunk, results):
             scores.append(res.score)
             recon.append(res.reconstruction.score)
             latent.append(res.latent.score)

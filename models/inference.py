@@ -205,15 +205,22 @@ class Inspector:
             threshold: overrides the image threshold on the fused score for this call.
             with_reconstruction: also return the cleaned image at the input's size.
         """
+        return self.inspect_raw(images, threshold, with_reconstruction)[0]
+
+    def inspect_raw(self, images: Sequence[np.ndarray], threshold: float | None = None,
+                    with_reconstruction: bool = False) -> tuple[list[Result], RawScores | None]:
+        """:meth:`inspect`, also returning the model-resolution scores it was built from
+        (evaluation needs the latent means; this saves it a second forward pass)."""
         if not images:
-            return []
+            return [], None
         raw = self.raw_scores(self.to_tensor(images), with_reconstruction)
         lat_score, lat_dist, clusters = self.latent.score(raw.latent_mu, self.cal.latent_distance)
         fused = self.cal.fuse(raw.recon_scores, lat_score)
         t = self.cal.image if threshold is None else float(threshold)
-        return [self._result(im, raw, i, float(fused[i]), t, float(lat_score[i]),
-                             float(lat_dist[i]), clusters[i])
-                for i, im in enumerate(images)]
+        results = [self._result(im, raw, i, float(fused[i]), t, float(lat_score[i]),
+                                float(lat_dist[i]), clusters[i])
+                   for i, im in enumerate(images)]
+        return results, raw
 
     def _result(self, image: np.ndarray, raw: RawScores, i: int, score: float, t: float,
                 lat_score: float, lat_dist: float, cluster: str) -> Result:
