@@ -52,6 +52,12 @@ def prepare(image: np.ndarray, size: int, channels: int) -> np.ndarray:
     return out.reshape(size, size, channels)
 
 
+def vae_input(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The VAE's view of prepared images: ``(B, C, S, S) -> (B, C, size, size)`` by area
+    averaging. Training, the latent cluster fit and inference all use this one function."""
+    return F.interpolate(x, size=(size, size), mode="area")
+
+
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Smooths ``(B, 1, H, W)`` maps with a separable Gaussian."""
     if sigma <= 0:
@@ -174,8 +180,7 @@ class Inspector:
         cuda = self.torch_device.type == "cuda"
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
             recon, logits = self.model(x)
-            v = self.cfg.vae_image_size
-            mu, _ = self.vae.encode(F.interpolate(x, size=(v, v), mode="area"))
+            mu, _ = self.vae.encode(vae_input(x, self.cfg.vae_image_size))
         recon, logits, mu = recon.float(), logits.float(), mu.float()
         maps = gaussian_blur(self.anomaly_map(x, recon, logits), self.cfg.map_sigma)[:, 0]
         rec = recon.permute(0, 2, 3, 1).cpu().numpy() if with_reconstruction else None

@@ -22,7 +22,7 @@ from .config import FUSION_RULES, ModelConfig, TrainConfig
 from .data import GOOD, Dataset, Item, open_dataset, read_items, read_labels
 from .errors import DataError
 from .evaluate import evaluate
-from .inference import Calibration, Inspector, pick_device, prepare, residual_map
+from .inference import Calibration, Inspector, pick_device, prepare, residual_map, vae_input
 from .latent import LatentClassifier
 from .losses import dice_loss, focal_loss, kl_divergence, reconstruction_loss
 from .synth import add_defect
@@ -294,7 +294,8 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
     budget = tcfg.max_minutes * 60
     ae_hist = fit_defect_model(model, images[fit_idx], tcfg, dev, budget * (1 - tcfg.vae_share),
                                bar)
-    small = np.stack([prepare(im, mcfg.vae_image_size, mcfg.channels) for im in images])
+    small = vae_input(torch.from_numpy(images).permute(0, 3, 1, 2), mcfg.vae_image_size)
+    small = small.permute(0, 2, 3, 1).contiguous().numpy()
     # what the AE left of the budget, but never less than half the VAE's share (0 would mean
     # "no budget" to the loop)
     vae_budget = (max(0.5 * tcfg.vae_share * budget, budget - (time.monotonic() - t0))
