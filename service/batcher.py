@@ -14,9 +14,10 @@ instead of letting memory grow with the backlog.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -28,6 +29,45 @@ from models.results import Result
 from .errors import NotReady, Overloaded
 
 log = logging.getLogger("kensa.service")
+MB = 1024 * 1024
+
+
+class InflightGate:
+    """Bounds the memory that decoded images take while requests are being served.
+
+    Every request holds its images' estimated bytes (decoded image, anomaly map, mask and
+    encoded pictures) from decode until its answer is built. A request that would pass
+    ``max_bytes`` waits until others finish; after ``wait_s`` it gets :class:`Overloaded`
+    (503 with Retry-After). One request larger than the whole cap still runs, alone. Without
+    it memory grew with the number of concurrent clients times their batch size (2 GB at
+    512x512 with 8 batch clients, ``kensa bench``).
+    """
+
+    def __init__(self, max_bytes: int, wait_s: float = 30.0) -> None:
+        self.max_bytes = max(1, int(max_bytes))
+        self.wait_s = wait_s
+        self.used = 0
+        self._cond = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, nbytes: int) -> AsyncIterator[None]:
+        n = min(max(0, int(nbytes)), self.max_bytes)
+        async with self._cond:
+            try:
+                await asyncio.wait_for(
+                    self._cond.wait_for(lambda: self.used + n <= self.max_bytes), self.wait_s)
+            except TimeoutError:
+                raise Overloaded(
+                    f"the server is busy: images of other requests fill its "
+                    f"{self.max_bytes // MB} MiB in-flight budget (KENSA_MAX_INFLIGHT_MB); "
+                    "retry after the Retry-After delay", retry_after_s=1) from None
+            self.used += n
+        try:
+            yield
+        finally:
+            async with self._cond:
+                self.used -= n
+                self._cond.notify_all()
 
 
 @dataclass
@@ -50,12 +90,16 @@ class Batcher:
         queue_size: most jobs waiting; one more raises :class:`Overloaded`.
         on_batch: called with the image count of every inspector call (metrics).
         on_queue: called with the queue depth whenever it changes (metrics).
+        max_inflight_bytes: the budget of :attr:`gate`, which requests hold from decode to
+            answer.
     """
 
     def __init__(self, inspector, max_size: int = 32, wait_ms: float = 2.0,
                  queue_size: int = 128, on_batch: Callable[[int], None] | None = None,
-                 on_queue: Callable[[int], None] | None = None) -> None:
+                 on_queue: Callable[[int], None] | None = None,
+                 max_inflight_bytes: int = 512 * MB) -> None:
         self.inspector = inspector
+        self.gate = InflightGate(max_inflight_bytes)
         self.max_size = max_size
         self.wait_s = wait_ms / 1000.0
         self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=queue_size)

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
         description="How long the batcher waits for more requests before it runs a batch.")
     queue_size: int = Field(
         128, ge=1, description="Most requests waiting for the model; beyond it: 503.")
+    max_inflight_mb: float = Field(
+        512.0, gt=0, description="Memory budget for decoded images being served, in MiB; "
+                                 "requests beyond it wait, then get 503 (bounds server RSS).")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     @field_validator("api_keys", mode="before")

@@ -13,11 +13,13 @@ encoded.
 from __future__ import annotations
 
 import base64
+import io
 import json
 
 import cv2
 import numpy as np
 from fastapi import UploadFile
+from PIL import Image
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.data import decode_image
@@ -80,6 +82,20 @@ def too_large_detail(size: int | None, max_bytes: int, filename: str | None = No
 
 def human_size(n: int) -> str:
     return f"{n / MB:.1f} MiB" if n >= MB else f"{n:,} bytes"
+
+
+def inflight_bytes(data: bytes) -> int:
+    """Memory one upload will take while it is served, estimated from its header alone:
+    the decoded ``float32`` image (4 bytes per channel), its anomaly map (4), mask and
+    encoded pictures (about 16 more) per pixel. 0 when the header does not parse (the decoder
+    then refuses the bytes with a 400)."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+            channels = 1 if im.mode in ("1", "L", "I", "I;16", "F", "P") else 3
+    except Exception:  # noqa: BLE001 - the decoder reports what is wrong
+        return 0
+    return w * h * (4 * channels + 20)
 
 
 def decode(data: bytes, max_pixels: int | None) -> np.ndarray:

@@ -128,11 +128,13 @@ async def inspect(request: Request, file: UploadField, batcher: BatcherDep,
                   include: IncludeDep, threshold: ThresholdDep) -> InspectionResult:
     started = time.perf_counter()
     data = await imaging.read_upload(file, settings.max_upload_bytes)
-    image = await run_in_threadpool(imaging.decode, data, settings.max_pixels)
-    [result] = await batcher.inspect([image], _threshold(threshold, settings),
-                                     "reconstruction" in include)
-    body = await run_in_threadpool(
-        build_result, InspectionResult, image, result, include, inspector, started)
+    async with batcher.gate.hold(imaging.inflight_bytes(data)):
+        image = await run_in_threadpool(imaging.decode, data, settings.max_pixels)
+        del data
+        [result] = await batcher.inspect([image], _threshold(threshold, settings),
+                                         "reconstruction" in include)
+        body = await run_in_threadpool(
+            build_result, InspectionResult, image, result, include, inspector, started)
     metrics.inspections.labels(body.label).inc()
     request.scope[LOG_KEY] = {"id": str(body.id), "label": body.label, "score": body.score}
     return body
@@ -169,25 +171,35 @@ async def _inspect_chunk(files: list[UploadFile], batcher, inspector, settings, 
                          threshold) -> list[BatchItemResult | BatchItemError]:
     started = time.perf_counter()
     entries: list = [None] * len(files)
-    images, slots = [], []
+    uploads: list[tuple[int, bytes]] = []
     for n, file in enumerate(files):
         try:
-            data = await imaging.read_upload(file, settings.max_upload_bytes)
-            images.append(await run_in_threadpool(imaging.decode, data, settings.max_pixels))
-            slots.append(n)
+            uploads.append((n, await imaging.read_upload(file, settings.max_upload_bytes)))
         except KensaError as exc:
-            entries[n] = BatchItemError(filename=file.filename, status=status_of(exc),
-                                        error=str(exc))
-    results = await batcher.inspect(images, _threshold(threshold, settings),
-                                    "reconstruction" in include)
+            entries[n] = _item_error(file, exc)
+    async with batcher.gate.hold(sum(imaging.inflight_bytes(d) for _, d in uploads)):
+        images, slots = [], []
+        for n, data in uploads:
+            try:
+                images.append(await run_in_threadpool(imaging.decode, data, settings.max_pixels))
+                slots.append(n)
+            except KensaError as exc:
+                entries[n] = _item_error(files[n], exc)
+        del uploads
+        results = await batcher.inspect(images, _threshold(threshold, settings),
+                                        "reconstruction" in include)
 
-    def encode_all() -> None:
-        for n, image, result in zip(slots, images, results):
-            entries[n] = build_result(BatchItemResult, image, result, include, inspector,
-                                      started, filename=files[n].filename)
+        def encode_all() -> None:
+            for n, image, result in zip(slots, images, results):
+                entries[n] = build_result(BatchItemResult, image, result, include, inspector,
+                                          started, filename=files[n].filename)
 
-    await run_in_threadpool(encode_all)
+        await run_in_threadpool(encode_all)
     return entries
+
+
+def _item_error(file: UploadFile, exc: KensaError) -> BatchItemError:
+    return BatchItemError(filename=file.filename, status=status_of(exc), error=str(exc))
 
 
 @v1.post("/inspect/overlay", response_class=Response, summary="Inspect one image, get a picture",
@@ -202,10 +214,12 @@ async def inspect_overlay(request: Request, file: UploadField, batcher: BatcherD
                           settings: SettingsDep, metrics: MetricsDep,
                           threshold: ThresholdDep) -> Response:
     data = await imaging.read_upload(file, settings.max_upload_bytes)
-    image = await run_in_threadpool(imaging.decode, data, settings.max_pixels)
-    [result] = await batcher.inspect([image], _threshold(threshold, settings))
-    jpeg = await run_in_threadpool(imaging.overlay_jpeg, image, result.anomaly_map,
-                                   result.pixel_threshold, result.mask)
+    async with batcher.gate.hold(imaging.inflight_bytes(data)):
+        image = await run_in_threadpool(imaging.decode, data, settings.max_pixels)
+        del data
+        [result] = await batcher.inspect([image], _threshold(threshold, settings))
+        jpeg = await run_in_threadpool(imaging.overlay_jpeg, image, result.anomaly_map,
+                                       result.pixel_threshold, result.mask)
     ident = str(uuid4())
     metrics.inspections.labels(result.label).inc()
     request.scope[LOG_KEY] = {"id": ident, "label": result.label, "score": float(result.score)}

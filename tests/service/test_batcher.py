@@ -6,7 +6,7 @@ import threading
 import pytest
 from service_helpers import decoded, washer_png
 
-from service.batcher import Batcher
+from service.batcher import Batcher, InflightGate
 from service.errors import NotReady, Overloaded
 
 
@@ -127,3 +127,39 @@ def test_stop_fails_running_and_waiting_jobs(inspector):
     for outcome in run(scenario()):
         assert isinstance(outcome, NotReady)
         assert str(outcome) == "the server is shutting down; retry shortly"
+
+
+def test_inflight_gate_makes_a_request_over_the_budget_wait_for_the_others():
+    order = []
+
+    async def scenario():
+        gate = InflightGate(100)
+
+        async def holder(name, nbytes, hold_s):
+            async with gate.hold(nbytes):
+                order.append((name, "in", gate.used))
+                await asyncio.sleep(hold_s)
+            order.append((name, "out"))
+
+        first = asyncio.create_task(holder("a", 70, 0.2))
+        await asyncio.sleep(0.05)
+        await asyncio.gather(first, holder("b", 50, 0), holder("c", 20, 0))
+        return gate.used
+
+    assert run(scenario()) == 0
+    # c fits beside a at once; b (70 + 50 > 100) only gets in after a has left
+    assert order.index(("c", "in", 90)) < order.index(("a", "out")) < order.index(("b", "in", 50))
+
+
+def test_inflight_gate_lets_one_oversized_request_run_alone_and_times_out_the_rest():
+    async def scenario():
+        gate = InflightGate(100, wait_s=0.1)
+        async with gate.hold(10_000):  # bigger than the whole budget: runs, alone
+            assert gate.used == 100
+            with pytest.raises(Overloaded, match="KENSA_MAX_INFLIGHT_MB"):
+                async with gate.hold(1):
+                    pass
+        async with gate.hold(1):
+            return gate.used
+
+    assert run(scenario()) == 1

@@ -43,3 +43,32 @@ def test_32_concurrent_requests(make_settings, inspector):
     count = next(float(line.split()[-1]) for line in metrics.splitlines()
                  if line.startswith("kensa_batch_size_count"))
     assert count < N  # some requests shared a model call
+
+
+def test_a_tiny_inflight_budget_makes_requests_take_turns_and_answers_all(make_settings,
+                                                                           inspector):
+    # 1 KiB: every upload is over the budget on its own, so each runs alone, in turn
+    app = create_app(make_settings(max_inflight_mb=1 / 1024, batch_wait_ms=20))
+    uploads = [washer_png(seed) for seed in range(8)]
+
+    async def scenario():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://kensa") as c:
+                single = [c.post("/v1/inspect", files=upload(d)) for d in uploads[:4]]
+                batch = c.post("/v1/inspect/batch",
+                               files=[("files", (f"{i}.png", d, "image/png"))
+                                      for i, d in enumerate(uploads[4:])])
+                answers = await asyncio.gather(*single, batch)
+                return answers, (await c.get("/metrics")).text
+
+    answers, metrics = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert [r.status_code for r in answers] == [200] * 5
+    got = [r.json()["score"] for r in answers[:4]] + [
+        e["score"] for e in answers[4].json()["results"]]
+    want = [w.score for w in inspector.inspect([decoded(d) for d in uploads])]
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    sizes = dict(line.split() for line in metrics.splitlines()
+                 if line.startswith(("kensa_batch_size_sum ", "kensa_batch_size_count ")))
+    # never two requests in one model call: 8 images in 5 calls
+    assert (float(sizes["kensa_batch_size_sum"]), float(sizes["kensa_batch_size_count"])) == (8, 5)
