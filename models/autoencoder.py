@@ -35,8 +35,9 @@ class Autoencoder(nn.Module):
 class SegmentationHead(nn.Module):
     """U-Net on ``cat(input, reconstruction)``: ``(B, 2C, S, S) -> (B, 1, S, S)`` logits."""
 
-    def __init__(self, cfg: ModelConfig, depth: int = 3):
+    def __init__(self, cfg: ModelConfig):
         super().__init__()
+        depth = cfg.seg_depth
         self.encoder = Encoder(2 * cfg.channels, cfg.seg_width, depth)
         self.decoder = Decoder(1, cfg.seg_width, depth, skips=True)
 

@@ -92,12 +92,13 @@ def save_bundle(out: str | Path, inspector: Inspector, meta: dict, metrics: dict
             "calibration": asdict(inspector.cal),
             "thresholds": thresholds_view(inspector.cal),
             "fusion": {"rule": inspector.cal.fusion, "weight": inspector.cal.fusion_weight,
-                       "description": fusion_description(inspector.cal)},
+                       "description": fusion_description(inspector.cal),
+                       "chosen_by": meta.get("fusion_rule", "as configured")},
             "latent": {"classes": inspector.latent.classes,
                        "semi_supervised": inspector.latent.semi_supervised},
             "packages": package_versions(),
             "files": files,
-            **{k: v for k, v in meta.items() if k != "name"},
+            **{k: v for k, v in meta.items() if k not in ("name", "fusion_rule")},
         }
         info["version"] = hashlib.sha256(
             json.dumps({"files": files, "calibration": info["calibration"],

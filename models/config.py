@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-FUSION_RULES = ("reconstruction", "max", "weighted")
+FUSION_RULES = ("auto", "reconstruction", "max", "weighted")
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,7 @@ class ModelConfig:
         width: channels of the first conv stage; later stages double it.
         depth: number of stride-2 stages in the reconstruction encoder.
         seg_width: channels of the first stage of the segmentation head.
+        seg_depth: stride-2 stages of the segmentation head (its context grows with it).
         vae_image_size: side of the square the VAE sees.
         vae_width: channels of the VAE's first conv stage.
         latent_dim: size of the VAE latent space.
@@ -28,6 +29,12 @@ class ModelConfig:
             reconstruction, normalised) or ``combined`` (their mean).
         min_region_area: defect regions smaller than this (at ``image_size``) are specks and are
             dropped from the mask.
+        coarse_scale: when in ``(0, 1)``, the model also looks at the whole image shrunk by
+            this factor and the two maps are averaged: large defects whose inside looks
+            locally normal (a discoloured area, a worn patch) fit in its view there. Training
+            then shows it such shrunk images too (half the windows). 0 = one scale. 0.5 by
+            default: on magnetic tiles (7 CPU-minutes, one core) image AUROC 0.62 -> 0.82 and
+            pixel AUROC 0.61 -> 0.64; on the demo washers 0.83 -> 0.80 and 0.968 -> 0.964.
     """
 
     image_size: int = 128
@@ -35,15 +42,19 @@ class ModelConfig:
     width: int = 24
     depth: int = 4
     seg_width: int = 16
+    seg_depth: int = 3
     vae_image_size: int = 64
     vae_width: int = 16
     latent_dim: int = 32
     map_sigma: float = 2.0
     map_mode: str = "combined"
     min_region_area: int = 4
+    coarse_scale: float = 0.5
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
+        # bundles written before the coarse view existed were trained and calibrated without it
+        d = {"coarse_scale": 0.0, **d}
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -71,6 +82,11 @@ class TrainConfig:
         vae_share: share of the time budget given to the VAE.
         beta: weight of the KL term in the VAE loss.
         fusion: how the reconstruction and latent verdicts combine (``FUSION_RULES``).
+            ``auto`` decides at calibration: with operator-labeled defects, the weight of
+            ``weighted`` (1.0 down to 0.5) that ranks the labeled defects above the held-out
+            normals best; without them, ``reconstruction`` alone, since the unsupervised latent
+            verdict measured near chance (AUROC 0.43-0.58) on every data set tried and only
+            lowered the fused AUROC. The latent verdict is reported either way.
         fusion_weight: weight of the reconstruction score under the ``weighted`` rule.
         anomaly_prob: share of training images that get a synthetic defect.
         crop: the reconstruction model trains on random ``crop`` x ``crop`` windows of the
@@ -89,7 +105,7 @@ class TrainConfig:
     pixel_false_alarm_rate: float = 0.001
     vae_share: float = 0.12
     beta: float = 1.0
-    fusion: str = "weighted"
+    fusion: str = "auto"
     fusion_weight: float = 0.8
     anomaly_prob: float = 0.6
     crop: int = 64

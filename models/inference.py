@@ -58,6 +58,15 @@ def vae_input(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="area")
 
 
+def shrink(x: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
+    """The coarse view of ``cfg.coarse_scale``: ``(B, C, S, S) -> (B, C, s, s)`` by area
+    averaging, ``s`` about ``S * coarse_scale`` and a multiple of ``2 ** depth`` for the
+    networks' stride-2 stages. Training and inference share this function."""
+    m = 2 ** max(cfg.depth, cfg.seg_depth)
+    side = max(m, round(x.shape[-1] * cfg.coarse_scale / m) * m)
+    return F.interpolate(x, size=(side, side), mode="area")
+
+
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Smooths ``(B, 1, H, W)`` maps with a separable Gaussian."""
     if sigma <= 0:
@@ -182,7 +191,15 @@ class Inspector:
             recon, logits = self.model(x)
             mu, _ = self.vae.encode(vae_input(x, self.cfg.vae_image_size))
         recon, logits, mu = recon.float(), logits.float(), mu.float()
-        maps = gaussian_blur(self.anomaly_map(x, recon, logits), self.cfg.map_sigma)[:, 0]
+        amap = self.anomaly_map(x, recon, logits)
+        if 0 < self.cfg.coarse_scale < 1:
+            small = shrink(x, self.cfg)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                s_recon, s_logits = self.model(small)
+            coarse = self.anomaly_map(small, s_recon.float(), s_logits.float())
+            amap = 0.5 * (amap + F.interpolate(coarse, size=amap.shape[-2:], mode="bilinear",
+                                               align_corners=False))
+        maps = gaussian_blur(amap, self.cfg.map_sigma)[:, 0]
         rec = recon.permute(0, 2, 3, 1).cpu().numpy() if with_reconstruction else None
         return RawScores(maps.cpu().numpy(), maps.flatten(1).amax(1).cpu().numpy(),
                          mu.cpu().numpy(), rec)

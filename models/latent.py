@@ -78,29 +78,33 @@ class LatentClassifier:
             dist = full
         self.points, self.label_dist = x, dist.astype(np.float32)
 
-    def class_probabilities(self, z: np.ndarray) -> np.ndarray:
+    def class_probabilities(self, z: np.ndarray, leave_out: bool = False) -> np.ndarray:
         """``(N, K)``: mean class distribution of each point's nearest graph neighbours (what
-        label spreading's inductive step does with a k-NN kernel)."""
+        label spreading's inductive step does with a k-NN kernel). ``leave_out`` ignores graph
+        points identical to the query, so a labeled image is not judged by its own label."""
         x = self.whitened(z)
         d2 = ((x[:, None, :] - self.points[None, :, :]) ** 2).sum(-1)
+        if leave_out:
+            d2[d2 < 1e-10] = np.inf
         k = min(NEIGHBOURS, len(self.points))
         idx = np.argpartition(d2, k - 1, axis=1)[:, :k]
         probs = self.label_dist[idx].mean(1)
         return probs / np.maximum(probs.sum(1, keepdims=True), 1e-8)
 
-    def score(self, z: np.ndarray, distance_scale: float) -> tuple[np.ndarray, np.ndarray,
-                                                                    list[str]]:
+    def score(self, z: np.ndarray, distance_scale: float, leave_out: bool = False
+              ) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Latent anomaly score, distance and cluster name per point.
 
         Without labels the score is the Mahalanobis distance. With labels it is half the
         spread probability of a defect class plus half the squashed distance
         ``d / (d + distance_scale)``, so an image far from every cluster still scores high.
+        ``leave_out``: see :meth:`class_probabilities`.
         """
         dist = self.distance(z)
         if not self.semi_supervised:
             clusters = [GOOD] * len(dist)
             return dist, dist, clusters
-        probs = self.class_probabilities(z)
+        probs = self.class_probabilities(z, leave_out)
         clusters = [self.classes[i] for i in probs.argmax(1)]
         score = 0.5 * (1 - probs[:, 0]) + 0.5 * dist / (dist + distance_scale)
         return score, dist, clusters

@@ -22,9 +22,18 @@ from .config import FUSION_RULES, ModelConfig, TrainConfig
 from .data import GOOD, Dataset, Item, open_dataset, read_items, read_labels
 from .errors import DataError
 from .evaluate import evaluate
-from .inference import Calibration, Inspector, pick_device, prepare, residual_map, vae_input
+from .inference import (
+    Calibration,
+    Inspector,
+    pick_device,
+    prepare,
+    residual_map,
+    shrink,
+    vae_input,
+)
 from .latent import LatentClassifier
 from .losses import dice_loss, focal_loss, kl_divergence, reconstruction_loss
+from .metrics import auroc
 from .synth import add_defect
 from .vae import VAE
 
@@ -137,11 +146,16 @@ def fit_defect_model(model: DefectModel, images: np.ndarray, cfg: TrainConfig,
 
     size = images.shape[1]
     crop = cfg.crop if 0 < cfg.crop < size else size
+    coarse = None
+    if 0 < model.cfg.coarse_scale < 1:  # whole images at the coarse scale, as inference sees
+        coarse = shrink(torch.from_numpy(images).permute(0, 3, 1, 2), model.cfg)
+        coarse = coarse.permute(0, 2, 3, 1).contiguous().numpy()
 
     def step(i: int, frac: float) -> float:
         idx = rng.integers(0, len(images), cfg.batch_size)
         ys, xs = rng.integers(0, size - crop + 1, (2, len(idx)))
-        clean = np.stack([images[k, y:y + crop, x:x + crop] for k, y, x in zip(idx, ys, xs)])
+        clean = np.stack([_window(images, coarse, k, y, x, crop, rng) for k, y, x in
+                          zip(idx, ys, xs)])
         noisy, masks = clean.copy(), np.zeros(clean.shape[:3], np.float32)
         for j in range(len(idx)):
             if rng.random() < cfg.anomaly_prob:
@@ -160,6 +174,23 @@ def fit_defect_model(model: DefectModel, images: np.ndarray, cfg: TrainConfig,
         return float(loss.detach())
 
     return _loop("AE", step, cfg, len(images), budget_s, progress)
+
+
+def _window(images: np.ndarray, coarse: np.ndarray | None, k: int, y: int, x: int, crop: int,
+            rng: np.random.Generator) -> np.ndarray:
+    """One training window: a ``crop`` window of image ``k``, or (half the time, with a
+    coarse scale) a window of the same size from its shrunk whole-image view."""
+    if coarse is not None and rng.random() < 0.5:
+        c = coarse[k]
+        side = c.shape[0]
+        if side > crop:
+            y, x = (int(v) * (side - crop) // max(1, images.shape[1] - crop) for v in (y, x))
+            c = c[y:y + crop, x:x + crop]
+        elif side < crop:  # reflect-pad up to the window size
+            pad = crop - side
+            c = np.pad(c, ((0, pad), (0, pad), (0, 0)), mode="reflect")
+        return c
+    return images[k, y:y + crop, x:x + crop]
 
 
 def fit_vae(vae: VAE, images: np.ndarray, cfg: TrainConfig, device: torch.device,
@@ -222,19 +253,38 @@ def calibrate(insp: Inspector, holdout: np.ndarray, cfg: TrainConfig,
     insp.cal.latent_distance = false_alarm_threshold(dist, cfg.false_alarm_rate)
     lat, _, _ = insp.latent.score(raw.latent_mu, insp.cal.latent_distance)
     insp.cal.latent = false_alarm_threshold(lat, cfg.false_alarm_rate)
+    has_defects = labeled is not None and bool(labeled[1].any())
+    if has_defects:
+        imgs, is_defect = labeled
+        lraw = insp.raw_scores(_to_device(imgs, insp.torch_device))
+        # labeled images are points of the spreading graph: score each without its own label
+        lscore, _, _ = insp.latent.score(lraw.latent_mu, insp.cal.latent_distance,
+                                         leave_out=True)
+    fusion_rule = "as configured"
+    if cfg.fusion == "auto":
+        insp.cal.fusion, fusion_rule = "reconstruction", "auto: no labeled defects"
+        if has_defects:
+            y = np.concatenate([is_defect, np.zeros(len(holdout), bool)]).astype(int)
+            best = -1.0
+            for w in (1.0, 0.9, 0.8, 0.7, 0.6, 0.5):  # ties keep the larger weight
+                insp.cal.fusion, insp.cal.fusion_weight = "weighted", w
+                a = auroc(y, np.concatenate([insp.cal.fuse(lraw.recon_scores, lscore),
+                                             insp.cal.fuse(raw.recon_scores, lat)]))
+                if a > best + 1e-9:
+                    best, chosen = a, w
+            insp.cal.fusion_weight = chosen
+            fusion_rule = (f"auto: weight {chosen:g} ranked {int(is_defect.sum())} labeled "
+                           f"defects above {len(holdout)} held-out normals best "
+                           f"(AUROC {best:.3f})")
     fused = insp.cal.fuse(raw.recon_scores, lat)
     insp.cal.image = false_alarm_threshold(fused, cfg.false_alarm_rate)
     rule = f"false-alarm budget {cfg.false_alarm_rate:g} on {len(holdout)} held-out normals"
-    if labeled is not None and cfg.extra.get("threshold_rule") == "f1":
-        imgs, is_defect = labeled
-        if is_defect.any() and (~is_defect).any():
-            lraw = insp.raw_scores(_to_device(imgs, insp.torch_device))
-            lscore, _, _ = insp.latent.score(lraw.latent_mu, insp.cal.latent_distance)
-            lf = insp.cal.fuse(lraw.recon_scores, lscore)
-            insp.cal.image = f1_threshold(np.concatenate([is_defect, np.zeros(len(fused))]),
-                                          np.concatenate([lf, fused]))
-            rule = f"F1-optimal on {len(imgs)} labeled + {len(holdout)} held-out images"
-    return {"rule": rule, "holdout_images": len(holdout),
+    if has_defects and cfg.extra.get("threshold_rule") == "f1" and (~is_defect).any():
+        lf = insp.cal.fuse(lraw.recon_scores, lscore)
+        insp.cal.image = f1_threshold(np.concatenate([is_defect, np.zeros(len(fused))]),
+                                      np.concatenate([lf, fused]))
+        rule = f"F1-optimal on {len(imgs)} labeled + {len(holdout)} held-out images"
+    return {"rule": rule, "fusion_rule": fusion_rule, "holdout_images": len(holdout),
             "holdout_fused_scores": [round(float(s), 5) for s in fused],
             "holdout_false_alarms": int((fused >= insp.cal.image).sum())}
 
@@ -318,7 +368,8 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
                               "skipped_files": skipped, "skipped": len(skipped),
                               "labeled_images": len(label_rows)}
     meta = {"name": name or Path(out).name, "train_config": tcfg.to_dict(), "seed": tcfg.seed,
-            "threshold_rule": calib["rule"], "data": summary, "device": dev.type,
+            "threshold_rule": calib["rule"], "fusion_rule": calib["fusion_rule"],
+            "data": summary, "device": dev.type,
             "training_seconds": round(train_s, 1)}
     metrics = {"training": {"autoencoder": ae_hist, "vae": vae_hist, "seconds": train_s},
                "calibration": calib, "evaluation": report}

@@ -53,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of normal images allowed over the image threshold (default 0.01)")
     t.add_argument("--threshold-rule", choices=("false-alarm", "f1"), default="false-alarm",
                    help="f1: with --labels that include defects, use the F1-optimal threshold")
-    t.add_argument("--fusion", choices=("reconstruction", "max", "weighted"),
-                   help="how the reconstruction and latent scores combine (default weighted)")
+    t.add_argument("--fusion", choices=("auto", "reconstruction", "max", "weighted"),
+                   help="how the reconstruction and latent scores combine (default auto: "
+                        "reconstruction alone unless labeled defects show the latent helps)")
     t.add_argument("--fusion-weight", type=float,
                    help="weight of the reconstruction score under 'weighted' (default 0.8)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from models.config import ModelConfig, TrainConfig
+from models.inference import Inspector
 from models.latent import LatentClassifier
 from models.train import train
 
@@ -57,3 +58,20 @@ def test_train_with_labels_builds_a_semi_supervised_bundle(texture_data, tmp_pat
     assert info["data"]["labeled_images"] == 3
     # labeled images are not evaluated on
     assert metrics["evaluation"]["images"] == 12 - 3
+    # auto fusion: labeled defects pick the weight of the weighted rule, and say how
+    assert info["fusion"]["rule"] == "weighted" and 0.5 <= info["fusion"]["weight"] <= 1.0
+    assert info["fusion"]["chosen_by"].startswith(
+        f"auto: weight {info['fusion']['weight']:g} ranked 2 labeled defects")
+
+
+def test_auto_fusion_without_labels_is_the_reconstruction_score(texture_data, tmp_path):
+    cfg = ModelConfig(image_size=32, width=8, depth=2, seg_width=8, vae_image_size=16,
+                      vae_width=8, latent_dim=4)
+    train(texture_data, tmp_path / "b", cfg, TrainConfig(epochs=1, max_minutes=0),
+          device="cpu", progress=False)
+    info = json.loads((tmp_path / "b" / "bundle.json").read_text())
+    assert info["fusion"]["rule"] == "reconstruction"
+    assert info["fusion"]["chosen_by"] == "auto: no labeled defects"
+    insp = Inspector.load(tmp_path / "b", "cpu")
+    [r] = insp.inspect([np.full((32, 32, 1), 0.5, np.float32)])
+    assert r.score == pytest.approx(r.reconstruction.score / insp.cal.reconstruction, rel=1e-6)
