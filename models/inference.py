@@ -187,15 +187,16 @@ class Inspector:
 
     def _raw_chunk(self, x: torch.Tensor, with_reconstruction: bool) -> RawScores:
         cuda = self.torch_device.type == "cuda"
+        two_views = 0 < self.cfg.coarse_scale < 1
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
             recon, logits = self.model(x)
             mu, _ = self.vae.encode(vae_input(x, self.cfg.vae_image_size))
+            if two_views:
+                small = shrink(x, self.cfg)
+                s_recon, s_logits = self.model(small)
         recon, logits, mu = recon.float(), logits.float(), mu.float()
         amap = self.anomaly_map(x, recon, logits)
-        if 0 < self.cfg.coarse_scale < 1:
-            small = shrink(x, self.cfg)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-                s_recon, s_logits = self.model(small)
+        if two_views:
             coarse = self.anomaly_map(small, s_recon.float(), s_logits.float())
             amap = 0.5 * (amap + F.interpolate(coarse, size=amap.shape[-2:], mode="bilinear",
                                                align_corners=False))

@@ -148,8 +148,7 @@ def fit_defect_model(model: DefectModel, images: np.ndarray, cfg: TrainConfig,
     crop = cfg.crop if 0 < cfg.crop < size else size
     coarse = None
     if 0 < model.cfg.coarse_scale < 1:  # whole images at the coarse scale, as inference sees
-        coarse = shrink(torch.from_numpy(images).permute(0, 3, 1, 2), model.cfg)
-        coarse = coarse.permute(0, 2, 3, 1).contiguous().numpy()
+        coarse = _resized(images, lambda x: shrink(x, model.cfg))
 
     def step(i: int, frac: float) -> float:
         idx = rng.integers(0, len(images), cfg.batch_size)
@@ -214,6 +213,13 @@ def fit_vae(vae: VAE, images: np.ndarray, cfg: TrainConfig, device: torch.device
         return float(loss.detach())
 
     return _loop("VAE", step, cfg, len(images), budget_s, progress)
+
+
+def _resized(images: np.ndarray, resize: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
+    """Applies one of inference's tensor resizers (``(B, C, H, W)``) to ``(N, S, S, C)`` numpy
+    images, so training sees exactly the views inference makes."""
+    out = resize(torch.from_numpy(images).permute(0, 3, 1, 2))
+    return out.permute(0, 2, 3, 1).contiguous().numpy()
 
 
 def _to_device(batch: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -344,8 +350,7 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
     budget = tcfg.max_minutes * 60
     ae_hist = fit_defect_model(model, images[fit_idx], tcfg, dev, budget * (1 - tcfg.vae_share),
                                bar)
-    small = vae_input(torch.from_numpy(images).permute(0, 3, 1, 2), mcfg.vae_image_size)
-    small = small.permute(0, 2, 3, 1).contiguous().numpy()
+    small = _resized(images, lambda x: vae_input(x, mcfg.vae_image_size))
     # what the AE left of the budget, but never less than half the VAE's share (0 would mean
     # "no budget" to the loop)
     vae_budget = (max(0.5 * tcfg.vae_share * budget, budget - (time.monotonic() - t0))

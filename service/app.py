@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None, *, inspector: Any = None) -> Fa
             raise
         batcher = Batcher(insp, max_size=settings.batch_max_size,
                           wait_ms=settings.batch_wait_ms, queue_size=settings.queue_size,
-                          max_inflight_bytes=int(settings.max_inflight_mb * 1024 * 1024),
+                          max_inflight_bytes=settings.max_inflight_bytes,
                           on_batch=metrics.batch_size.observe, on_queue=metrics.queue_depth.set)
         await batcher.start()
         app.state.inspector, app.state.batcher = insp, batcher

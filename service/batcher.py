@@ -26,10 +26,10 @@ import torch
 
 from models.results import Result
 
+from .config import MB
 from .errors import NotReady, Overloaded
 
 log = logging.getLogger("kensa.service")
-MB = 1024 * 1024
 
 
 class InflightGate:

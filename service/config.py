@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * MB)
 
+    @property
+    def max_inflight_bytes(self) -> int:
+        return int(self.max_inflight_mb * MB)
+
 
 @lru_cache
 def get_settings() -> Settings:

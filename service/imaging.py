@@ -24,9 +24,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.data import decode_image
 
+from .config import MB
 from .errors import FileTooLarge, UnsupportedMediaType, UploadTooLarge
 
-MB = 1024 * 1024
 CHUNK = 1 * MB
 PART_OVERHEAD = 64 * 1024  # multipart boundary and part headers, generously
 OTHER_BODY_LIMIT = 1 * MB  # any request that carries no image

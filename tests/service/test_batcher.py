@@ -18,6 +18,21 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 60))  # a hang fails the test, not the suite
 
 
+async def held_batcher(inspector, **kwargs):
+    """A started one-image-per-batch batcher whose worker thread is held until ``gate`` is
+    set: job ``first`` has been taken and runs (blocked), job ``second`` waits in the queue."""
+    b = Batcher(inspector, max_size=1, wait_ms=0, **kwargs)
+    await b.start()
+    gate = threading.Event()
+    b.executor.submit(gate.wait)
+    first = asyncio.create_task(b.inspect(images(1)))
+    while b.running_images == 0:
+        await asyncio.sleep(0.005)
+    second = asyncio.create_task(b.inspect(images(2)))
+    await asyncio.sleep(0)
+    return b, gate, first, second
+
+
 def test_jobs_with_different_thresholds_share_a_batch_but_keep_their_threshold(inspector):
     sizes = []
 
@@ -57,15 +72,7 @@ def test_results_come_back_in_order(inspector):
 
 def test_full_queue_raises_overloaded(inspector):
     async def scenario():
-        b = Batcher(inspector, max_size=1, wait_ms=0, queue_size=1)
-        await b.start()
-        gate = threading.Event()
-        b.executor.submit(gate.wait)
-        first = asyncio.create_task(b.inspect(images(1)))
-        while b.running_images == 0:
-            await asyncio.sleep(0.005)
-        second = asyncio.create_task(b.inspect(images(2)))
-        await asyncio.sleep(0)
+        b, gate, first, second = await held_batcher(inspector, queue_size=1)
         with pytest.raises(Overloaded) as err:
             await b.inspect(images(3))
         gate.set()
@@ -111,15 +118,7 @@ def test_a_failing_job_fails_alone(inspector):
 
 def test_stop_fails_running_and_waiting_jobs(inspector):
     async def scenario():
-        b = Batcher(inspector, max_size=1, wait_ms=0)
-        await b.start()
-        gate = threading.Event()
-        b.executor.submit(gate.wait)
-        running = asyncio.create_task(b.inspect(images(1)))
-        while b.running_images == 0:
-            await asyncio.sleep(0.005)
-        waiting = asyncio.create_task(b.inspect(images(2)))
-        await asyncio.sleep(0)
+        b, gate, running, waiting = await held_batcher(inspector)
         await b.stop()
         gate.set()
         return await asyncio.gather(running, waiting, return_exceptions=True)
