@@ -36,9 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MVTec AD layout folder (DIR/train/good, optional DIR/test) or a plain "
                         "folder of normal images")
     t.add_argument("--out", type=Path, required=True, help="bundle directory to write")
-    t.add_argument("--preset", choices=("default", "demo", "tiny"), default="default",
+    t.add_argument("--preset", choices=("default", "demo", "large", "tiny"), default="default",
                    help="starting settings: default (15-minute budget), demo (about 5 minutes "
-                        "in all on a 2-core CPU), tiny (seconds; smoke tests)")
+                        "in all on a 2-core CPU), large (for a GPU: 256-pixel input, wider "
+                        "networks), tiny (seconds; smoke tests)")
     t.add_argument("--epochs", type=int, help="upper bound on passes over the images")
     t.add_argument("--max-minutes", type=float,
                    help="training time budget in minutes (0 = no budget); training stops "
