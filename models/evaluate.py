@@ -10,7 +10,7 @@ import numpy as np
 from .data import GOOD, Item, read_image, read_mask
 from .inference import Inspector
 from .latent import LatentClassifier
-from .metrics import aupro, auroc, f1_at, per_type_auroc, pixel_auroc
+from .metrics import aupro, auroc, auroc_interval, f1_at, per_type_auroc, pixel_auroc
 
 BATCH = 16
 
@@ -54,6 +54,9 @@ def score_report(types: list[str], scores: Sequence[float], threshold: float,
         "images": len(s), "skipped": skipped,
         "defective_images": int(labels.sum()), "normal_images": int((1 - labels).sum()),
         "image_auroc": auroc(labels, s) if len(s) else math.nan,
+        # 95 % bootstrap interval: a test split of a few dozen images moves this figure by
+        # several points from run to run, and readers of one number should know by how much
+        "image_auroc_ci95": list(auroc_interval(labels, s)) if len(s) else [math.nan] * 2,
         "pixel_auroc": pixel_auroc(masks, maps) if masks else math.nan,
         "aupro": aupro(masks, maps) if masks else math.nan,
         "f1": at.get("f1", math.nan), "precision": at.get("precision", math.nan),
@@ -138,6 +141,8 @@ def _clean(v):
         return None
     if isinstance(v, dict):
         return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
     if isinstance(v, (np.floating, np.integer)):
         return _clean(v.item())
     return v
@@ -152,6 +157,9 @@ def format_table(report: dict) -> str:
                 "false_alarm_rate", "miss_rate", "threshold", "reconstruction_auroc",
                 "latent_auroc"):
         rows.append((key, _fmt(report.get(key))))
+        ci = report.get("image_auroc_ci95") if key == "image_auroc" else None
+        if ci and None not in ci:
+            rows[-1] = (key, f"{rows[-1][1]}  (95 % interval {ci[0]:.3f}-{ci[1]:.3f})")
     for t, v in (report.get("per_type_auroc") or {}).items():
         rows.append((f"image_auroc[{t}]", _fmt(v)))
     for k, v in (report.get("latent_with_labels") or {}).items():

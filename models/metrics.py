@@ -35,6 +35,46 @@ def auroc(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarr
     return float(roc_auc_score(y, s))
 
 
+def auroc_interval(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray,
+                   level: float = 0.95, resamples: int = 2000,
+                   seed: int = 0) -> tuple[float, float]:
+    """Bootstrap interval of :func:`auroc`: how far the figure could move on another test set
+    of the same size.
+
+    Defective and good images are resampled separately (stratified), so every resample keeps
+    both classes and their counts. A resample is a count of draws per image; its AUROC is the
+    draw-weighted share of (defect, good) pairs ranked right (ties count 1/2), read from
+    running sums of the good images' draws in score order: O(resamples x images), so 2,000
+    resamples of a thousand images take well under a second.
+
+    Args:
+        labels: ``(N,)`` 1 (or True) for defective images, 0 for good ones.
+        scores: ``(N,)`` image anomaly scores, higher = more anomalous.
+        level: coverage of the percentile interval.
+        resamples: bootstrap draws; ``seed`` makes them repeatable.
+
+    Returns:
+        ``(low, high)``; ``(nan, nan)`` when only one class is present.
+    """
+    y, s = _labels_scores(labels, scores)
+    pos, neg = s[y], s[~y]
+    if not len(pos) or not len(neg):
+        return NAN, NAN
+    rng = np.random.default_rng(seed)
+    cp = rng.multinomial(len(pos), np.full(len(pos), 1 / len(pos)), size=resamples)
+    cn = rng.multinomial(len(neg), np.full(len(neg), 1 / len(neg)), size=resamples)
+    order = np.argsort(neg, kind="stable")
+    below = np.zeros((resamples, len(neg) + 1))  # below[b, k]: draws of the k lowest goods
+    np.cumsum(cn[:, order], axis=1, out=below[:, 1:])
+    lt = np.searchsorted(neg[order], pos, side="left")  # goods strictly below each defect
+    le = np.searchsorted(neg[order], pos, side="right")  # ... below or tied
+    wins = 0.5 * (below[:, lt] + below[:, le])
+    boot = (cp * wins).sum(1) / (len(pos) * len(neg))
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(boot, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
 def pixel_sample(
     masks: Sequence[np.ndarray],
     maps: Sequence[np.ndarray],

@@ -227,9 +227,11 @@ def accuracy_table(rows: list[dict]) -> str:
     for r in rows:
         for model in ("kensa", "baseline"):
             rep = r[model]
-            body.append([r["name"], "Kensa" if model == "kensa" else "AE-L2"]
-                        + [_f(rep.get(k), 1 if k == "training_seconds" else 3)
-                           for _, k in ACC_COLUMNS])
+            cells = [_f(rep.get(k), 1 if k == "training_seconds" else 3) for _, k in ACC_COLUMNS]
+            ci = rep.get("image_auroc_ci95")
+            if ci and None not in ci:  # the 95 % bootstrap interval beside the figure
+                cells[0] += f" ({ci[0]:.2f}-{ci[1]:.2f})"
+            body.append([r["name"], "Kensa" if model == "kensa" else "AE-L2"] + cells)
     return "Accuracy (each model at its own calibrated threshold)\n" + _table(head, body)
 
 

@@ -29,6 +29,8 @@ def test_training_report_beats_chance_on_the_test_split(texture_bundle):
     _, metrics = texture_bundle
     ev = metrics["evaluation"]
     assert ev["image_auroc"] > 0.9
+    lo, hi = ev["image_auroc_ci95"]  # its bootstrap interval brackets it
+    assert 0.0 <= lo <= ev["image_auroc"] <= hi <= 1.0
     assert ev["pixel_auroc"] > 0.9
     assert ev["images"] == 12
 

@@ -6,6 +6,7 @@ import pytest
 from models.metrics import (
     aupro,
     auroc,
+    auroc_interval,
     best_f1_threshold,
     f1_at,
     per_type_auroc,
@@ -124,6 +125,50 @@ def test_auroc_known_value():
 def test_auroc_one_class_is_nan():
     assert math.isnan(auroc([1, 1, 1], [0.1, 0.2, 0.3]))
     assert math.isnan(auroc([0, 0], [0.1, 0.2]))
+
+
+def test_auroc_interval_brackets_the_figure_and_narrows_with_more_images():
+    rng = np.random.default_rng(3)
+
+    def sample(n):  # defects score higher on average: true AUROC about 0.76
+        y = np.r_[np.ones(n), np.zeros(n)]
+        return y, np.r_[rng.normal(1.0, 1.0, n), rng.normal(0.0, 1.0, n)]
+
+    y, s = sample(30)
+    lo, hi = auroc_interval(y, s)
+    assert lo < auroc(y, s) < hi
+    assert 0.1 < hi - lo < 0.4  # 30 + 30 images: the interval is wide
+    y, s = sample(3000)
+    lo2, hi2 = auroc_interval(y, s)
+    assert lo2 < auroc(y, s) < hi2
+    assert hi2 - lo2 < 0.05  # a hundred times the images: a tenth of the width
+    assert auroc_interval(y, s) == (lo2, hi2)  # seeded: repeatable
+
+
+def test_each_bootstrap_draw_is_the_auroc_of_the_resampled_images():
+    # one resample, drawn as documented (stratified, seeded), against sklearn on the images it
+    # drew, repeated; scores rounded so that ties occur
+    rng = np.random.default_rng(0)
+    y = np.r_[np.ones(40), np.zeros(25)].astype(bool)
+    s = np.round(np.r_[rng.normal(1, 1, 40), rng.normal(0, 1, 25)], 1)
+    pos, neg = s[y], s[~y]
+    for seed in range(5):
+        draw = np.random.default_rng(seed)
+        cp = draw.multinomial(len(pos), np.full(len(pos), 1 / len(pos)))
+        cn = draw.multinomial(len(neg), np.full(len(neg), 1 / len(neg)))
+        ps, ns = np.repeat(pos, cp), np.repeat(neg, cn)
+        expected = auroc(np.r_[np.ones(len(ps)), np.zeros(len(ns))], np.r_[ps, ns])
+        lo, hi = auroc_interval(y, s, resamples=1, seed=seed)
+        assert lo == pytest.approx(expected) and hi == pytest.approx(expected)
+
+
+def test_auroc_interval_agrees_with_auroc_on_ties_and_edge_cases():
+    # perfect separation: every resample is 1.0; all tied: every resample is 0.5
+    assert auroc_interval([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == (1.0, 1.0)
+    assert auroc_interval([0, 0, 1, 1], [0.5, 0.5, 0.5, 0.5]) == (0.5, 0.5)
+    assert all(math.isnan(v) for v in auroc_interval([1, 1], [0.1, 0.2]))
+    with pytest.raises(ValueError, match="labels"):
+        auroc_interval([0, 1, 1], [0.1, 0.2])
 
 
 def test_pixel_auroc_known_value_over_images_of_different_sizes():

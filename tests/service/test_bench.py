@@ -20,7 +20,7 @@ from service.cli import build_parser
 
 pytestmark = pytest.mark.slow
 
-REPORT_KEYS = {"image_auroc", "pixel_auroc", "aupro", "f1", "false_alarm_rate", "miss_rate",
+REPORT_KEYS = {"image_auroc", "image_auroc_ci95", "pixel_auroc", "aupro", "f1", "false_alarm_rate", "miss_rate",
                "per_type_auroc", "images", "threshold"}
 RATES = ("image_auroc", "pixel_auroc", "aupro", "f1", "false_alarm_rate", "miss_rate")
 
