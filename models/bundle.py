@@ -186,7 +186,10 @@ def load_bundle(path: str | Path, device: str = "auto") -> Inspector:
         raise BundleError(f"{path} cannot be loaded ({type(exc).__name__}: {exc}); "
                           "retrain it with this version of Kensa") from None
     metrics_path = path / "metrics.json"
-    info["metrics"] = (json.loads(metrics_path.read_text()).get("evaluation", {})
-                       if metrics_path.is_file() else {})
+    stored = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    info["metrics"] = stored.get("evaluation", {})
+    # the held-out normal scores the thresholds came from: evaluation re-derives the
+    # thresholds other false-alarm budgets would give (operating points)
+    info["holdout_scores"] = stored.get("calibration", {}).get("holdout_fused_scores", [])
     info["path"] = str(path)
     return Inspector(cfg, model, vae, latent, cal, device=device, info=info)

@@ -7,12 +7,14 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from .calibrate import false_alarm_threshold
 from .data import GOOD, Item, read_image, read_mask
 from .inference import Inspector
 from .latent import LatentClassifier
 from .metrics import aupro, auroc, auroc_interval, f1_at, per_type_auroc, pixel_auroc
 
 BATCH = 16
+BUDGETS = (0.01, 0.02, 0.05, 0.1)  # false-alarm budgets of the operating-point table
 
 
 class TestImages:
@@ -68,13 +70,20 @@ def score_report(types: list[str], scores: Sequence[float], threshold: float,
     }
 
 
-def evaluate(insp: Inspector, items: Sequence[Item]) -> dict:
+def evaluate(insp: Inspector, items: Sequence[Item],
+             holdout_scores: Sequence[float] | None = None) -> dict:
     """Scores every test item at its original size through ``insp`` and reports
-    :func:`score_report`'s metrics plus the sub-verdicts' AUROCs and the latent AUROC with a
-    handful of labels (:func:`latent_label_gain`).
+    :func:`score_report`'s metrics plus the sub-verdicts' AUROCs, the latent AUROC with a
+    handful of labels (:func:`latent_label_gain`) and :func:`operating_points`.
+
+    Args:
+        holdout_scores: the held-out normal scores the bundle was calibrated on (default: the
+            loaded bundle's, ``insp.info["holdout_scores"]``); without them no operating points.
 
     Images whose file does not decode are skipped and counted.
     """
+    if holdout_scores is None:
+        holdout_scores = insp.info.get("holdout_scores") or []
     scores, recon, latent, types, maps, masks, mus = [], [], [], [], [], [], []
     images = TestImages(items)
     for chunk, imgs in images:
@@ -96,8 +105,28 @@ def evaluate(insp: Inspector, items: Sequence[Item]) -> dict:
         "latent_auroc": auroc(labels, latent) if len(labels) else math.nan,
         "latent_with_labels": latent_label_gain(insp, np.concatenate(mus), types)
         if mus else {},
+        "operating_points": operating_points(labels, scores, holdout_scores),
     }
     return {k: _clean(v) for k, v in report.items()}
+
+
+def operating_points(labels: np.ndarray, scores: Sequence[float],
+                     holdout_scores: Sequence[float],
+                     budgets: Sequence[float] = BUDGETS) -> list[dict]:
+    """What other false-alarm budgets would have given: for each budget, the image threshold
+    that the trainer's rule sets from the same held-out normal scores, and the false-alarm and
+    miss rates it gives on the test split. An operator who finds the bundle's budget too
+    strict reads the threshold here and serves it (``KENSA_THRESHOLD`` or ``?threshold=``),
+    without retraining."""
+    if len(holdout_scores) < 2 or not len(scores):
+        return []
+    out = []
+    for rate in budgets:
+        t = false_alarm_threshold(np.asarray(holdout_scores, dtype=np.float64), rate)
+        at = f1_at(labels, scores, t)
+        out.append({"budget": rate, "threshold": t, "false_alarm_rate": at["false_alarm_rate"],
+                    "miss_rate": at["miss_rate"], "f1": at["f1"]})
+    return out
 
 
 def latent_label_gain(insp: Inspector, mus: np.ndarray, types: list[str],
@@ -162,6 +191,10 @@ def format_table(report: dict) -> str:
             rows[-1] = (key, f"{rows[-1][1]}  (95 % interval {ci[0]:.3f}-{ci[1]:.3f})")
     for t, v in (report.get("per_type_auroc") or {}).items():
         rows.append((f"image_auroc[{t}]", _fmt(v)))
+    for p in report.get("operating_points") or []:
+        rows.append((f"at a {100 * p['budget']:g} % budget",
+                     f"threshold {_fmt(p['threshold'])}: false alarms {_fmt(p['false_alarm_rate'])}"
+                     f", misses {_fmt(p['miss_rate'])}"))
     for k, v in (report.get("latent_with_labels") or {}).items():
         gain = (f"{_fmt(v['auroc_without_labels'])} -> {_fmt(v['auroc_with_labels'])} "
                 f"(on {v['evaluated']} unlabeled)")

@@ -296,7 +296,8 @@ def calibrate(insp: Inspector, holdout: np.ndarray, cfg: TrainConfig,
                                       np.concatenate([lf, fused]))
         rule = f"F1-optimal on {len(imgs)} labeled + {len(holdout)} held-out images"
     return {"rule": rule, "fusion_rule": fusion_rule, "holdout_images": len(holdout),
-            "holdout_fused_scores": [round(float(s), 5) for s in fused],
+            # full precision: evaluation replays the threshold rule on them
+            "holdout_fused_scores": [float(s) for s in fused],
             "holdout_false_alarms": int((fused >= insp.cal.image).sum())}
 
 
@@ -372,8 +373,8 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
                       if label_rows else None)
     train_s = time.monotonic() - t0
     labeled_paths = {str(it.path) for it, _ in label_rows}
-    report = evaluate(insp, [it for it in ds.test if str(it.path) not in labeled_paths]) \
-        if ds.test else {}
+    report = evaluate(insp, [it for it in ds.test if str(it.path) not in labeled_paths],
+                      calib["holdout_fused_scores"]) if ds.test else {}
     summary = ds.summary() | {"used_train_images": len(fit_idx), "holdout_images": len(hold_idx),
                               "skipped_files": skipped, "skipped": len(skipped),
                               "labeled_images": len(label_rows)}

@@ -1,9 +1,12 @@
 """Train a tiny model for seconds; a planted defect must stand out and be found."""
 
 import numpy as np
+import pytest
 from texture_helpers import plant_defect, texture
 
-from models.data import read_image
+from models.calibrate import false_alarm_threshold
+from models.data import open_dataset, read_image
+from models.evaluate import evaluate
 from models.inference import Inspector
 
 
@@ -65,3 +68,25 @@ def test_batched_and_single_scores_agree(texture_bundle, texture_data):
     for img, r in zip(imgs, together):
         alone = insp.inspect([img])[0]
         assert abs(alone.score - r.score) < 1e-4
+
+
+def test_operating_points_replay_the_calibration_rule_and_survive_loading(texture_bundle,
+                                                                        texture_data):
+    path, metrics = texture_bundle
+    points = metrics["evaluation"]["operating_points"]
+    held_out = metrics["calibration"]["holdout_fused_scores"]
+    assert [p["budget"] for p in points] == [0.01, 0.02, 0.05, 0.1]
+    # the 1 % point is the bundle's own threshold; looser budgets never raise it
+    assert points[0]["threshold"] == pytest.approx(metrics["evaluation"]["threshold"])
+    assert all(p["threshold"] == pytest.approx(false_alarm_threshold(np.array(held_out),
+                                                                     p["budget"]))
+               for p in points)
+    thresholds = [p["threshold"] for p in points]
+    assert thresholds == sorted(thresholds, reverse=True)
+    misses = [p["miss_rate"] for p in points]
+    assert misses == sorted(misses, reverse=True)  # a lower threshold never misses more
+    # kensa eval on the loaded bundle reads the held-out scores back from metrics.json
+    again = evaluate(Inspector.load(path, "cpu"), open_dataset(texture_data).test)
+    assert [p.keys() for p in again["operating_points"]] == [p.keys() for p in points]
+    for p, q in zip(again["operating_points"], points):
+        assert p == pytest.approx(q)
