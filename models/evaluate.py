@@ -192,9 +192,9 @@ def format_table(report: dict) -> str:
     for t, v in (report.get("per_type_auroc") or {}).items():
         rows.append((f"image_auroc[{t}]", _fmt(v)))
     for p in report.get("operating_points") or []:
-        rows.append((f"at a {100 * p['budget']:g} % budget",
-                     f"threshold {_fmt(p['threshold'])}: false alarms {_fmt(p['false_alarm_rate'])}"
-                     f", misses {_fmt(p['miss_rate'])}"))
+        point = (f"threshold {_fmt(p['threshold'])}: false alarms "
+                 f"{_fmt(p['false_alarm_rate'])}, misses {_fmt(p['miss_rate'])}")
+        rows.append((f"at a {100 * p['budget']:g} % budget", point))
     for k, v in (report.get("latent_with_labels") or {}).items():
         gain = (f"{_fmt(v['auroc_without_labels'])} -> {_fmt(v['auroc_with_labels'])} "
                 f"(on {v['evaluated']} unlabeled)")
