@@ -185,10 +185,11 @@ def format_table(report: dict) -> str:
     for key in ("image_auroc", "pixel_auroc", "aupro", "f1", "precision", "recall",
                 "false_alarm_rate", "miss_rate", "threshold", "reconstruction_auroc",
                 "latent_auroc"):
-        rows.append((key, _fmt(report.get(key))))
+        value = _fmt(report.get(key))
         ci = report.get("image_auroc_ci95") if key == "image_auroc" else None
         if ci and None not in ci:
-            rows[-1] = (key, f"{rows[-1][1]}  (95 % interval {ci[0]:.3f}-{ci[1]:.3f})")
+            value += f"  (95 % interval {ci[0]:.3f}-{ci[1]:.3f})"
+        rows.append((key, value))
     for t, v in (report.get("per_type_auroc") or {}).items():
         rows.append((f"image_auroc[{t}]", _fmt(v)))
     for p in report.get("operating_points") or []:
