@@ -92,6 +92,13 @@ class TrainConfig:
         crop: the reconstruction model trains on random ``crop`` x ``crop`` windows of the
             resized images (0 = whole images). The networks are fully convolutional, so this
             buys several times more optimisation steps per CPU-minute.
+        border_windows: share of window positions, per axis, placed on an image border (half
+            at each side) instead of anywhere, so the networks learn the image's real rim (see
+            ``models.train.window_origins``). 0.5 by default: 7-minute, one-core runs, the
+            same seeds with and without, demo (3 seeds) image AUROC 0.800 -> 0.844 (every seed
+            +0.03 to +0.055), pixel AUROC 0.960 -> 0.970, AUPRO 0.807 -> 0.815; magnetic tiles
+            (4 seeds) image AUROC 0.774 -> 0.797 (-0.03 to +0.10 per seed), pixel AUROC
+            0.641 -> 0.652 and AUPRO 0.608 -> 0.627 (higher for every seed).
     """
 
     epochs: int = 1000
@@ -109,6 +116,7 @@ class TrainConfig:
     fusion_weight: float = 0.8
     anomaly_prob: float = 0.6
     crop: int = 64
+    border_windows: float = 0.5
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:

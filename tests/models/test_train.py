@@ -1,12 +1,15 @@
-"""Training: determinism for a seed, the time budget, the CLI's error for an empty folder."""
+"""Training: determinism for a seed, the time budget, the CLI's error for an empty folder,
+where training windows are placed."""
 
 import json
 import subprocess
 import sys
 import time
 
+import numpy as np
+
 from models.config import ModelConfig, TrainConfig
-from models.train import train
+from models.train import train, window_origins
 
 TINY = ModelConfig(image_size=32, width=8, depth=2, seg_width=8, vae_image_size=16,
                    vae_width=8, latent_dim=4)
@@ -39,3 +42,22 @@ def test_cli_names_the_folder_and_formats_when_there_is_no_image(tmp_path):
     assert out.returncode == 2
     assert str(tmp_path) in out.stderr and "PNG, JPEG, BMP or TIFF" in out.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_training_windows_sit_on_the_image_rim_as_often_as_configured():
+    rng = np.random.default_rng(0)
+    n, size, crop = 20000, 128, 64
+    ys, xs = window_origins(rng, n, size, crop, border_share=0.5)
+    for pos in (ys, xs):
+        assert pos.min() == 0 and pos.max() == size - crop  # every window lies inside
+        # a quarter on each rim (plus the 1 in 65 that uniform placement puts there anyway)
+        assert abs((pos == 0).mean() - (0.25 + 0.5 / 65)) < 0.01
+        assert abs((pos == size - crop).mean() - (0.25 + 0.5 / 65)) < 0.01
+        inner = pos[(pos > 0) & (pos < size - crop)]
+        assert len(inner) > 0.45 * n and len(np.unique(inner)) == size - crop - 1
+    # the two axes are drawn independently: a window sits in a corner when both do
+    on_rim = 0.5 + 1 / 65
+    corner = ((ys == 0) | (ys == size - crop)) & ((xs == 0) | (xs == size - crop))
+    assert abs(corner.mean() - on_rim ** 2) < 0.02
+    for pos in window_origins(np.random.default_rng(0), n, size, crop, border_share=0.0):
+        assert abs((pos == 0).mean() - 1 / 65) < 0.005  # 0 = uniform placement
