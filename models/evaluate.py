@@ -11,7 +11,15 @@ from .calibrate import false_alarm_threshold
 from .data import GOOD, Item, read_image, read_mask
 from .inference import Inspector
 from .latent import LatentClassifier
-from .metrics import aupro, auroc, auroc_interval, f1_at, per_type_auroc, pixel_auroc
+from .metrics import (
+    aupro,
+    auroc,
+    auroc_interval,
+    f1_at,
+    per_type_auroc,
+    per_type_pixel_auroc,
+    pixel_auroc,
+)
 
 BATCH = 16
 BUDGETS = (0.01, 0.02, 0.05, 0.1)  # false-alarm budgets of the operating-point table
@@ -46,9 +54,11 @@ def ground_truth(item: Item, shape: tuple[int, int]) -> np.ndarray | None:
 
 
 def score_report(types: list[str], scores: Sequence[float], threshold: float,
-                 masks: list[np.ndarray], maps: list[np.ndarray], skipped: int) -> dict:
+                 masks: list[np.ndarray], maps: list[np.ndarray], skipped: int,
+                 mask_types: list[str] | None = None) -> dict:
     """The metrics every model is judged by: image AUROC, pixel AUROC, AUPRO, F1, precision,
-    recall, false-alarm and miss rates at ``threshold``, image AUROC per defect type."""
+    recall, false-alarm and miss rates at ``threshold``, image AUROC per defect type, and
+    pixel AUROC per defect type when ``mask_types`` names the type of each of ``masks``."""
     labels = np.array([t != GOOD for t in types], int)
     s = np.array(scores, dtype=np.float64)
     at = f1_at(labels, s, threshold) if len(s) else {}
@@ -67,6 +77,8 @@ def score_report(types: list[str], scores: Sequence[float], threshold: float,
         "miss_rate": at.get("miss_rate", math.nan),
         "threshold": threshold,
         "per_type_auroc": per_type_auroc(types, s) if len(s) else {},
+        "per_type_pixel_auroc": per_type_pixel_auroc(mask_types, masks, maps)
+        if masks and mask_types is not None else {},
     }
 
 
@@ -85,6 +97,7 @@ def evaluate(insp: Inspector, items: Sequence[Item],
     if holdout_scores is None:
         holdout_scores = insp.info.get("holdout_scores") or []
     scores, recon, latent, types, maps, masks, mus = [], [], [], [], [], [], []
+    mask_types = []
     images = TestImages(items)
     for chunk, imgs in images:
         results, raw = insp.inspect_raw(imgs)
@@ -98,7 +111,9 @@ def evaluate(insp: Inspector, items: Sequence[Item],
             if gt is not None:
                 masks.append(gt)
                 maps.append(res.anomaly_map)
-    report = score_report(types, scores, insp.image_threshold, masks, maps, images.skipped)
+                mask_types.append(it.defect)
+    report = score_report(types, scores, insp.image_threshold, masks, maps, images.skipped,
+                          mask_types)
     labels = np.array([t != GOOD for t in types], int)
     report |= {
         "reconstruction_auroc": auroc(labels, recon) if len(labels) else math.nan,
@@ -192,6 +207,8 @@ def format_table(report: dict) -> str:
         rows.append((key, value))
     for t, v in (report.get("per_type_auroc") or {}).items():
         rows.append((f"image_auroc[{t}]", _fmt(v)))
+    for t, v in (report.get("per_type_pixel_auroc") or {}).items():
+        rows.append((f"pixel_auroc[{t}]", _fmt(v)))
     for p in report.get("operating_points") or []:
         point = (f"threshold {_fmt(p['threshold'])}: false alarms "
                  f"{_fmt(p['false_alarm_rate'])}, misses {_fmt(p['miss_rate'])}")

@@ -363,3 +363,29 @@ def _check_pairs(masks, maps) -> None:
     for i, (m, a) in enumerate(zip(masks, maps)):
         if np.shape(m) != np.shape(a):
             raise ValueError(f"image {i}: mask shape {np.shape(m)} != map shape {np.shape(a)}")
+
+
+def per_type_pixel_auroc(types: Sequence[str], masks: Sequence[np.ndarray],
+                         maps: Sequence[np.ndarray]) -> dict[str, float]:
+    """Pixel AUROC of each defect type alone: every pixel of that type's images (defect and
+    clean) against every pixel of the good images, as :func:`pixel_auroc` computes it.
+
+    A single pixel AUROC is dominated by the types with the largest defect areas; this says
+    which kinds the map localizes and which it only detects.
+
+    Args:
+        types: ``N`` names, ``"good"`` or a defect name per mask.
+        masks, maps: as :func:`pixel_auroc`, in the same order as ``types``.
+
+    Returns:
+        ``{defect name: pixel AUROC}`` for every name other than ``"good"``, sorted by name.
+    """
+    t = list(types)
+    if not len(t) == len(masks) == len(maps):
+        raise ValueError(f"{len(t)} types, {len(masks)} masks and {len(maps)} maps")
+    good = [i for i, name in enumerate(t) if name == GOOD]
+    out = {}
+    for name in sorted(set(t) - {GOOD}):
+        pick = good + [i for i, n in enumerate(t) if n == name]
+        out[name] = pixel_auroc([masks[i] for i in pick], [maps[i] for i in pick])
+    return out

@@ -102,7 +102,7 @@ class Baseline:
         """The report of :func:`models.evaluate.evaluate` (same keys, same metric functions,
         maps at the original size), for the baseline. It has no latent verdict:
         ``latent_auroc`` is None and ``reconstruction_auroc`` equals ``image_auroc``."""
-        scores, types, maps, masks = [], [], [], []
+        scores, types, maps, masks, mask_types = [], [], [], [], []
         images = TestImages(items)
         for chunk, imgs in images:
             for it, amap in zip(chunk, self.anomaly_maps(imgs)):
@@ -112,7 +112,9 @@ class Baseline:
                 if gt is not None:
                     masks.append(gt)
                     maps.append(amap)
-        report = score_report(types, scores, self.image_threshold, masks, maps, images.skipped)
+                    mask_types.append(it.defect)
+        report = score_report(types, scores, self.image_threshold, masks, maps, images.skipped,
+                              mask_types)
         report |= {"reconstruction_auroc": report["image_auroc"], "latent_auroc": math.nan}
         return {k: _clean(v) for k, v in report.items()}
 

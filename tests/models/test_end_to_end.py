@@ -35,6 +35,8 @@ def test_training_report_beats_chance_on_the_test_split(texture_bundle):
     lo, hi = ev["image_auroc_ci95"]  # its bootstrap interval brackets it
     assert 0.0 <= lo <= ev["image_auroc"] <= hi <= 1.0
     assert ev["pixel_auroc"] > 0.9
+    # one defect type: its own pixel AUROC is the whole set's
+    assert ev["per_type_pixel_auroc"] == {"pit": pytest.approx(ev["pixel_auroc"])}
     assert ev["images"] == 12
 
 

@@ -10,6 +10,7 @@ from models.metrics import (
     best_f1_threshold,
     f1_at,
     per_type_auroc,
+    per_type_pixel_auroc,
     pixel_auroc,
     pixel_sample,
 )
@@ -245,3 +246,18 @@ def test_per_type_auroc():
     assert r["scratch"] == pytest.approx(0.75)  # 0.9 beats both goods, 0.2 beats one: 3 of 4
     assert r["dent"] == pytest.approx(0.0)
     assert math.isnan(per_type_auroc(["dent"], [0.4])["dent"])
+
+
+def test_per_type_pixel_auroc_judges_each_type_against_the_good_images_only():
+    good = np.zeros((2, 2), bool)
+    spot = np.array([[True, False], [False, False]])
+    masks = [good, spot, spot]
+    maps = [np.array([[0, 0], [0, 0.5]]),       # one bright clean pixel on the good image
+            np.array([[1.0, 0], [0, 0]]),       # scratch: its defect pixel beats every clean one
+            np.array([[0.2, 0], [0, 0]])]       # dent: beats 6 of 7 clean pixels (not the 0.5)
+    r = per_type_pixel_auroc(["good", "scratch", "dent"], masks, maps)
+    assert list(r) == ["dent", "scratch"]
+    assert r["scratch"] == pytest.approx(1.0)
+    assert r["dent"] == pytest.approx(6 / 7)  # the scratch image's pixels are not in it
+    with pytest.raises(ValueError, match="2 types, 3 masks"):
+        per_type_pixel_auroc(["good", "dent"], masks, maps)

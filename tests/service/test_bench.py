@@ -40,6 +40,9 @@ def test_baseline_trains_and_reports_finite_metrics(tiny_data):
     assert report["images"] == 7
     for key in RATES:
         assert 0.0 <= report[key] <= 1.0, key
+    assert set(report["per_type_pixel_auroc"]) == set(report["per_type_auroc"]) == {
+        "chip", "dent", "scratch", "stain"}
+    assert all(0.0 <= v <= 1.0 for v in report["per_type_pixel_auroc"].values())
     assert math.isfinite(base.image_threshold) and base.image_threshold > 0
     assert math.isfinite(base.pixel_threshold) and base.pixel_threshold > 0
 
