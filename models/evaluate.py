@@ -53,12 +53,29 @@ def ground_truth(item: Item, shape: tuple[int, int]) -> np.ndarray | None:
     return gt if gt.shape == shape else _resize_mask(gt, shape)
 
 
+class PixelTruth:
+    """The test images that count for pixel metrics: their ground-truth masks, anomaly maps
+    and defect types, in step (see :func:`ground_truth` for which images count)."""
+
+    def __init__(self):
+        self.masks: list[np.ndarray] = []
+        self.maps: list[np.ndarray] = []
+        self.types: list[str] = []
+
+    def add(self, item: Item, amap: np.ndarray) -> None:
+        gt = ground_truth(item, amap.shape)
+        if gt is not None:
+            self.masks.append(gt)
+            self.maps.append(amap)
+            self.types.append(item.defect)
+
+
 def score_report(types: list[str], scores: Sequence[float], threshold: float,
-                 masks: list[np.ndarray], maps: list[np.ndarray], skipped: int,
-                 mask_types: list[str] | None = None) -> dict:
+                 pixels: PixelTruth, skipped: int) -> dict:
     """The metrics every model is judged by: image AUROC, pixel AUROC, AUPRO, F1, precision,
-    recall, false-alarm and miss rates at ``threshold``, image AUROC per defect type, and
-    pixel AUROC per defect type when ``mask_types`` names the type of each of ``masks``."""
+    recall, false-alarm and miss rates at ``threshold``, image and pixel AUROC per defect
+    type."""
+    masks, maps = pixels.masks, pixels.maps
     labels = np.array([t != GOOD for t in types], int)
     s = np.array(scores, dtype=np.float64)
     at = f1_at(labels, s, threshold) if len(s) else {}
@@ -77,8 +94,8 @@ def score_report(types: list[str], scores: Sequence[float], threshold: float,
         "miss_rate": at.get("miss_rate", math.nan),
         "threshold": threshold,
         "per_type_auroc": per_type_auroc(types, s) if len(s) else {},
-        "per_type_pixel_auroc": per_type_pixel_auroc(mask_types, masks, maps)
-        if masks and mask_types is not None else {},
+        "per_type_pixel_auroc": per_type_pixel_auroc(pixels.types, masks, maps)
+        if masks else {},
     }
 
 
@@ -96,8 +113,8 @@ def evaluate(insp: Inspector, items: Sequence[Item],
     """
     if holdout_scores is None:
         holdout_scores = insp.info.get("holdout_scores") or []
-    scores, recon, latent, types, maps, masks, mus = [], [], [], [], [], [], []
-    mask_types = []
+    scores, recon, latent, types, mus = [], [], [], [], []
+    pixels = PixelTruth()
     images = TestImages(items)
     for chunk, imgs in images:
         results, raw = insp.inspect_raw(imgs)
@@ -107,13 +124,8 @@ def evaluate(insp: Inspector, items: Sequence[Item],
             recon.append(res.reconstruction.score)
             latent.append(res.latent.score)
             types.append(it.defect)
-            gt = ground_truth(it, res.anomaly_map.shape)
-            if gt is not None:
-                masks.append(gt)
-                maps.append(res.anomaly_map)
-                mask_types.append(it.defect)
-    report = score_report(types, scores, insp.image_threshold, masks, maps, images.skipped,
-                          mask_types)
+            pixels.add(it, res.anomaly_map)
+    report = score_report(types, scores, insp.image_threshold, pixels, images.skipped)
     labels = np.array([t != GOOD for t in types], int)
     report |= {
         "reconstruction_auroc": auroc(labels, recon) if len(labels) else math.nan,

@@ -29,7 +29,7 @@ from models.calibrate import false_alarm_threshold, pixel_threshold
 from models.config import TrainConfig
 from models.data import Item, open_dataset, read_items
 from models.errors import DataError
-from models.evaluate import TestImages, _clean, ground_truth, score_report
+from models.evaluate import PixelTruth, TestImages, _clean, score_report
 from models.inference import gaussian_blur, pick_device, prepare
 from models.train import Progress, _cosine, _loop, _to_device, choose_channels, split_holdout
 
@@ -102,19 +102,14 @@ class Baseline:
         """The report of :func:`models.evaluate.evaluate` (same keys, same metric functions,
         maps at the original size), for the baseline. It has no latent verdict:
         ``latent_auroc`` is None and ``reconstruction_auroc`` equals ``image_auroc``."""
-        scores, types, maps, masks, mask_types = [], [], [], [], []
+        scores, types, pixels = [], [], PixelTruth()
         images = TestImages(items)
         for chunk, imgs in images:
             for it, amap in zip(chunk, self.anomaly_maps(imgs)):
                 scores.append(float(amap.max()))
                 types.append(it.defect)
-                gt = ground_truth(it, amap.shape)
-                if gt is not None:
-                    masks.append(gt)
-                    maps.append(amap)
-                    mask_types.append(it.defect)
-        report = score_report(types, scores, self.image_threshold, masks, maps, images.skipped,
-                              mask_types)
+                pixels.add(it, amap)
+        report = score_report(types, scores, self.image_threshold, pixels, images.skipped)
         report |= {"reconstruction_auroc": report["image_auroc"], "latent_auroc": math.nan}
         return {k: _clean(v) for k, v in report.items()}
 
