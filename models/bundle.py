@@ -37,7 +37,8 @@ from .inference import Calibration, Inspector
 from .latent import LatentClassifier
 from .vae import VAE
 
-FORMAT_VERSION = 1
+# 2: the VAE's latent is a grid of codes (models.vae); format-1 bundles must be retrained
+FORMAT_VERSION = 2
 WEIGHT_FILES = ("model.safetensors", "vae.safetensors", "latent.safetensors")
 
 

@@ -23,7 +23,9 @@ class ModelConfig:
         seg_depth: stride-2 stages of the segmentation head (its context grows with it).
         vae_image_size: side of the square the VAE sees.
         vae_width: channels of the VAE's first conv stage.
-        latent_dim: size of the VAE latent space.
+        latent_dim: size of each VAE latent code.
+        latent_grid: the VAE's latent is a ``latent_grid x latent_grid`` grid of codes, one per
+            part of the image (``vae_image_size`` must be it times a power of two).
         map_sigma: Gaussian smoothing of the anomaly map, in pixels at ``image_size``.
         map_mode: ``segmentation`` (the head's probability), ``residual`` (input minus
             reconstruction, normalised) or ``combined`` (their mean).
@@ -46,6 +48,7 @@ class ModelConfig:
     vae_image_size: int = 64
     vae_width: int = 16
     latent_dim: int = 32
+    latent_grid: int = 8
     map_sigma: float = 2.0
     map_mode: str = "combined"
     min_region_area: int = 4

@@ -123,7 +123,7 @@ class RawScores:
     Attributes:
         maps: ``(B, S, S)`` smoothed anomaly maps (CPU float32).
         recon_scores: ``(B,)`` reconstruction image scores (max of the map).
-        latent_mu: ``(B, D)`` VAE latent means.
+        latent_mu: ``(B, P, D)`` VAE latent means, one code per cell of the latent grid.
         recon: ``(B, S, S, C)`` reconstructions, or ``None``.
     """
 

@@ -1,10 +1,17 @@
 """The latent-space classifier: a Gaussian normal cluster, and label spreading over a graph.
 
-Without labels, an image's verdict is its Mahalanobis distance from the cluster of normal
-latent means (a shrunk covariance keeps it stable with few images). With a few operator labels,
-label spreading (Zhou et al. 2004) runs over a k-nearest-neighbour graph of labeled and
-unlabeled latent points in the cluster's whitened coordinates, so each defect kind gets a
+The VAE's latent is a grid of codes, one per part of the image (see :mod:`models.vae`), and
+each cell of the grid has its own normal cluster: a Gaussian over the latent means that cell
+takes on normal images (a shrunk covariance keeps it stable with few images; parts shot by a
+fixed camera sit in the same place, so a cell's normal codes are alike). Without labels, an
+image's verdict is the largest Mahalanobis distance of any of its cells from that cell's
+cluster. With a few operator labels, label spreading (Zhou et al. 2004) runs over a
+k-nearest-neighbour graph of labeled and unlabeled images, each placed at the whitened code of
+its most unusual cell (what that part looks like, wherever it is), so each defect kind gets a
 cluster and nearby unlabeled images inherit its name.
+
+Latent means are ``(N, P, D)`` arrays (``P`` cells of ``D`` values); ``(N, D)`` is taken as one
+cell.
 """
 
 from __future__ import annotations
@@ -26,10 +33,11 @@ class LatentClassifier:
     """State is plain arrays, so it round-trips through safetensors.
 
     Attributes:
-        mean: ``(D,)`` centre of the normal cluster.
-        whiten: ``(D, D)`` matrix ``W`` with ``|(z - mean) @ W|`` the Mahalanobis distance.
-        points: ``(N, D)`` whitened latent points of the label-spreading graph (empty without
-            labels).
+        mean: ``(P, D)`` centre of each cell's normal cluster.
+        whiten: ``(P, D, D)`` matrices ``W_p`` with ``|(z_p - mean_p) @ W_p|`` cell ``p``'s
+            Mahalanobis distance.
+        points: ``(N, D)`` descriptors (:meth:`descriptor`) of the label-spreading graph's
+            images (empty without labels).
         label_dist: ``(N, K)`` class distribution of each graph point after spreading.
         classes: ``K`` class names, ``"good"`` first.
     """
@@ -42,12 +50,16 @@ class LatentClassifier:
 
     @classmethod
     def fit(cls, normal: np.ndarray) -> LatentClassifier:
-        """Fits the normal cluster to latent means ``(N, D)`` of normal images."""
-        lw = LedoitWolf().fit(normal.astype(np.float64))
-        evals, evecs = np.linalg.eigh(lw.covariance_)
-        whiten = evecs / np.sqrt(np.maximum(evals, 1e-8))
-        d = normal.shape[1]
-        return cls(lw.location_.astype(np.float32), whiten.astype(np.float32),
+        """Fits each cell's normal cluster to latent means ``(N, P, D)`` of normal images."""
+        normal = _cells(normal).astype(np.float64)
+        means, whitens = [], []
+        for p in range(normal.shape[1]):
+            lw = LedoitWolf().fit(normal[:, p])
+            evals, evecs = np.linalg.eigh(lw.covariance_)
+            means.append(lw.location_)
+            whitens.append(evecs / np.sqrt(np.maximum(evals, 1e-8)))
+        d = normal.shape[2]
+        return cls(np.array(means, np.float32), np.array(whitens, np.float32),
                    np.zeros((0, d), np.float32), np.zeros((0, 1), np.float32), [GOOD])
 
     @property
@@ -55,19 +67,31 @@ class LatentClassifier:
         return len(self.points) > 0 and len(self.classes) > 1
 
     def whitened(self, z: np.ndarray) -> np.ndarray:
-        return ((z - self.mean) @ self.whiten).astype(np.float32)
+        """``(N, P, D)``: each cell's code in its own cluster's whitened coordinates."""
+        return np.einsum("npd,pde->npe", _cells(z) - self.mean, self.whiten).astype(np.float32)
+
+    def cell_distances(self, z: np.ndarray) -> np.ndarray:
+        """``(N, P)``: Mahalanobis distance of every cell to its normal cluster."""
+        return np.linalg.norm(self.whitened(z), axis=2)
 
     def distance(self, z: np.ndarray) -> np.ndarray:
-        """Mahalanobis distance ``(N,)`` of latent means ``(N, D)`` to the normal cluster."""
-        return np.linalg.norm(self.whitened(z), axis=1)
+        """``(N,)``: the largest cell distance of each image (its most unusual part)."""
+        return self.cell_distances(z).max(1)
+
+    def descriptor(self, z: np.ndarray) -> np.ndarray:
+        """``(N, D)``: the whitened code of each image's most unusual cell, the point that
+        stands for the image in the label-spreading graph."""
+        w = self.whitened(z)
+        worst = np.linalg.norm(w, axis=2).argmax(1)
+        return w[np.arange(len(w)), worst]
 
     def spread(self, z: np.ndarray, labels: list[str | None]) -> None:
-        """Label spreading over latent points ``(N, D)``; ``labels[i]`` is a class name or
-        ``None`` for an unlabeled point."""
+        """Label spreading over images' latent means ``(N, P, D)``; ``labels[i]`` is a class
+        name or ``None`` for an unlabeled image."""
         names = sorted({lab for lab in labels if lab is not None} - {GOOD})
         self.classes = [GOOD, *names]
         y = np.array([-1 if lab is None else self.classes.index(lab) for lab in labels])
-        x = self.whitened(z)
+        x = self.descriptor(z)
         k = min(NEIGHBOURS, len(x) - 1)
         model = LabelSpreading(kernel="knn", n_neighbors=k, alpha=0.2, max_iter=200)
         model.fit(x, y)
@@ -82,7 +106,7 @@ class LatentClassifier:
         """``(N, K)``: mean class distribution of each point's nearest graph neighbours (what
         label spreading's inductive step does with a k-NN kernel). ``leave_out`` ignores graph
         points identical to the query, so a labeled image is not judged by its own label."""
-        x = self.whitened(z)
+        x = self.descriptor(z)
         d2 = ((x[:, None, :] - self.points[None, :, :]) ** 2).sum(-1)
         if leave_out:
             d2[d2 < 1e-10] = np.inf
@@ -93,9 +117,9 @@ class LatentClassifier:
 
     def score(self, z: np.ndarray, distance_scale: float, leave_out: bool = False
               ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Latent anomaly score, distance and cluster name per point.
+        """Latent anomaly score, distance and cluster name per image.
 
-        Without labels the score is the Mahalanobis distance. With labels it is half the
+        Without labels the score is the distance (:meth:`distance`). With labels it is half the
         spread probability of a defect class plus half the squashed distance
         ``d / (d + distance_scale)``, so an image far from every cluster still scores high.
         ``leave_out``: see :meth:`class_probabilities`.
@@ -117,3 +141,8 @@ class LatentClassifier:
     def from_state(cls, state: dict[str, np.ndarray], classes: list[str]) -> LatentClassifier:
         return cls(state["mean"], state["whiten"], state["points"], state["label_dist"],
                    list(classes))
+
+
+def _cells(z: np.ndarray) -> np.ndarray:
+    """Latent means as ``(N, P, D)``: a plain ``(N, D)`` array is one cell."""
+    return z[:, None, :] if z.ndim == 2 else z

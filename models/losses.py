@@ -42,5 +42,6 @@ def dice_loss(logits: torch.Tensor, mask: torch.Tensor, eps: float = 1.0) -> tor
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(q(z|x) || N(0, I)) averaged over the batch; ``mu, logvar`` are ``(B, D)``."""
-    return (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(1)).mean()
+    """KL(q(z|x) || N(0, I)) summed over every latent value of an image, averaged over the
+    batch; ``mu, logvar`` are ``(B, ...)`` (one code ``(B, D)`` or a grid ``(B, P, D)``)."""
+    return (-0.5 * (1 + logvar - mu**2 - logvar.exp()).flatten(1).sum(1)).mean()

@@ -42,8 +42,9 @@ class LatentVerdict(BaseModel):
     label: str = Field(description="'abnormal' when score >= threshold, else 'normal'.",
                        examples=["normal"])
     distance: float = Field(
-        description="Mahalanobis distance of the image's latent mean to the normal cluster "
-                    "(unitless).", examples=[3.2])
+        description="Mahalanobis distance of the image's most unusual part to the normal "
+                    "cluster: the VAE's latent is a grid of codes, one per part of the image, "
+                    "each with its own normal cluster (unitless).", examples=[3.2])
     threshold: float = Field(description="The bundle's calibrated latent threshold, on score.",
                              examples=[6.5])
     score: float = Field(

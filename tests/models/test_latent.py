@@ -75,3 +75,26 @@ def test_auto_fusion_without_labels_is_the_reconstruction_score(texture_data, tm
     insp = Inspector.load(tmp_path / "b", "cpu")
     [r] = insp.inspect([np.full((32, 32, 1), 0.5, np.float32)])
     assert r.score == pytest.approx(r.reconstruction.score / insp.cal.reconstruction, rel=1e-6)
+
+
+def test_each_cell_of_the_grid_has_its_own_normal_cluster():
+    rng = np.random.default_rng(3)
+    # two cells of two values: the first varies little on normal images, the second a lot
+    normal = np.stack([rng.normal(0, 1, (3000, 2)), rng.normal(0, 10, (3000, 2))], axis=1)
+    clf = LatentClassifier.fit(normal)
+    z = np.array([[[5.0, 0.0], [0.0, 0.0]],    # five units off in the quiet cell
+                  [[0.0, 0.0], [5.0, 0.0]]])   # the same five units in the busy cell
+    cells = clf.cell_distances(z)
+    assert cells[0] == pytest.approx([5.0, 0.0], abs=0.3)
+    assert cells[1] == pytest.approx([0.0, 0.5], abs=0.3)
+    # an image is as far as its most unusual cell, and that cell's code stands for it
+    assert clf.distance(z) == pytest.approx(cells.max(1))
+    np.testing.assert_allclose(clf.descriptor(z)[0], clf.whitened(z)[0, 0])
+    np.testing.assert_allclose(clf.descriptor(z)[1], clf.whitened(z)[1, 1])
+
+
+def test_grid_state_round_trip():
+    clf = LatentClassifier.fit(np.random.default_rng(4).normal(0, 1, (50, 3, 4)))
+    again = LatentClassifier.from_state(clf.state(), clf.classes)
+    z = np.random.default_rng(5).normal(0, 1, (2, 3, 4)).astype(np.float32)
+    assert again.distance(z) == pytest.approx(clf.distance(z))

@@ -77,3 +77,8 @@ def test_kl_divergence_hand_values():
     # mu = 1 in two dims, logvar 0: 0.5 * sum(mu^2) = 1
     mu = torch.tensor([[1.0, 1.0, 0.0]])
     assert kl_divergence(mu, torch.zeros(1, 3)).item() == pytest.approx(1.0)
+    # a grid of codes (B, P, D): summed over every cell and value of an image, averaged over
+    # the batch: image 0 has 0.5 * (4 + 4), image 1 has 0.5 * 2, mean 2.5
+    grid = torch.zeros(2, 2, 3)
+    grid[0, 0, :2], grid[1, 1, 0] = 2.0, 2.0 ** 0.5
+    assert kl_divergence(grid, torch.zeros(2, 2, 3)).item() == pytest.approx(2.5)
