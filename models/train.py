@@ -292,7 +292,8 @@ def calibrate(insp: Inspector, holdout: np.ndarray, cfg: TrainConfig,
                                          leave_out=True)
     fusion_rule = "as configured"
     if cfg.fusion == "auto":
-        insp.cal.fusion, fusion_rule = "reconstruction", "auto: no labeled defects"
+        insp.cal.fusion, insp.cal.fusion_weight = "weighted", cfg.fusion_weight
+        fusion_rule = f"auto: no labeled defects, the default weight {cfg.fusion_weight:g}"
         if has_defects:
             y = np.concatenate([is_defect, np.zeros(len(holdout), bool)]).astype(int)
             best = -1.0

@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="f1: with --labels that include defects, use the F1-optimal threshold")
     t.add_argument("--fusion", choices=("auto", "reconstruction", "max", "weighted"),
                    help="how the reconstruction and latent scores combine (default auto: "
-                        "reconstruction alone unless labeled defects show the latent helps)")
+                        "weighted at --fusion-weight, or with labeled defects the weight "
+                        "that ranks them best)")
     t.add_argument("--fusion-weight", type=float,
                    help="weight of the reconstruction score under 'weighted' (default 0.8)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -64,17 +64,20 @@ def test_train_with_labels_builds_a_semi_supervised_bundle(texture_data, tmp_pat
         f"auto: weight {info['fusion']['weight']:g} ranked 2 labeled defects")
 
 
-def test_auto_fusion_without_labels_is_the_reconstruction_score(texture_data, tmp_path):
+def test_auto_fusion_without_labels_mixes_both_scores_at_the_configured_weight(texture_data,
+                                                                              tmp_path):
     cfg = ModelConfig(image_size=32, width=8, depth=2, seg_width=8, vae_image_size=16,
                       vae_width=8, latent_dim=4)
-    train(texture_data, tmp_path / "b", cfg, TrainConfig(epochs=1, max_minutes=0),
-          device="cpu", progress=False)
+    train(texture_data, tmp_path / "b", cfg,
+          TrainConfig(epochs=1, max_minutes=0, fusion_weight=0.7), device="cpu", progress=False)
     info = json.loads((tmp_path / "b" / "bundle.json").read_text())
-    assert info["fusion"]["rule"] == "reconstruction"
-    assert info["fusion"]["chosen_by"] == "auto: no labeled defects"
+    assert info["fusion"]["rule"] == "weighted" and info["fusion"]["weight"] == 0.7
+    assert info["fusion"]["chosen_by"] == "auto: no labeled defects, the default weight 0.7"
     insp = Inspector.load(tmp_path / "b", "cpu")
     [r] = insp.inspect([np.full((32, 32, 1), 0.5, np.float32)])
-    assert r.score == pytest.approx(r.reconstruction.score / insp.cal.reconstruction, rel=1e-6)
+    want = (0.7 * r.reconstruction.score / insp.cal.reconstruction
+            + 0.3 * r.latent.score / insp.cal.latent)
+    assert r.score == pytest.approx(want, rel=1e-6)
 
 
 def test_each_cell_of_the_grid_has_its_own_normal_cluster():
