@@ -161,8 +161,10 @@ def latent_label_gain(insp: Inspector, mus: np.ndarray, types: list[str],
     """How much a handful of labels sharpens the latent verdict.
 
     For ``k`` in ``per_type``: label ``k`` random test images of every type (good included),
-    run label spreading over all test latent points, and compare the latent AUROC on the
-    images left unlabeled with the label-free Mahalanobis AUROC on the same images.
+    run label spreading over all test latent points, choose the spread weight from the labeled
+    images as training does (:meth:`LatentClassifier.choose_spread_weight`), and compare the
+    latent AUROC on the images left unlabeled with the label-free distance's AUROC on the same
+    images.
     """
     types_arr = np.array(types)
     out = {}
@@ -177,9 +179,13 @@ def latent_label_gain(insp: Inspector, mus: np.ndarray, types: list[str],
         clf = LatentClassifier(insp.latent.mean, insp.latent.whiten, np.zeros((0, 1)),
                                np.zeros((0, 1)), [GOOD])
         clf.spread(mus, [t if c else None for t, c in zip(types, chosen)])
-        score, dist, _ = clf.score(mus[~chosen], insp.cal.latent_distance)
+        bad = types_arr != GOOD
+        weight, _ = clf.choose_spread_weight(mus[chosen & bad], mus[chosen & ~bad],
+                                             insp.cal.latent_distance)
+        score, dist, _ = clf.score(mus[~chosen], insp.cal.latent_distance, weight)
         y = (types_arr[~chosen] != GOOD).astype(int)
         out[f"{k}_per_type"] = {"labeled": int(chosen.sum()), "evaluated": int((~chosen).sum()),
+                                "spread_weight": weight,
                                 "auroc_without_labels": auroc(y, dist),
                                 "auroc_with_labels": auroc(y, score)}
     return out

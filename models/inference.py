@@ -89,6 +89,8 @@ class Calibration:
         reconstruction: image threshold on the reconstruction score.
         latent: threshold on the latent score.
         latent_distance: distance scale used by the semi-supervised latent score.
+        latent_spread: weight of the label-spread defect probability in the semi-supervised
+            latent score (see ``LatentClassifier.score``), chosen at calibration.
         image: threshold on the fused score (the label's threshold).
         pixel: threshold on the anomaly map (the mask's threshold).
         fusion: ``reconstruction``, ``max`` or ``weighted``.
@@ -99,6 +101,7 @@ class Calibration:
     reconstruction: float = 1.0
     latent: float = 1.0
     latent_distance: float = 1.0
+    latent_spread: float = 0.5
     image: float = 1.0
     pixel: float = 0.5
     fusion: str = "weighted"
@@ -237,7 +240,8 @@ class Inspector:
         if not images:
             return [], None
         raw = self.raw_scores(self.to_tensor(images), with_reconstruction)
-        lat_score, lat_dist, clusters = self.latent.score(raw.latent_mu, self.cal.latent_distance)
+        lat_score, lat_dist, clusters = self.latent.score(raw.latent_mu, self.cal.latent_distance,
+                                                             self.cal.latent_spread)
         fused = self.cal.fuse(raw.recon_scores, lat_score)
         t = self.cal.image if threshold is None else float(threshold)
         results = [self._result(im, raw, i, float(fused[i]), t, float(lat_score[i]),

@@ -281,15 +281,25 @@ def calibrate(insp: Inspector, holdout: np.ndarray, cfg: TrainConfig,
     insp.cal.pixel = pixel_threshold(raw.maps, cfg.pixel_false_alarm_rate)
     dist = insp.latent.distance(raw.latent_mu)
     insp.cal.latent_distance = false_alarm_threshold(dist, cfg.false_alarm_rate)
-    lat, _, _ = insp.latent.score(raw.latent_mu, insp.cal.latent_distance)
-    insp.cal.latent = false_alarm_threshold(lat, cfg.false_alarm_rate)
     has_defects = labeled is not None and bool(labeled[1].any())
+    latent_rule = "no labels: the distance alone"
     if has_defects:
         imgs, is_defect = labeled
         lraw = insp.raw_scores(_to_device(imgs, insp.torch_device))
+        if insp.latent.semi_supervised:
+            insp.cal.latent_spread, a = insp.latent.choose_spread_weight(
+                lraw.latent_mu[is_defect],
+                np.concatenate([raw.latent_mu, lraw.latent_mu[~is_defect]]),
+                insp.cal.latent_distance)
+            latent_rule = (f"spread weight {insp.cal.latent_spread:g} ranked "
+                           f"{int(is_defect.sum())} labeled defects above "
+                           f"{len(holdout) + int((~is_defect).sum())} normals best (AUROC {a:.3f})")
+    lat, _, _ = insp.latent.score(raw.latent_mu, insp.cal.latent_distance, insp.cal.latent_spread)
+    insp.cal.latent = false_alarm_threshold(lat, cfg.false_alarm_rate)
+    if has_defects:
         # labeled images are points of the spreading graph: score each without its own label
         lscore, _, _ = insp.latent.score(lraw.latent_mu, insp.cal.latent_distance,
-                                         leave_out=True)
+                                         insp.cal.latent_spread, leave_out=True)
     fusion_rule = "as configured"
     if cfg.fusion == "auto":
         insp.cal.fusion, insp.cal.fusion_weight = "weighted", cfg.fusion_weight
@@ -315,7 +325,8 @@ def calibrate(insp: Inspector, holdout: np.ndarray, cfg: TrainConfig,
         insp.cal.image = f1_threshold(np.concatenate([is_defect, np.zeros(len(fused))]),
                                       np.concatenate([lf, fused]))
         rule = f"F1-optimal on {len(imgs)} labeled + {len(holdout)} held-out images"
-    return {"rule": rule, "fusion_rule": fusion_rule, "holdout_images": len(holdout),
+    return {"rule": rule, "fusion_rule": fusion_rule, "latent_rule": latent_rule,
+            "holdout_images": len(holdout),
             # full precision: evaluation replays the threshold rule on them
             "holdout_fused_scores": [float(s) for s in fused],
             "holdout_false_alarms": int((fused >= insp.cal.image).sum())}

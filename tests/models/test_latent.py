@@ -7,7 +7,8 @@ import pytest
 
 from models.config import ModelConfig, TrainConfig
 from models.inference import Inspector
-from models.latent import LatentClassifier
+from models.latent import SPREAD_WEIGHTS, LatentClassifier
+from models.metrics import auroc
 from models.train import train
 
 
@@ -62,6 +63,10 @@ def test_train_with_labels_builds_a_semi_supervised_bundle(texture_data, tmp_pat
     assert info["fusion"]["rule"] == "weighted" and 0.5 <= info["fusion"]["weight"] <= 1.0
     assert info["fusion"]["chosen_by"].startswith(
         f"auto: weight {info['fusion']['weight']:g} ranked 2 labeled defects")
+    # the labels' share of the latent score was chosen on the labeled images too
+    w = info["calibration"]["latent_spread"]
+    assert w in SPREAD_WEIGHTS
+    assert metrics["calibration"]["latent_rule"].startswith(f"spread weight {w:g} ranked 2 ")
 
 
 def test_auto_fusion_without_labels_mixes_both_scores_at_the_configured_weight(texture_data,
@@ -101,3 +106,35 @@ def test_grid_state_round_trip():
     again = LatentClassifier.from_state(clf.state(), clf.classes)
     z = np.random.default_rng(5).normal(0, 1, (2, 3, 4)).astype(np.float32)
     assert again.distance(z) == pytest.approx(clf.distance(z))
+
+
+def _labeled_graph(normal: np.ndarray, defects: np.ndarray) -> LatentClassifier:
+    """Normal cluster fitted on normal[100:]; graph of normal[:100] (30 labeled good) and 20
+    defects (10 labeled dent)."""
+    clf = LatentClassifier.fit(normal[100:])
+    clf.spread(np.concatenate([normal[:100], defects]),
+               ["good"] * 30 + [None] * 70 + ["dent"] * 10 + [None] * 10)
+    return clf
+
+
+def test_labels_earn_a_share_of_the_latent_score_only_where_they_rank_defects_better():
+    rng = np.random.default_rng(6)
+    normal = rng.normal(0, 1, (300, 2))
+    y = np.r_[np.ones(10, int), np.zeros(30, int)]
+    # a tight defect cluster no farther out than ordinary normals: the distance alone ranks
+    # it poorly, the labels find it
+    tight = rng.normal([1.5, 0.0], 0.05, (20, 2))
+    clf = _labeled_graph(normal, tight)
+    assert auroc(y, clf.distance(np.concatenate([tight[:10], normal[:30]]))) < 0.75
+    weight, a = clf.choose_spread_weight(tight[:10], normal[:30], distance_scale=2.0)
+    assert (weight, a) == (0.5, pytest.approx(1.0))
+    # defects scattered all around, just outside the normal cloud: the distance ranks them
+    # perfectly, while their graph neighbours are normals, so any share of the spread
+    # probability costs ranking and the labels only name clusters
+    ang = rng.uniform(0, 2 * np.pi, 20)
+    scattered = 3.0 * np.c_[np.cos(ang), np.sin(ang)]
+    clf = _labeled_graph(normal, scattered)
+    z = np.concatenate([scattered[:10], normal[:30]])
+    assert auroc(y, clf.score(z, 2.0, 0.5, leave_out=True)[0]) < 1.0
+    weight, a = clf.choose_spread_weight(scattered[:10], normal[:30], distance_scale=2.0)
+    assert (weight, a) == (0.0, pytest.approx(1.0))
