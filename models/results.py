@@ -39,11 +39,12 @@ class ReconstructionVerdict:
 class LatentVerdict:
     """The VAE latent classifier's opinion of one image.
 
-    ``distance`` is the Mahalanobis distance of the latent mean to the normal cluster;
-    ``score`` is what ``threshold`` applies to (the distance itself without labels; with
-    labels, a mix of the spread defect probability and the distance); ``cluster`` is ``"good"`` or the defect name that label spreading assigned (when labels
-    were given at training), ``confidence`` in ``[0, 1]`` how sure the classifier is of
-    ``label``.
+    ``distance`` is the Mahalanobis distance of the image's most unusual cell of the latent
+    grid to that cell's normal cluster; ``score`` is what ``threshold`` applies to (the
+    distance itself without labels; with labels, a mix of the spread defect probability and
+    the distance); ``cluster`` is ``"good"`` or the defect name that label spreading assigned
+    (when labels were given at training), ``confidence`` in ``[0, 1]`` how sure the classifier
+    is of ``label``.
     """
 
     label: str
