@@ -282,7 +282,7 @@ def calibrate(insp: Inspector, holdout: np.ndarray, cfg: TrainConfig,
     dist = insp.latent.distance(raw.latent_mu)
     insp.cal.latent_distance = false_alarm_threshold(dist, cfg.false_alarm_rate)
     has_defects = labeled is not None and bool(labeled[1].any())
-    latent_rule = "no labels: the distance alone"
+    latent_rule = "the distance alone (no labeled defects)"
     if has_defects:
         imgs, is_defect = labeled
         lraw = insp.raw_scores(_to_device(imgs, insp.torch_device))
