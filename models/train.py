@@ -294,12 +294,11 @@ def calibrate(insp: Inspector, holdout: np.ndarray, cfg: TrainConfig,
             latent_rule = (f"spread weight {insp.cal.latent_spread:g} ranked "
                            f"{int(is_defect.sum())} labeled defects above "
                            f"{len(holdout) + int((~is_defect).sum())} normals best (AUROC {a:.3f})")
-    lat, _, _ = insp.latent.score(raw.latent_mu, insp.cal.latent_distance, insp.cal.latent_spread)
-    insp.cal.latent = false_alarm_threshold(lat, cfg.false_alarm_rate)
-    if has_defects:
         # labeled images are points of the spreading graph: score each without its own label
         lscore, _, _ = insp.latent.score(lraw.latent_mu, insp.cal.latent_distance,
                                          insp.cal.latent_spread, leave_out=True)
+    lat, _, _ = insp.latent.score(raw.latent_mu, insp.cal.latent_distance, insp.cal.latent_spread)
+    insp.cal.latent = false_alarm_threshold(lat, cfg.false_alarm_rate)
     fusion_rule = "as configured"
     if cfg.fusion == "auto":
         insp.cal.fusion, insp.cal.fusion_weight = "weighted", cfg.fusion_weight
