@@ -162,9 +162,10 @@ def latent_label_gain(insp: Inspector, mus: np.ndarray, types: list[str],
 
     For ``k`` in ``per_type``: label ``k`` random test images of every type (good included),
     run label spreading over all test latent points, choose the spread weight from the labeled
-    images as training does (:meth:`LatentClassifier.choose_spread_weight`), and compare the
-    latent AUROC on the images left unlabeled with the label-free distance's AUROC on the same
-    images.
+    images as training does (:meth:`LatentClassifier.choose_spread_weight`, each labeled
+    image judged with its label hidden; here they are the only images the choice sees, as
+    there are no held-out normals), and compare the latent AUROC on the images left
+    unlabeled with the label-free distance's AUROC on the same images.
     """
     types_arr = np.array(types)
     out = {}
@@ -179,8 +180,7 @@ def latent_label_gain(insp: Inspector, mus: np.ndarray, types: list[str],
         clf = LatentClassifier(insp.latent.mean, insp.latent.whiten, np.zeros((0, 1)),
                                np.zeros((0, 1)), [GOOD])
         clf.spread(mus, [t if c else None for t, c in zip(types, chosen)])
-        bad = types_arr != GOOD
-        weight, _ = clf.choose_spread_weight(mus[chosen & bad], mus[chosen & ~bad],
+        weight, _ = clf.choose_spread_weight(np.flatnonzero(chosen), mus[:0],
                                              insp.cal.latent_distance)
         score, dist, _ = clf.score(mus[~chosen], insp.cal.latent_distance, weight)
         y = (types_arr[~chosen] != GOOD).astype(int)

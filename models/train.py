@@ -31,7 +31,7 @@ from .inference import (
     shrink,
     vae_input,
 )
-from .latent import LatentClassifier
+from .latent import FOLDS, LatentClassifier
 from .losses import dice_loss, focal_loss, kl_divergence, reconstruction_loss
 from .metrics import auroc
 from .synth import add_defect
@@ -287,16 +287,19 @@ def calibrate(insp: Inspector, holdout: np.ndarray, cfg: TrainConfig,
         imgs, is_defect = labeled
         lraw = insp.raw_scores(_to_device(imgs, insp.torch_device))
         if insp.latent.semi_supervised:
+            # the labeled images are graph points, in label-file order (see _spread_labels)
+            index = np.flatnonzero(insp.latent.graph_labels >= 0)[-len(imgs):]
             insp.cal.latent_spread, a = insp.latent.choose_spread_weight(
-                lraw.latent_mu[is_defect],
-                np.concatenate([raw.latent_mu, lraw.latent_mu[~is_defect]]),
-                insp.cal.latent_distance)
+                index, raw.latent_mu, insp.cal.latent_distance)
             latent_rule = (f"spread weight {insp.cal.latent_spread:g} ranked "
                            f"{int(is_defect.sum())} labeled defects above "
-                           f"{len(holdout) + int((~is_defect).sum())} normals best (AUROC {a:.3f})")
-        # labeled images are points of the spreading graph: score each without its own label
-        lscore, _, _ = insp.latent.score(lraw.latent_mu, insp.cal.latent_distance,
-                                         insp.cal.latent_spread, leave_out=True)
+                           f"{len(holdout) + int((~is_defect).sum())} normals best (AUROC {a:.3f},"
+                           f" labels hidden {FOLDS} folds at a time)")
+            # each scored as if nobody had labeled it
+            lscore = insp.latent.held_out_scores(index, insp.cal.latent_distance,
+                                                 insp.cal.latent_spread)
+        else:
+            lscore, _, _ = insp.latent.score(lraw.latent_mu, insp.cal.latent_distance)
     lat, _, _ = insp.latent.score(raw.latent_mu, insp.cal.latent_distance, insp.cal.latent_spread)
     insp.cal.latent = false_alarm_threshold(lat, cfg.false_alarm_rate)
     fusion_rule = "as configured"

@@ -117,16 +117,21 @@ def _labeled_graph(normal: np.ndarray, defects: np.ndarray) -> LatentClassifier:
     return clf
 
 
+LABELED = np.r_[np.arange(30), np.arange(100, 110)]  # graph points with a label
+
+
 def test_labels_earn_a_share_of_the_latent_score_only_where_they_rank_defects_better():
     rng = np.random.default_rng(6)
     normal = rng.normal(0, 1, (300, 2))
-    y = np.r_[np.ones(10, int), np.zeros(30, int)]
+    fresh = rng.normal(0, 1, (40, 2))  # normal images outside the graph
     # a tight defect cluster no farther out than ordinary normals: the distance alone ranks
     # it poorly, the labels find it
     tight = rng.normal([1.5, 0.0], 0.05, (20, 2))
     clf = _labeled_graph(normal, tight)
-    assert auroc(y, clf.distance(np.concatenate([tight[:10], normal[:30]]))) < 0.75
-    weight, a = clf.choose_spread_weight(tight[:10], normal[:30], distance_scale=2.0)
+    y = np.r_[np.zeros(30, int), np.ones(10, int), np.zeros(40, int)]
+    z = np.concatenate([normal[:30], tight[:10], fresh])
+    assert auroc(y, clf.distance(z)) < 0.8
+    weight, a = clf.choose_spread_weight(LABELED, fresh, distance_scale=2.0)
     assert (weight, a) == (0.5, pytest.approx(1.0))
     # defects scattered all around, just outside the normal cloud: the distance ranks them
     # perfectly, while their graph neighbours are normals, so any share of the spread
@@ -134,7 +139,62 @@ def test_labels_earn_a_share_of_the_latent_score_only_where_they_rank_defects_be
     ang = rng.uniform(0, 2 * np.pi, 20)
     scattered = 3.0 * np.c_[np.cos(ang), np.sin(ang)]
     clf = _labeled_graph(normal, scattered)
-    z = np.concatenate([scattered[:10], normal[:30]])
-    assert auroc(y, clf.score(z, 2.0, 0.5, leave_out=True)[0]) < 1.0
-    weight, a = clf.choose_spread_weight(scattered[:10], normal[:30], distance_scale=2.0)
+    z = np.concatenate([normal[:30], scattered[:10], fresh])
+    assert auroc(y, clf.score(z, 2.0, 0.5)[0]) < 1.0
+    weight, a = clf.choose_spread_weight(LABELED, fresh, distance_scale=2.0)
     assert (weight, a) == (0.0, pytest.approx(1.0))
+
+
+def test_a_labeled_image_is_checked_as_if_nobody_had_labeled_it():
+    # ten small clumps far out, each one labeled point amid six unlabeled ones: spreading
+    # passes each label to its own clump only, so a clump's label says nothing about the
+    # other clumps. Leaving just the point itself out of its neighbour vote still hears its
+    # label through the six it was passed to; hiding the label and re-spreading does not.
+    rng = np.random.default_rng(8)
+    normal = rng.normal(0, 1, (200, 2))
+    centres = rng.normal(0, 1, (10, 2))
+    centres = 30 * centres / np.linalg.norm(centres, axis=1, keepdims=True)
+    clumps = (centres[:, None, :] + rng.normal(0, 0.1, (10, 7, 2))).reshape(70, 2)
+    clf = LatentClassifier.fit(normal[100:])
+    labels = ["good"] * 50 + [None] * 50 + ["pit" if i % 7 == 0 else None for i in range(70)]
+    clf.spread(np.concatenate([normal[:100], clumps]), labels)
+    index = np.flatnonzero(clf.graph_labels >= 0)
+    pit = clf.graph_labels[index] == 1
+    assert pit.sum() == 10
+    # with their labels in the graph, the clumps are pits
+    assert clf.class_probabilities(clumps[::7])[:, 1].min() > 0.9
+    # hidden, a clump with no other pit label nearby is nothing the labels know
+    held = clf.held_out_probabilities(index)
+    assert held[pit, 1].max() < 0.5
+    # labeled goods, hidden in turn, are still good: they sit among other good labels
+    assert held[~pit, 0].min() > 0.9
+    np.testing.assert_array_equal(held, clf.held_out_probabilities(index))  # seeded
+
+
+def test_no_share_for_labels_on_a_handful_of_images():
+    # with its labels hidden in turn, the spread probability ranks 4 labeled defects above 2
+    # labeled goods perfectly and the distance only half right, but 8 pairs cannot show that
+    # this is more than luck: weight 0
+    rng = np.random.default_rng(9)
+    normal = rng.normal(0, 1, (300, 2))
+    tight = rng.normal([1.5, 0.0], 0.05, (20, 2))
+    clf = LatentClassifier.fit(normal[100:])
+    graph = np.concatenate([normal[:100], tight])
+    labels = [None] * 120
+    labels[0] = labels[1] = "good"
+    for i in (100, 101, 102, 103):
+        labels[i] = "dent"
+    clf.spread(graph, labels)
+    index = np.flatnonzero(clf.graph_labels >= 0)
+    y = (clf.graph_labels[index] > 0).astype(int)
+    d = clf.distance(graph[index])
+    assert auroc(y, clf.held_out_scores(index, 2.0, 0.5)) > auroc(y, d)
+    assert clf.choose_spread_weight(index, graph[:0], distance_scale=2.0)[0] == 0.0
+
+
+def test_graph_labels_survive_the_state_round_trip():
+    clf = LatentClassifier.fit(np.random.default_rng(10).normal(0, 1, (50, 2)))
+    clf.spread(np.random.default_rng(11).normal(0, 1, (20, 2)),
+               ["good", "dent"] + [None] * 18)
+    again = LatentClassifier.from_state(clf.state(), clf.classes)
+    np.testing.assert_array_equal(again.graph_labels, [0, 1] + [-1] * 18)

@@ -6,6 +6,7 @@ import pytest
 from models.metrics import (
     aupro,
     auroc,
+    auroc_gain_interval,
     auroc_interval,
     best_f1_threshold,
     f1_at,
@@ -261,3 +262,19 @@ def test_per_type_pixel_auroc_judges_each_type_against_the_good_images_only():
     assert r["dent"] == pytest.approx(6 / 7)  # the scratch image's pixels are not in it
     with pytest.raises(ValueError, match="2 types, 3 masks"):
         per_type_pixel_auroc(["good", "dent"], masks, maps)
+
+
+def test_auroc_gain_interval_tells_a_real_gain_from_luck():
+    rng = np.random.default_rng(4)
+    y = np.r_[np.ones(200), np.zeros(200)]
+    noise = rng.normal(0, 1, 400)
+    base = noise + 0.3 * y  # AUROC about 0.58
+    better = noise + 1.5 * y  # the same images, ranked far better
+    lo, hi = auroc_gain_interval(y, better, base)
+    assert 0 < lo < auroc(y, better) - auroc(y, base) < hi
+    assert auroc_gain_interval(y, base, base) == (0.0, 0.0)
+    # two defects and two goods, the second ranking perfect and the first half right: the
+    # draws that pick one image twice say "no gain", so the interval reaches 0
+    lo, hi = auroc_gain_interval([1, 1, 0, 0], [0.9, 0.8, 0.1, 0.2], [0.9, 0.1, 0.8, 0.2])
+    assert lo <= 0 < hi
+    assert all(math.isnan(v) for v in auroc_gain_interval([1, 1], [0.1, 0.2], [0.2, 0.1]))
