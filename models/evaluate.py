@@ -233,7 +233,7 @@ def format_table(report: dict) -> str:
         rows.append((f"at a {100 * p['budget']:g} % budget", point))
     for k, v in (report.get("latent_with_labels") or {}).items():
         gain = (f"{_fmt(v['auroc_without_labels'])} -> {_fmt(v['auroc_with_labels'])} "
-                f"(on {v['evaluated']} unlabeled)")
+                f"(on {v['evaluated']} unlabeled; spread weight {v['spread_weight']:g})")
         rows.append((f"latent_auroc, {k.replace('_', ' ')} labeled", gain))
     w = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
