@@ -13,11 +13,15 @@ import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from .errors import DataError, ImageError, ImageTooLargeError
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -232,3 +236,16 @@ def read_labels(path: str | Path) -> dict[str, str]:
     if not labels:
         raise DataError(f"labels file {path} has no 'path,label' rows")
     return labels
+
+
+def split_holdout(n: int, cfg: TrainConfig,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, holdout): ``holdout_fraction`` of the images, at least ``min_holdout``,
+    and never more than half."""
+    k = max(cfg.min_holdout, round(cfg.holdout_fraction * n))
+    k = min(k, n // 2)
+    if k < 1:
+        raise DataError(f"only {n} usable training image(s): at least 2 are needed, one to "
+                        "learn from and one to calibrate the thresholds on")
+    perm = rng.permutation(n)
+    return np.sort(perm[k:]), np.sort(perm[:k])

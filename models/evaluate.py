@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import fields
 
 import numpy as np
 
 from .calibrate import false_alarm_threshold
-from .data import GOOD, Item, read_image, read_mask
+from .config import TrainConfig
+from .data import GOOD, Item, read_image, read_mask, split_holdout
 from .inference import Inspector
 from .latent import LatentClassifier
 from .metrics import (
@@ -100,7 +102,8 @@ def score_report(types: list[str], scores: Sequence[float], threshold: float,
 
 
 def evaluate(insp: Inspector, items: Sequence[Item],
-             holdout_scores: Sequence[float] | None = None) -> dict:
+             holdout_scores: Sequence[float] | None = None,
+             normals: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """Scores every test item at its original size through ``insp`` and reports
     :func:`score_report`'s metrics plus the sub-verdicts' AUROCs, the latent AUROC with a
     handful of labels (:func:`latent_label_gain`) and :func:`operating_points`.
@@ -108,6 +111,8 @@ def evaluate(insp: Inspector, items: Sequence[Item],
     Args:
         holdout_scores: the held-out normal scores the bundle was calibrated on (default: the
             loaded bundle's, ``insp.info["holdout_scores"]``); without them no operating points.
+        normals: latent means of the bundle's own training and held-out normal images (see
+            :func:`bundle_normals`), for the with-labels check.
 
     Images whose file does not decode are skipped and counted.
     """
@@ -130,7 +135,7 @@ def evaluate(insp: Inspector, items: Sequence[Item],
     report |= {
         "reconstruction_auroc": auroc(labels, recon) if len(labels) else math.nan,
         "latent_auroc": auroc(labels, latent) if len(labels) else math.nan,
-        "latent_with_labels": latent_label_gain(insp, np.concatenate(mus), types)
+        "latent_with_labels": latent_label_gain(insp, np.concatenate(mus), types, normals)
         if mus else {},
         "operating_points": operating_points(labels, scores, holdout_scores),
     }
@@ -157,16 +162,23 @@ def operating_points(labels: np.ndarray, scores: Sequence[float],
 
 
 def latent_label_gain(insp: Inspector, mus: np.ndarray, types: list[str],
+                      normals: tuple[np.ndarray, np.ndarray] | None = None,
                       per_type: tuple[int, ...] = (2, 5), seed: int = 0) -> dict:
     """How much a handful of labels sharpens the latent verdict.
 
     For ``k`` in ``per_type``: label ``k`` random test images of every type (good included),
-    run label spreading over all test latent points, choose the spread weight from the labeled
-    images as training does (:meth:`LatentClassifier.choose_spread_weight`, each labeled
-    image judged with its label hidden; here they are the only images the choice sees, as
-    there are no held-out normals), and compare the latent AUROC on the images left
-    unlabeled with the label-free distance's AUROC on the same images.
+    run label spreading over the graph ``kensa train --labels`` builds (the training normals,
+    known good, and all test latent points ``mus``), choose the spread weight as training does
+    (:meth:`LatentClassifier.choose_spread_weight`: the labeled images judged with their
+    labels hidden, against the held-out normals), and compare the latent AUROC on the images
+    left unlabeled with the label-free distance's AUROC on the same images.
+
+    Args:
+        normals: latent means (training normals, held-out normals) of the bundle's own
+            training split (:func:`bundle_normals`); without them the graph is the test images
+            alone and the choice sees only the labeled ones.
     """
+    known, held = normals if normals is not None else (mus[:0], mus[:0])
     types_arr = np.array(types)
     out = {}
     for k in per_type:
@@ -179,16 +191,41 @@ def latent_label_gain(insp: Inspector, mus: np.ndarray, types: list[str],
             chosen[rng.choice(idx, k, replace=False)] = True
         clf = LatentClassifier(insp.latent.mean, insp.latent.whiten, np.zeros((0, 1)),
                                np.zeros((0, 1)), [GOOD])
-        clf.spread(mus, [t if c else None for t, c in zip(types, chosen)])
-        weight, _ = clf.choose_spread_weight(np.flatnonzero(chosen), mus[:0],
+        clf.spread(np.concatenate([known, mus]),
+                   [GOOD] * len(known) + [t if c else None for t, c in zip(types, chosen)])
+        weight, _ = clf.choose_spread_weight(len(known) + np.flatnonzero(chosen), held,
                                              insp.cal.latent_distance)
         score, dist, _ = clf.score(mus[~chosen], insp.cal.latent_distance, weight)
         y = (types_arr[~chosen] != GOOD).astype(int)
         out[f"{k}_per_type"] = {"labeled": int(chosen.sum()), "evaluated": int((~chosen).sum()),
+                                "graph_normals": len(known), "held_out_normals": len(held),
                                 "spread_weight": weight,
                                 "auroc_without_labels": auroc(y, dist),
                                 "auroc_with_labels": auroc(y, score)}
     return out
+
+
+def bundle_normals(insp: Inspector, train_items: Sequence[Item]
+                   ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Latent means (training normals, held-out normals) of a bundle's own training split,
+    found again among ``train_items`` by replaying the split from the bundle's seed; ``None``
+    when the items are not the set the bundle was trained on (another count of decodable
+    images) or the bundle does not record its split."""
+    data, tc = insp.info.get("data") or {}, insp.info.get("train_config")
+    used, held = data.get("used_train_images"), data.get("holdout_images")
+    if tc is None or used is None or held is None:
+        return None
+    if len(train_items) != used + held + data.get("skipped", 0):
+        return None
+    images = TestImages(train_items)
+    mus = [insp.latent_means(imgs) for _, imgs in images]
+    z = np.concatenate(mus) if mus else np.zeros((0,))
+    if len(z) != used + held:
+        return None
+    names = {f.name for f in fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in tc.items() if k in names})
+    fit_idx, hold_idx = split_holdout(used + held, cfg, np.random.default_rng(cfg.seed))
+    return z[fit_idx], z[hold_idx]
 
 
 def _resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

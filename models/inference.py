@@ -193,7 +193,7 @@ class Inspector:
         two_views = 0 < self.cfg.coarse_scale < 1
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
             recon, logits = self.model(x)
-            mu, _ = self.vae.encode(vae_input(x, self.cfg.vae_image_size))
+            mu = self._latent(x)
             if two_views:
                 small = shrink(x, self.cfg)
                 s_recon, s_logits = self.model(small)
@@ -207,6 +207,23 @@ class Inspector:
         rec = recon.permute(0, 2, 3, 1).cpu().numpy() if with_reconstruction else None
         return RawScores(maps.cpu().numpy(), maps.flatten(1).amax(1).cpu().numpy(),
                          mu.cpu().numpy(), rec)
+
+    def _latent(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, S, S)`` prepared inputs -> ``(B, P, D)`` VAE latent means."""
+        return self.vae.encode(vae_input(x, self.cfg.vae_image_size))[0]
+
+    @torch.inference_mode()
+    def latent_means(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """``(N, P, D)`` latent means of images of any sizes (the VAE alone: what the latent
+        classifier needs, without the reconstruction model's cost)."""
+        g = self.cfg.latent_grid
+        out = [np.zeros((0, g * g, self.cfg.latent_dim), np.float32)]
+        for i in range(0, len(images), self.max_batch):
+            x = self.to_tensor(images[i:i + self.max_batch])
+            with torch.autocast("cuda", dtype=torch.bfloat16,
+                                enabled=self.torch_device.type == "cuda"):
+                out.append(self._latent(x).float().cpu().numpy())
+        return np.concatenate(out)
 
     def anomaly_map(self, x: torch.Tensor, recon: torch.Tensor,
                     logits: torch.Tensor) -> torch.Tensor:

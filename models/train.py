@@ -19,7 +19,7 @@ from .autoencoder import DefectModel
 from .bundle import save_bundle
 from .calibrate import f1_threshold, false_alarm_threshold, pixel_threshold
 from .config import FUSION_RULES, ModelConfig, TrainConfig
-from .data import GOOD, Dataset, Item, open_dataset, read_items, read_labels
+from .data import GOOD, Dataset, Item, open_dataset, read_items, read_labels, split_holdout
 from .errors import DataError
 from .evaluate import evaluate
 from .inference import (
@@ -88,19 +88,6 @@ def choose_channels(images: list[np.ndarray]) -> int:
                                      and np.allclose(im[..., 1], im[..., 2], atol=2 / 255)):
             return 3
     return 1
-
-
-def split_holdout(n: int, cfg: TrainConfig, rng: np.random.Generator) -> tuple[np.ndarray,
-                                                                                  np.ndarray]:
-    """Indices (train, holdout): ``holdout_fraction`` of the images, at least ``min_holdout``,
-    and never more than half."""
-    k = max(cfg.min_holdout, round(cfg.holdout_fraction * n))
-    k = min(k, n // 2)
-    if k < 1:
-        raise DataError(f"only {n} usable training image(s): at least 2 are needed, one to "
-                        "learn from and one to calibrate the thresholds on")
-    perm = rng.permutation(n)
-    return np.sort(perm[k:]), np.sort(perm[:k])
 
 
 def _cosine(progress: float, base: float, warmup: float = 0.02) -> float:
@@ -395,7 +382,8 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
     vae_budget = (max(0.5 * tcfg.vae_share * budget, budget - (time.monotonic() - t0))
                   if budget > 0 else 0.0)
     vae_hist = fit_vae(vae, small[fit_idx], tcfg, dev, vae_budget, bar)
-    latent = LatentClassifier.fit(_latent_means(vae, small[fit_idx], dev))
+    fit_mu = _latent_means(vae, small[fit_idx], dev)
+    latent = LatentClassifier.fit(fit_mu)
     cal = Calibration(fusion=tcfg.fusion, fusion_weight=tcfg.fusion_weight)
     insp = Inspector(mcfg, model, vae, latent, cal, device=dev.type)
     labeled_imgs = _labeled_images(label_rows, mcfg)
@@ -407,7 +395,9 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
     train_s = time.monotonic() - t0
     labeled_paths = {str(it.path) for it, _ in label_rows}
     report = evaluate(insp, [it for it in ds.test if str(it.path) not in labeled_paths],
-                      calib["holdout_fused_scores"]) if ds.test else {}
+                      calib["holdout_fused_scores"],
+                      normals=(fit_mu, _latent_means(vae, small[hold_idx], dev))
+                      ) if ds.test else {}
     summary = ds.summary() | {"used_train_images": len(fit_idx), "holdout_images": len(hold_idx),
                               "skipped_files": skipped, "skipped": len(skipped),
                               "labeled_images": len(label_rows)}

@@ -27,11 +27,11 @@ from torch import nn
 
 from models.calibrate import false_alarm_threshold, pixel_threshold
 from models.config import TrainConfig
-from models.data import Item, open_dataset, read_items
+from models.data import Item, open_dataset, read_items, split_holdout
 from models.errors import DataError
 from models.evaluate import PixelTruth, TestImages, _clean, score_report
 from models.inference import gaussian_blur, pick_device, prepare
-from models.train import Progress, _cosine, _loop, _to_device, choose_channels, split_holdout
+from models.train import Progress, _cosine, _loop, _to_device, choose_channels
 
 MAP_SIGMA = 2.0  # same smoothing as Kensa's default ModelConfig.map_sigma
 

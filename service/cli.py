@@ -149,7 +149,7 @@ def _check_fields(cls, kw: dict) -> None:
 
 def cmd_eval(a: argparse.Namespace) -> int:
     from models.data import open_dataset
-    from models.evaluate import evaluate, format_table
+    from models.evaluate import bundle_normals, evaluate, format_table
     from models.inference import Inspector
 
     insp = Inspector.load(a.model, a.device)
@@ -157,7 +157,11 @@ def cmd_eval(a: argparse.Namespace) -> int:
     if not ds.test:
         raise KensaError(f"{a.data} has no test split: evaluation needs DIR/test/<type>/ images "
                          "(and DIR/ground_truth/<type>/<stem>_mask.png for pixel metrics)")
-    report = evaluate(insp, ds.test)
+    normals = bundle_normals(insp, ds.train)
+    if normals is None:
+        print("note: these training images are not the ones the bundle was trained on, so the "
+              "with-labels check uses the test images alone")
+    report = evaluate(insp, ds.test, normals=normals)
     print(f"model {a.model} (version {insp.info.get('version')}) on {a.data}")
     print(format_table(report))
     if a.json:

@@ -1,10 +1,15 @@
 """Evaluation helpers with hand-checked cases (whole evaluations run in test_end_to_end)."""
 
+import json
+
 import numpy as np
 import pytest
 
 from models.calibrate import false_alarm_threshold
-from models.evaluate import format_table, operating_points
+from models.data import open_dataset
+from models.evaluate import bundle_normals, format_table, operating_points
+from models.inference import Inspector
+from models.latent import LatentClassifier
 
 
 def test_operating_points_count_false_alarms_and_misses_at_each_budgets_threshold():
@@ -32,3 +37,21 @@ def test_operating_points_count_false_alarms_and_misses_at_each_budgets_threshol
 def test_no_operating_points_without_held_out_scores_or_test_images():
     assert operating_points(np.array([0, 1]), [0.1, 0.9], []) == []
     assert operating_points(np.array([]), [], [0.5, 0.6, 0.7]) == []
+
+
+def test_the_with_labels_check_replays_the_bundles_own_training_split(texture_bundle,
+                                                                      texture_data):
+    out, metrics = texture_bundle
+    insp = Inspector.load(out, "cpu")
+    data = json.loads((out / "bundle.json").read_text())["data"]
+    train_items = open_dataset(texture_data).train
+    known, held = bundle_normals(insp, train_items)
+    assert (len(known), len(held)) == (data["used_train_images"], data["holdout_images"])
+    # the same images the latent cluster was fitted on: refitting gives its centres back
+    np.testing.assert_allclose(LatentClassifier.fit(known).mean, insp.latent.mean,
+                               rtol=1e-4, atol=1e-5)
+    # training's own evaluation built the same graph
+    for check in metrics["evaluation"]["latent_with_labels"].values():
+        assert (check["graph_normals"], check["held_out_normals"]) == (len(known), len(held))
+    # another set of training images: no replay
+    assert bundle_normals(insp, train_items[:-1]) is None
