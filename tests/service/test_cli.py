@@ -40,3 +40,24 @@ def test_every_training_preset_is_offered_by_the_cli_and_builds_working_networks
                     assert logits.shape == (1, 1, *view.shape[-2:])
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--data", "d", "--out", "o", "--preset", "nonesuch"])
+
+
+def test_eval_replays_the_bundles_training_split_or_says_it_cannot(tiny_bundle, tmp_path,
+                                                                   capsys):
+    import json
+    import shutil
+
+    from service.cli import main
+
+    data = tiny_bundle.parent / "data"
+    assert main(["eval", "--model", str(tiny_bundle), "--data", str(data),
+                 "--json", str(tmp_path / "a.json")]) == 0
+    assert "note:" not in capsys.readouterr().out
+    report = json.loads((tmp_path / "a.json").read_text())
+    assert report["latent_with_labels"] == {}  # 1 image per defect type: too few to label
+    # the same test split beside other training images: the check says it uses the tests alone
+    other = tmp_path / "other"
+    shutil.copytree(data, other)
+    min((other / "train" / "good").iterdir()).unlink()
+    assert main(["eval", "--model", str(tiny_bundle), "--data", str(other)]) == 0
+    assert "note: these training images are not the ones" in capsys.readouterr().out
