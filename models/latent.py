@@ -154,34 +154,36 @@ class LatentClassifier:
         clusters = [self.classes[i] for i in probs.argmax(1)]
         return _mix(probs, dist, distance_scale, spread_weight), dist, clusters
 
-    def held_out_scores(self, index: np.ndarray, distance_scale: float,
-                        spread_weight: float) -> np.ndarray:
-        """:meth:`score` of the labeled graph points ``index``, their labels hidden
-        (:meth:`held_out_probabilities`)."""
+    def held_out_scores(self, index: np.ndarray, distance_scale: float, spread_weight: float,
+                        probs: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`score` of the labeled graph points ``index``, their labels hidden;
+        ``probs``: their :meth:`held_out_probabilities` if already computed."""
         d = np.linalg.norm(self.points[index], axis=1)  # a descriptor's norm is the distance
-        probs = self.held_out_probabilities(index)
+        probs = self.held_out_probabilities(index) if probs is None else probs
         return _mix(probs, d, distance_scale, spread_weight)
 
     def choose_spread_weight(self, index: np.ndarray, normals: np.ndarray,
-                             distance_scale: float) -> tuple[float, float]:
+                             distance_scale: float,
+                             probs: np.ndarray | None = None) -> tuple[float, float]:
         """The ``spread_weight`` of :meth:`score`, from ``SPREAD_WEIGHTS``, for the labeled
         graph points ``index`` and the normal images ``normals`` ``(M, P, D)`` (latent means,
         not graph points). Returns (weight, its AUROC on those images).
 
-        Graph points are scored with their labels hidden (:meth:`held_out_probabilities`).
-        Labels earn a share only when it ranks the defects among these images above the
-        normals better than the distance alone by more than luck: the lower end of a 90 %
-        paired bootstrap interval of the AUROC gain (:func:`auroc_gain_interval`) must be
-        above 0; among the weights that pass, the best AUROC (ties: the larger weight).
+        Graph points are scored with their labels hidden (:meth:`held_out_probabilities`;
+        ``probs``, if given, are those). Labels earn a share only when it ranks the defects
+        among these images above the normals better than the distance alone by more than
+        luck: the lower end of a 90 % paired bootstrap interval of the AUROC gain
+        (:func:`auroc_gain_interval`) must be above 0; among the weights that pass, the best
+        AUROC (ties: the larger weight).
 
         Why: with few labels the spread probability can be noise or worse (measured on both
-        data sets, 2-5 labels per type: 0.38-0.60 AUROC alone on unlabeled images), and a
+        data sets, 2-5 labels per type: 0.45-0.66 AUROC alone on unlabeled images), and a
         weight picked from a handful of labeled images by AUROC alone took 0.5 or 0.25 and
         made the latent verdict worse than no labels at all.
         """
         index = np.asarray(index, np.int64)
         d = np.r_[np.linalg.norm(self.points[index], axis=1), self.distance(normals)]
-        probs = self.held_out_probabilities(index)
+        probs = self.held_out_probabilities(index) if probs is None else probs
         if len(normals):
             probs = np.concatenate([probs, self.class_probabilities(normals)])
         y = np.r_[(self.graph_labels[index] > 0).astype(int), np.zeros(len(normals), int)]

@@ -276,15 +276,16 @@ def calibrate(insp: Inspector, holdout: np.ndarray, cfg: TrainConfig,
         if insp.latent.semi_supervised:
             # the labeled images are graph points, in label-file order (see _spread_labels)
             index = np.flatnonzero(insp.latent.graph_labels >= 0)[-len(imgs):]
+            probs = insp.latent.held_out_probabilities(index)
             insp.cal.latent_spread, a = insp.latent.choose_spread_weight(
-                index, raw.latent_mu, insp.cal.latent_distance)
+                index, raw.latent_mu, insp.cal.latent_distance, probs)
             latent_rule = (f"spread weight {insp.cal.latent_spread:g} ranked "
                            f"{int(is_defect.sum())} labeled defects above "
                            f"{len(holdout) + int((~is_defect).sum())} normals best (AUROC {a:.3f},"
                            f" labels hidden {FOLDS} folds at a time)")
             # each scored as if nobody had labeled it
             lscore = insp.latent.held_out_scores(index, insp.cal.latent_distance,
-                                                 insp.cal.latent_spread)
+                                                 insp.cal.latent_spread, probs)
         else:
             lscore, _, _ = insp.latent.score(lraw.latent_mu, insp.cal.latent_distance)
     lat, _, _ = insp.latent.score(raw.latent_mu, insp.cal.latent_distance, insp.cal.latent_spread)
