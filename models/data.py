@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .errors import DataError, ImageError, ImageTooLargeError
 
@@ -71,7 +71,7 @@ def decode_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np
             )
         try:
             im.load()
-            return pil_to_array(im)
+            return pil_to_array(upright(im))
         except ImageError:
             raise
         except Exception as exc:
@@ -79,6 +79,18 @@ def decode_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np
                 f"the {im.format or 'image'} data is truncated or corrupt ({exc}): "
                 "send the complete file"
             ) from exc
+
+
+EXIF_ORIENTATION = 0x0112
+
+
+def upright(im: Image.Image) -> Image.Image:
+    """``im`` turned as its EXIF orientation tag says (phones and some cameras store the pixels
+    sideways and set the tag), so maps, masks and boxes are in the orientation every image
+    viewer shows. Images without the tag, or with orientation 1, come back as they are."""
+    if im.getexif().get(EXIF_ORIENTATION, 1) in (2, 3, 4, 5, 6, 7, 8):
+        return ImageOps.exif_transpose(im)
+    return im
 
 
 def pil_to_array(im: Image.Image) -> np.ndarray:

@@ -120,3 +120,31 @@ def test_labels_file(tmp_path):
     f.write_text("only-one-column\n")
     with pytest.raises(DataError, match="line 1"):
         read_labels(f)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "TIFF"])
+@pytest.mark.parametrize("orientation, turn", [(6, "cw"), (8, "ccw"), (3, "half")])
+def test_exif_orientation_is_applied(fmt, orientation, turn):
+    # a camera that stores the pixels sideways and says so in the EXIF tag: Kensa must see the
+    # part the way a viewer shows it, or boxes land on the wrong pixels (Pillow's TIFF reader
+    # turns TIFFs itself on load; JPEG and PNG are turned by models.data.upright)
+    stored = np.zeros((20, 40), np.uint8)
+    stored[:5, :10] = 255  # a bright block in the stored top-left corner
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(stored).save(buf, format=fmt, exif=exif.tobytes())
+    img = decode_image(buf.getvalue())[..., 0]
+    shown = {"cw": np.rot90(stored, -1), "ccw": np.rot90(stored, 1),
+             "half": np.rot90(stored, 2)}[turn]
+    assert img.shape == shown.shape
+    assert np.abs(img * 255 - shown).max() < 40  # JPEG ringing at the block's edge
+
+
+def test_orientation_1_leaves_pixels_as_stored():
+    stored = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    buf = io.BytesIO()
+    Image.fromarray(stored).save(buf, format="PNG", exif=exif.tobytes())
+    assert np.array_equal(decode_image(buf.getvalue())[..., 0] * 255, stored.astype(np.float32))
