@@ -22,11 +22,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     KENSA_HOST=0.0.0.0 \
     KENSA_PORT=8000
 
-# Non-root user. /models and /data are created (and owned) here so that a fresh named volume
-# mounted on /models inherits this ownership and the trainer can write its bundle.
+# Non-root user. /models, /labels and /data are created (and owned) here so that a fresh named
+# volume mounted on /models or /labels inherits this ownership: the trainer can write its
+# bundle, the inspector the images operators label.
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin kensa \
-    && mkdir -p /app /models /data \
-    && chown kensa:kensa /models /data
+    && mkdir -p /app /models /labels /data \
+    && chown kensa:kensa /models /labels /data
 
 WORKDIR /app
 

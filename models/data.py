@@ -29,6 +29,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 FORMATS_TEXT = "PNG, JPEG, BMP or TIFF (8- or 16-bit; gray, RGB or RGBA)"
 DEFAULT_MAX_PIXELS = 40_000_000
 GOOD = "good"
+LABELS_FILE = "labels.csv"  # the labels CSV in a labels folder (kensa serve's KENSA_LABELS_DIR)
 
 # We enforce our own pixel limit before decoding; PIL's warning would only add noise.
 Image.MAX_IMAGE_PIXELS = None

@@ -19,7 +19,16 @@ from .autoencoder import DefectModel
 from .bundle import save_bundle
 from .calibrate import f1_threshold, false_alarm_threshold, pixel_threshold
 from .config import FUSION_RULES, ModelConfig, TrainConfig
-from .data import GOOD, Dataset, Item, open_dataset, read_items, read_labels, split_holdout
+from .data import (
+    GOOD,
+    LABELS_FILE,
+    Dataset,
+    Item,
+    open_dataset,
+    read_items,
+    read_labels,
+    split_holdout,
+)
 from .errors import DataError
 from .evaluate import evaluate
 from .inference import (
@@ -322,9 +331,28 @@ def calibrate(insp: Inspector, holdout: np.ndarray, cfg: TrainConfig,
             "holdout_false_alarms": int((fused >= insp.cal.image).sum())}
 
 
-def match_labels(labels: dict[str, str], ds: Dataset) -> list[tuple[Item, str]]:
+def labels_file(path: str | Path | None) -> Path | None:
+    """``--labels``: a CSV file, or a folder holding ``labels.csv`` (what ``kensa serve`` keeps
+    in ``KENSA_LABELS_DIR``). A folder without one yet means no labels (logged), so a trainer
+    can always be pointed at the labels folder, before any operator has labeled anything."""
+    if path is None:
+        return None
+    path = Path(path)
+    if not path.is_dir():
+        return path  # read_labels names it if it does not exist
+    if (path / LABELS_FILE).is_file():
+        return path / LABELS_FILE
+    log.warning("no " + LABELS_FILE + " in %s yet: training without operator labels", path)
+    return None
+
+
+def match_labels(labels: dict[str, str], ds: Dataset,
+                 base: Path | None = None) -> list[tuple[Item, str]]:
     """Pairs label rows with dataset files, by full path, path relative to the dataset root,
-    or file name (when unique)."""
+    or file name (when unique); a row that names no dataset file may name any image file, by
+    full path or by path relative to ``base`` (the labels file's folder: where ``kensa serve``
+    stores the images operators label through ``POST /v1/labels``) or to the working
+    directory."""
     every = ds.train + ds.test
     by_full = {str(it.path.resolve()): it for it in every}
     by_rel = {str(it.path.relative_to(ds.root)): it for it in every}
@@ -336,8 +364,9 @@ def match_labels(labels: dict[str, str], ds: Dataset) -> list[tuple[Item, str]]:
         it = by_rel.get(key) or by_full.get(str(Path(key).resolve()))
         if it is None and len(names.get(Path(key).name, [])) == 1:
             it = names[Path(key).name][0]
-        if it is None and Path(key).is_file():
-            it = Item(Path(key), lab)
+        if it is None:
+            found = [p for p in ([base / key] if base else []) + [Path(key)] if p.is_file()]
+            it = Item(found[0], lab) if found else None
         if it is None:
             missing.append(key)
         else:
@@ -364,7 +393,8 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
     bar = Progress(progress)
     t0 = time.monotonic()
     ds = open_dataset(data)
-    label_rows = match_labels(read_labels(labels), ds) if labels else []
+    labels = labels_file(labels)
+    label_rows = match_labels(read_labels(labels), ds, labels.parent) if labels else []
     raw, _kept, skipped = read_items(ds.train)
     if not raw:
         raise DataError(f"none of the {len(ds.train)} training file(s) in {ds.root} decodes as "

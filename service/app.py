@@ -23,6 +23,7 @@ from . import errors
 from .batcher import Batcher
 from .config import Settings, get_settings
 from .imaging import BodyLimitMiddleware
+from .labels import LabelStore
 from .metrics import Metrics, RequestMetricsMiddleware, configure_logging
 from .routes import router
 
@@ -44,6 +45,8 @@ on request, a mask, a 16-bit heatmap, an overlay picture and the model's cleaned
 """
 TAGS = [
     {"name": "inspection", "description": "Verdicts on uploaded images."},
+    {"name": "labels", "description": "Operator feedback: labeled images for the next "
+                                      "`kensa train --labels`."},
     {"name": "health", "description": "Liveness and readiness for orchestrators."},
     {"name": "operations", "description": "Prometheus metrics."},
 ]
@@ -108,6 +111,7 @@ def create_app(settings: Settings | None = None, *, inspector: Any = None) -> Fa
     app.state.metrics = metrics
     app.state.inspector = None
     app.state.batcher = None
+    app.state.labels = LabelStore(settings.labels_dir) if settings.labels_dir else None
     errors.register(app)
     app.include_router(router)
     # the last added is the outermost: metrics see the body limiter's 413s too
@@ -121,8 +125,9 @@ def run(model: str | None = None, host: str | None = None, port: int | None = No
         device: str | None = None) -> None:
     """``kensa serve``: settings from the environment, these arguments win (None keeps them).
 
-    Loads the bundle before binding the port, so a missing or corrupt bundle ends the
-    process at once with a message naming the path and the problem (exit status 2).
+    Loads the bundle before binding the port, so a missing or corrupt bundle (or a labels
+    folder it cannot write) ends the process at once with a message naming the path and the
+    problem (exit status 2).
     """
     import uvicorn
 
@@ -134,6 +139,12 @@ def run(model: str | None = None, host: str | None = None, port: int | None = No
                              for e in exc.errors())
         _fail(f"invalid settings: {problems}")
     configure_logging(settings.log_level)
+    if settings.labels_dir is not None:
+        try:
+            LabelStore(settings.labels_dir).check()
+        except OSError as exc:
+            _fail(f"KENSA_LABELS_DIR {settings.labels_dir} is not a writable folder "
+                  f"({exc.strerror or exc}): fix its permissions or mount, or unset it")
     try:
         inspector = load_inspector(settings)
     except BundleError as exc:

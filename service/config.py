@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     max_inflight_mb: float = Field(
         512.0, gt=0, description="Memory budget for decoded images being served, in MiB; "
                                  "requests beyond it wait, then get 503 (bounds server RSS).")
+    labels_dir: Path | None = Field(
+        None, description="Folder where POST /v1/labels keeps operator-labeled images and "
+                          "labels.csv (for `kensa train --labels`); unset: labeling is off.")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     @field_validator("api_keys", mode="before")
@@ -73,7 +76,7 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("model", "threshold", mode="before")
+    @field_validator("model", "threshold", "labels_dir", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         # compose passes `KENSA_THRESHOLD=` from .env as an empty string: that means unset

@@ -12,6 +12,7 @@ Every error body is ``{"detail": "<what is wrong and how to fix it>"}``::
         ├── InvalidParameter ...... 422  a query parameter we could not use
         ├── NotReady .............. 503  no model loaded yet
         ├── Overloaded ............ 503  the inference queue is full (with Retry-After)
+        ├── LabelingOff ........... 503  POST /v1/labels without KENSA_LABELS_DIR
         └── Unauthorized .......... 401  missing or wrong X-API-Key
     UploadTooLarge (HTTPException)  413  a request body over its endpoint's cap
     RequestValidationError ........ 422  missing field, wrong type (one readable sentence)
@@ -56,6 +57,10 @@ class InvalidParameter(ServiceError):
 
 
 class NotReady(ServiceError):
+    status = 503
+
+
+class LabelingOff(ServiceError):
     status = 503
 
 

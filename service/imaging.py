@@ -107,9 +107,9 @@ class BodyLimitMiddleware:
     """Refuses request bodies over a cap, before and while they stream in (ASGI middleware).
 
     The cap depends on the endpoint: one file plus multipart overhead for the single-image
-    endpoints, ``max_batch`` files for the batch endpoint, 1 MiB for the rest. A declared
-    ``Content-Length`` over the cap is refused before a byte is read; a chunked body is
-    counted and refused as soon as it passes the cap.
+    endpoints and ``/v1/labels``, ``max_batch`` files for the batch endpoint, 1 MiB for the
+    rest. A declared ``Content-Length`` over the cap is refused before a byte is read; a
+    chunked body is counted and refused as soon as it passes the cap.
     """
 
     def __init__(self, app: ASGIApp, max_upload_bytes: int, max_batch: int) -> None:
@@ -121,7 +121,7 @@ class BodyLimitMiddleware:
     def cap(self, path: str) -> int:
         if path.rstrip("/").endswith("/inspect/batch"):
             return self.batch
-        if path.startswith("/v1/inspect"):
+        if path.startswith(("/v1/inspect", "/v1/labels")):
             return self.single
         return OTHER_BODY_LIMIT
 

@@ -1,4 +1,5 @@
-"""The HTTP API: health, model info, inspection (single, batch, overlay picture), metrics.
+"""The HTTP API: health, model info, inspection (single, batch, overlay picture), operator
+labels, metrics.
 
 Every inspection takes the same path: bounded read -> ``decode_image`` (off the loop) ->
 the batcher (off the loop) -> encode only what was asked (off the loop).
@@ -11,7 +12,7 @@ from typing import Annotated
 from uuid import uuid4
 
 import numpy as np
-from fastapi import APIRouter, Depends, File, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from models.errors import KensaError
@@ -27,7 +28,8 @@ from .deps import (
     ThresholdDep,
     require_api_key,
 )
-from .errors import FileTooLarge, status_of
+from .errors import FileTooLarge, LabelingOff, status_of
+from .labels import LABEL_PATTERN, LabelStore
 from .metrics import LOG_KEY
 from .schemas import (
     BatchItemError,
@@ -37,6 +39,8 @@ from .schemas import (
     ErrorBody,
     Health,
     InspectionResult,
+    LabelCounts,
+    LabelStored,
     LatentVerdict,
     ModelInfo,
     ReconstructionVerdict,
@@ -72,6 +76,7 @@ INSPECT_ERRORS = E400 | E401 | E413 | E415 | E422 | E503
 
 health = APIRouter(tags=["health"])
 v1 = APIRouter(prefix="/v1", tags=["inspection"], dependencies=[Depends(require_api_key)])
+labeling = APIRouter(prefix="/v1", tags=["labels"], dependencies=[Depends(require_api_key)])
 ops = APIRouter(tags=["operations"])
 
 UploadField = Annotated[UploadFile, File(
@@ -271,6 +276,59 @@ def build_result(cls: type[InspectionResult], image: np.ndarray, result: Result,
         **pictures, **extra)
 
 
+# ------------------------------------------------------------------------- labels
+
+LabelField = Annotated[str, Form(
+    pattern=LABEL_PATTERN,
+    description="What the part really is: `good` (a false alarm) or a defect name (letters, "
+                "digits, `_`, `-`, `.`; at most 64 characters, starting with a letter or "
+                "digit).", examples=["scratch"])]
+LABELS_OFF = ("labeling is off on this server: start it with KENSA_LABELS_DIR set to a "
+              "writable folder, where labeled images and labels.csv are kept for "
+              "`kensa train --labels`")
+E503_LABELS = {503: _err("The server was started without KENSA_LABELS_DIR.", LABELS_OFF)}
+
+
+def _store(request: Request) -> LabelStore:
+    store = getattr(request.app.state, "labels", None)
+    if store is None:
+        raise LabelingOff(LABELS_OFF)
+    return store
+
+
+@labeling.post("/labels", response_model=LabelStored, status_code=201,
+               summary="Label an image (operator feedback)",
+               responses=E400 | E401 | E413 | E415 | E422 | E503_LABELS,
+               response_description="Where the image was stored and what the folder holds.",
+               description="Upload an image as multipart field `file` with field `label`: "
+                           "`good` for a false alarm, or the defect's name. The file is kept, "
+                           "byte for byte, in KENSA_LABELS_DIR/images/ and a row is added to "
+                           "KENSA_LABELS_DIR/labels.csv; the next "
+                           "`kensa train --labels KENSA_LABELS_DIR/labels.csv` uses it. Labeling "
+                           "the same image again replaces its label. Needs no model.")
+async def add_label(request: Request, file: UploadField, label: LabelField,
+                    settings: SettingsDep) -> LabelStored:
+    store = _store(request)
+    data = await imaging.read_upload(file, settings.max_upload_bytes)
+    # stored only when it decodes: a label on a file the trainer cannot read would be lost
+    await run_in_threadpool(imaging.decode, data, settings.max_pixels)
+    stored = await run_in_threadpool(store.add, data, label)
+    counts = await run_in_threadpool(store.counts)
+    request.scope[LOG_KEY] = {"label": label, "path": stored.path}
+    return LabelStored(labels_file=str(store.csv), total=sum(counts.values()), counts=counts,
+                       path=stored.path, label=stored.label, sha256=stored.sha256,
+                       new_image=stored.new_image)
+
+
+@labeling.get("/labels", response_model=LabelCounts, summary="What has been labeled",
+              responses=E401 | E503_LABELS,
+              description="How many images operators have labeled, per label.")
+async def label_counts(request: Request) -> LabelCounts:
+    store = _store(request)
+    counts = await run_in_threadpool(store.counts)
+    return LabelCounts(labels_file=str(store.csv), total=sum(counts.values()), counts=counts)
+
+
 # --------------------------------------------------------------------- operations
 
 
@@ -287,4 +345,5 @@ async def prometheus_metrics(metrics: MetricsDep) -> Response:
 router = APIRouter()
 router.include_router(health)
 router.include_router(v1)
+router.include_router(labeling)
 router.include_router(ops)

@@ -193,3 +193,30 @@ class Health(BaseModel):
         description="'alive' from /health/live, 'ready' from /health/ready.", examples=["ready"])
     model_version: str | None = Field(None, description="The loaded bundle, when ready.",
                                       examples=["3f9a1c2b7d4e"])
+
+
+class LabelCounts(BaseModel):
+    """What the labels folder holds."""
+
+    labels_file: str = Field(
+        description="The CSV that `kensa train --labels` reads (on the server's file system).",
+        examples=["/labels/labels.csv"])
+    total: int = Field(description="Labeled images (each image counted once, by its last label).",
+                       examples=[7])
+    counts: dict[str, int] = Field(description="Labeled images per label.",
+                                   examples=[{"good": 4, "scratch": 3}])
+
+
+class LabelStored(LabelCounts):
+    """One label stored."""
+
+    path: str = Field(description="Where the image was stored, relative to the labels folder "
+                                  "(named by the first 32 hex digits of its SHA-256).",
+                      examples=["images/3f5c0a9e1b2d4c6f8a0b1c2d3e4f5a6b.png"])
+    label: str = Field(description="The label stored: `good` or a defect name.",
+                       examples=["scratch"])
+    sha256: str = Field(description="SHA-256 of the uploaded bytes.",
+                        examples=["3f5c0a9e1b2d4c6f8a0b1c2d3e4f5a6b" * 2])
+    new_image: bool = Field(description="False when these exact bytes were labeled before "
+                                        "(the new label then replaces the old one).",
+                            examples=[True])

@@ -226,9 +226,19 @@ def test_trainer_reads_data_read_only_and_writes_the_models_volume():
 
 def test_inspector_mounts_the_models_volume_read_only():
     mounts = _mounts("inspector")
-    assert set(mounts) == {"/models"}
+    assert set(mounts) == {"/models", "/labels"}
     assert mounts["/models"]["source"] == "models"
     assert mounts["/models"]["read_only"] is True
+
+
+def test_inspector_writes_labels_where_the_trainer_reads_them():
+    inspector, trainer = _mounts("inspector"), _mounts("trainer")
+    assert inspector["/labels"]["source"] == trainer["/labels"]["source"] == "labels"
+    assert not inspector["/labels"].get("read_only", False)
+    assert trainer["/labels"]["read_only"] is True
+    assert "labels" in load_compose()["volumes"]
+    assert service("inspector")["environment"]["KENSA_LABELS_DIR"] == "/labels"
+    assert option_value(service("trainer")["command"], "--labels") == "/labels"
 
 
 def test_trainer_runs_once_and_inspector_waits_for_its_success():
@@ -535,8 +545,9 @@ def test_compose_config_validates_and_resolves(tmp_path, cpu):
     assert (port["published"], port["target"]) == ("9000", 9000)
     assert inspector["environment"]["KENSA_PORT"] == "9000"
     assert inspector["depends_on"]["trainer"]["condition"] == "service_completed_successfully"
-    (models,) = inspector["volumes"]
+    models, labels = inspector["volumes"]
     assert models["read_only"] is True and models["source"] == "models"
+    assert labels["source"] == "labels" and not labels.get("read_only", False)
     for svc in (trainer, inspector):
         reserved = svc.get("deploy", {}).get("resources", {}).get("reservations", {})
         assert bool(reserved.get("devices")) is not cpu

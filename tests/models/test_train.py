@@ -61,3 +61,30 @@ def test_training_windows_sit_on_the_image_rim_as_often_as_configured():
     assert abs(corner.mean() - on_rim ** 2) < 0.02
     for pos in window_origins(np.random.default_rng(0), n, size, crop, border_share=0.0):
         assert abs((pos == 0).mean() - 1 / 65) < 0.005  # 0 = uniform placement
+
+
+def test_labels_folder_means_its_labels_csv_and_an_empty_folder_means_none(tmp_path, caplog):
+    from models.train import labels_file
+
+    assert labels_file(None) is None
+    assert labels_file(tmp_path / "mine.csv") == tmp_path / "mine.csv"  # a file stays a file
+    with caplog.at_level("WARNING"):
+        assert labels_file(tmp_path) is None  # the trainer's first run, before any label
+    assert f"no labels.csv in {tmp_path} yet" in caplog.text
+    (tmp_path / "labels.csv").write_text("path,label\nimages/a.png,good\n")
+    assert labels_file(tmp_path) == tmp_path / "labels.csv"
+
+
+def test_label_rows_may_name_images_beside_the_labels_file(texture_data, tmp_path):
+    from models.data import open_dataset
+    from models.train import match_labels
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "x.png").write_bytes(
+        (texture_data / "test" / "pit" / "000.png").read_bytes())
+    ds = open_dataset(texture_data)
+    rows = match_labels({"images/x.png": "pit", "test/good/000.png": "good",
+                         "images/missing.png": "pit"}, ds, tmp_path)
+    assert [(str(it.path), lab) for it, lab in rows] == [
+        (str(tmp_path / "images" / "x.png"), "pit"),
+        (str(texture_data / "test" / "good" / "000.png"), "good")]

@@ -26,7 +26,8 @@ def readme_curl_lines() -> list[str]:
 def test_readme_lists_a_call_for_every_endpoint():
     joined = "\n".join(readme_curl_lines())
     for path in ("/health/live", "/health/ready", "/v1/model", "/v1/inspect ",
-                 "/v1/inspect?", "/v1/inspect/batch", "/v1/inspect/overlay", "/metrics"):
+                 "/v1/inspect?", "/v1/inspect/batch", "/v1/inspect/overlay", "/v1/labels",
+                 "/metrics"):
         assert path.strip() in joined, path
 
 
@@ -36,7 +37,8 @@ def test_readme_curl_lines_work(tiny_bundle, tmp_path):
                       n_per_defect=1, size=64)
     shutil.copy(README, tmp_path / "README.md")
     port = free_port()
-    proc = serve("--model", str(tiny_bundle), "--port", str(port), stderr=subprocess.DEVNULL)
+    proc = serve("--model", str(tiny_bundle), "--port", str(port), stderr=subprocess.DEVNULL,
+                 env_extra={"KENSA_LABELS_DIR": str(tmp_path / "labels")})
     try:
         wait_ready(f"http://127.0.0.1:{port}", proc)
         for line in readme_curl_lines():
@@ -49,9 +51,12 @@ def test_readme_curl_lines_work(tiny_bundle, tmp_path):
             if "text/plain" in line:
                 assert status == "415", line
                 assert "not an image" in json.loads(body)["detail"]
+            elif "-F label=" in line:
+                assert status == "201", (line, status, body[:300])
             else:
                 assert status == "200", (line, status, body[:300])
         assert (tmp_path / "overlay.jpg").read_bytes()[:2] == b"\xff\xd8"
+        assert len(list((tmp_path / "labels" / "images").iterdir())) == 1
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -21,8 +21,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(*args: str, stderr) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KENSA_")}
+def serve(*args: str, stderr, env_extra: dict[str, str] | None = None) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KENSA_")} | (env_extra or {})
     return subprocess.Popen([sys.executable, "-m", "service.cli", "serve", *args],
                             stdout=subprocess.DEVNULL, stderr=stderr, env=env)
 
@@ -83,3 +83,14 @@ def test_kensa_serve_stops_at_once_without_a_bundle(tmp_path):
     message = err.decode()
     assert message.startswith("kensa serve: cannot load the model bundle: ")
     assert str(missing) in message
+
+
+def test_kensa_serve_stops_at_once_when_it_cannot_write_the_labels_folder(tiny_bundle, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    proc = serve("--model", str(tiny_bundle), "--port", str(free_port()), stderr=subprocess.PIPE,
+                 env_extra={"KENSA_LABELS_DIR": str(blocker / "labels")})
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 2
+    assert err.decode().startswith(
+        f"kensa serve: KENSA_LABELS_DIR {blocker / 'labels'} is not a writable folder")
