@@ -42,6 +42,9 @@ on request, a mask, a 16-bit heatmap, an overlay picture and the model's cleaned
 * **API keys**: when the server has `KENSA_API_KEYS`, send `X-API-Key` on every `/v1/*` call
   (health and `/metrics` stay open).
 * Try `POST /v1/inspect/overlay` below with one of your images to see the heatmap.
+* **Operators**: when a verdict is wrong, send the image to `POST /v1/labels` with what the part
+  really is (`good` or a defect name); the next `kensa train --labels` learns from it
+  (the server needs `KENSA_LABELS_DIR`).
 """
 TAGS = [
     {"name": "inspection", "description": "Verdicts on uploaded images."},
