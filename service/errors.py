@@ -148,7 +148,10 @@ def describe_validation_errors(errors: list[dict]) -> str:
     for err in errors:
         loc = [str(p) for p in err.get("loc", ())]
         where, name = (loc[0], ".".join(loc[1:])) if loc else ("request", "")
-        if err.get("type") == "missing" and where == "body":
+        if err.get("type") == "missing" and where == "body" and name not in ("file", "files"):
+            parts.append(f"missing (or empty) multipart field '{name}': send it as a form "
+                         f"field (for example: curl -F {name}=VALUE URL)")
+        elif err.get("type") == "missing" and where == "body":
             parts.append(
                 f"missing multipart field '{name}': send the image as multipart/form-data "
                 f"field '{name}' (for example: curl -F {name}=@part.png URL)")

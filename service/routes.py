@@ -7,6 +7,7 @@ the batcher (off the loop) -> encode only what was asked (off the loop).
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Annotated
 from uuid import uuid4
@@ -28,7 +29,7 @@ from .deps import (
     ThresholdDep,
     require_api_key,
 )
-from .errors import FileTooLarge, LabelingOff, status_of
+from .errors import FileTooLarge, InvalidParameter, LabelingOff, status_of
 from .labels import LABEL_PATTERN, LabelStore
 from .metrics import LOG_KEY
 from .schemas import (
@@ -279,7 +280,6 @@ def build_result(cls: type[InspectionResult], image: np.ndarray, result: Result,
 # ------------------------------------------------------------------------- labels
 
 LabelField = Annotated[str, Form(
-    pattern=LABEL_PATTERN,
     description="What the part really is: `good` (a false alarm) or a defect name (letters, "
                 "digits, `_`, `-`, `.`; at most 64 characters, starting with a letter or "
                 "digit).", examples=["scratch"])]
@@ -309,6 +309,10 @@ def _store(request: Request) -> LabelStore:
 async def add_label(request: Request, file: UploadField, label: LabelField,
                     settings: SettingsDep) -> LabelStored:
     store = _store(request)
+    if not re.match(LABEL_PATTERN, label):
+        raise InvalidParameter(
+            f"field 'label' is {label!r}: send 'good' or a defect name made of letters, digits, "
+            "'_', '-' and '.', at most 64 characters, starting with a letter or digit")
     data = await imaging.read_upload(file, settings.max_upload_bytes)
     # stored only when it decodes: a label on a file the trainer cannot read would be lost
     await run_in_threadpool(imaging.decode, data, settings.max_pixels)
