@@ -319,7 +319,7 @@ def calibrate(insp: Inspector, holdout: np.ndarray, cfg: TrainConfig,
     fused = insp.cal.fuse(raw.recon_scores, lat)
     insp.cal.image = false_alarm_threshold(fused, cfg.false_alarm_rate)
     rule = f"false-alarm budget {cfg.false_alarm_rate:g} on {len(holdout)} held-out normals"
-    if has_defects and cfg.extra.get("threshold_rule") == "f1" and (~is_defect).any():
+    if has_defects and cfg.extra.get("threshold_rule") == "f1":
         lf = insp.cal.fuse(lraw.recon_scores, lscore)
         insp.cal.image = f1_threshold(np.concatenate([is_defect, np.zeros(len(fused))]),
                                       np.concatenate([lf, fused]))
@@ -348,11 +348,12 @@ def labels_file(path: str | Path | None) -> Path | None:
 
 def match_labels(labels: dict[str, str], ds: Dataset,
                  base: Path | None = None) -> list[tuple[Item, str]]:
-    """Pairs label rows with dataset files, by full path, path relative to the dataset root,
-    or file name (when unique); a row that names no dataset file may name any image file, by
-    full path or by path relative to ``base`` (the labels file's folder: where ``kensa serve``
-    stores the images operators label through ``POST /v1/labels``) or to the working
-    directory."""
+    """Pairs label rows with image files: a dataset file by full path or path relative to the
+    dataset root; else any existing file, by full path or by path relative to ``base`` (the
+    labels file's folder: where ``kensa serve`` stores the images operators label through
+    ``POST /v1/labels``) or to the working directory; else a dataset file by its bare name
+    when that is unique. (A row naming an existing file outside the dataset is that file, even
+    when a dataset file shares its name.)"""
     every = ds.train + ds.test
     by_full = {str(it.path.resolve()): it for it in every}
     by_rel = {str(it.path.relative_to(ds.root)): it for it in every}
@@ -362,11 +363,11 @@ def match_labels(labels: dict[str, str], ds: Dataset,
     out, missing = [], []
     for key, lab in labels.items():
         it = by_rel.get(key) or by_full.get(str(Path(key).resolve()))
+        if it is None:  # a file outside the dataset, when the row names one that exists
+            found = [p for p in ([base / key] if base else []) + [Path(key)] if p.is_file()]
+            it = by_full.get(str(found[0].resolve()), Item(found[0], lab)) if found else None
         if it is None and len(names.get(Path(key).name, [])) == 1:
             it = names[Path(key).name][0]
-        if it is None:
-            found = [p for p in ([base / key] if base else []) + [Path(key)] if p.is_file()]
-            it = Item(found[0], lab) if found else None
         if it is None:
             missing.append(key)
         else:
@@ -403,35 +404,44 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
     images = np.stack([prepare(im, mcfg.image_size, mcfg.channels) for im in raw])
     del raw
     fit_idx, hold_idx = split_holdout(len(images), tcfg, rng)
+    # operator-confirmed normals that are not training images already (false alarms labeled
+    # `good`) train with the normals, so the retrained model learns they are normal; labeled
+    # defects are what calibration and label spreading see
+    known = {str(it.path.resolve()) for it in ds.train}
+    good_rows = [(it, lab) for it, lab in label_rows
+                 if lab == GOOD and str(it.path.resolve()) not in known]
+    defect_rows = [(it, lab) for it, lab in label_rows if lab != GOOD]
+    fit_imgs = np.concatenate([images[fit_idx], _labeled_images(good_rows, mcfg)])
     model, vae = DefectModel(mcfg).to(dev).to(memory_format=torch.channels_last), VAE(mcfg).to(dev)
     budget = tcfg.max_minutes * 60
-    ae_hist = fit_defect_model(model, images[fit_idx], tcfg, dev, budget * (1 - tcfg.vae_share),
-                               bar)
-    small = _resized(images, lambda x: vae_input(x, mcfg.vae_image_size))
+    ae_hist = fit_defect_model(model, fit_imgs, tcfg, dev, budget * (1 - tcfg.vae_share), bar)
+    small = _resized(fit_imgs, lambda x: vae_input(x, mcfg.vae_image_size))
+    small_hold = _resized(images[hold_idx], lambda x: vae_input(x, mcfg.vae_image_size))
     # what the AE left of the budget, but never less than half the VAE's share (0 would mean
     # "no budget" to the loop)
     vae_budget = (max(0.5 * tcfg.vae_share * budget, budget - (time.monotonic() - t0))
                   if budget > 0 else 0.0)
-    vae_hist = fit_vae(vae, small[fit_idx], tcfg, dev, vae_budget, bar)
-    fit_mu = _latent_means(vae, small[fit_idx], dev)
+    vae_hist = fit_vae(vae, small, tcfg, dev, vae_budget, bar)
+    fit_mu = _latent_means(vae, small, dev)
     latent = LatentClassifier.fit(fit_mu)
     cal = Calibration(fusion=tcfg.fusion, fusion_weight=tcfg.fusion_weight)
     insp = Inspector(mcfg, model, vae, latent, cal, device=dev.type)
-    labeled_imgs = _labeled_images(label_rows, mcfg)
-    if label_rows:
-        _spread_labels(insp, images[fit_idx], label_rows, labeled_imgs, ds, mcfg)
-    calib = calibrate(insp, images[hold_idx], tcfg,
-                      labeled=(labeled_imgs, np.array([lab != GOOD for _, lab in label_rows]))
-                      if label_rows else None)
-    train_s = time.monotonic() - t0
+    defect_imgs = _labeled_images(defect_rows, mcfg)
     labeled_paths = {str(it.path) for it, _ in label_rows}
+    if defect_rows:
+        _spread_labels(insp, fit_imgs, defect_rows, defect_imgs, ds, mcfg, labeled_paths)
+    calib = calibrate(insp, images[hold_idx], tcfg,
+                      labeled=(defect_imgs, np.ones(len(defect_rows), bool))
+                      if defect_rows else None)
+    train_s = time.monotonic() - t0
     report = evaluate(insp, [it for it in ds.test if str(it.path) not in labeled_paths],
                       calib["holdout_fused_scores"],
-                      normals=(fit_mu, _latent_means(vae, small[hold_idx], dev))
+                      normals=(fit_mu[:len(fit_idx)], _latent_means(vae, small_hold, dev))
                       ) if ds.test else {}
     summary = ds.summary() | {"used_train_images": len(fit_idx), "holdout_images": len(hold_idx),
                               "skipped_files": skipped, "skipped": len(skipped),
-                              "labeled_images": len(label_rows)}
+                              "labeled_images": len(label_rows),
+                              "labeled_good_trained": len(good_rows)}
     meta = {"name": name or Path(out).name, "train_config": tcfg.to_dict(), "seed": tcfg.seed,
             "threshold_rule": calib["rule"], "fusion_rule": calib["fusion_rule"],
             "data": summary, "device": dev.type,
@@ -452,10 +462,11 @@ def _labeled_images(rows: list[tuple[Item, str]], mcfg: ModelConfig) -> np.ndarr
 
 
 def _spread_labels(insp: Inspector, train_imgs: np.ndarray, rows: list[tuple[Item, str]],
-                   labeled_imgs: np.ndarray, ds: Dataset, mcfg: ModelConfig) -> None:
-    """Graph of latent points: training normals (known good), operator-labeled images, and
-    the dataset's unlabeled test images (production images nobody labeled)."""
-    labeled_paths = {str(it.path) for it, _ in rows}
+                   labeled_imgs: np.ndarray, ds: Dataset, mcfg: ModelConfig,
+                   labeled_paths: set[str]) -> None:
+    """Graph of latent points: training normals (known good, operator-confirmed ones
+    included), operator-labeled defects ``rows``, and the dataset's test images that nobody
+    labeled (``labeled_paths`` are left out: production images nobody labeled)."""
     unlabeled, _, _ = read_items([it for it in ds.test if str(it.path) not in labeled_paths])
     groups = [(train_imgs, GOOD), (labeled_imgs, None)]
     if unlabeled:

@@ -52,8 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--labels", type=Path,
                    help="CSV of operator labels, rows 'path,label' (label 'good' or a defect "
                         "name), or a folder holding labels.csv (KENSA_LABELS_DIR of kensa "
-                        "serve; none there yet = no labels): sharpens the latent classifier "
-                        "by label spreading")
+                        "serve; none there yet = no labels): images labeled good train with "
+                        "the normals, defect labels sharpen the latent classifier by label "
+                        "spreading")
     t.add_argument("--false-alarm-rate", type=float,
                    help="share of normal images allowed over the image threshold (default 0.01)")
     t.add_argument("--threshold-rule", choices=("false-alarm", "f1"), default="false-alarm",

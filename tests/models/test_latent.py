@@ -57,6 +57,8 @@ def test_train_with_labels_builds_a_semi_supervised_bundle(texture_data, tmp_pat
     info = json.loads((out / "bundle.json").read_text())
     assert info["latent"] == {"classes": ["good", "pit"], "semi_supervised": True}
     assert info["data"]["labeled_images"] == 3
+    # the image labeled good is not a training image: it trains with the normals
+    assert info["data"]["labeled_good_trained"] == 1
     # labeled images are not evaluated on
     assert metrics["evaluation"]["images"] == 12 - 3
     # auto fusion: labeled defects pick the weight of the weighted rule, and say how

@@ -2,6 +2,7 @@
 where training windows are placed."""
 
 import json
+import math
 import subprocess
 import sys
 import time
@@ -88,3 +89,44 @@ def test_label_rows_may_name_images_beside_the_labels_file(texture_data, tmp_pat
     assert [(str(it.path), lab) for it, lab in rows] == [
         (str(tmp_path / "images" / "x.png"), "pit"),
         (str(texture_data / "test" / "good" / "000.png"), "good")]
+
+
+def test_a_label_row_naming_an_outside_file_is_not_taken_for_a_dataset_namesake(texture_data,
+                                                                             tmp_path):
+    from models.data import open_dataset
+    from models.train import match_labels
+
+    # train/good/000.png exists in the dataset; so does this other 000.png outside it
+    (tmp_path / "new").mkdir()
+    outside = tmp_path / "new" / "000.png"
+    outside.write_bytes((texture_data / "test" / "pit" / "001.png").read_bytes())
+    ds = open_dataset(texture_data)
+    [(it, lab)] = match_labels({str(outside): "good"}, ds, tmp_path)
+    assert (it.path, lab) == (outside, "good")
+    # a bare name still finds the dataset file when it is unique there and nowhere else
+    [(it, _)] = match_labels({"007.png": "good"}, ds, tmp_path)
+    assert it.path == texture_data / "train" / "good" / "007.png"
+
+
+def test_good_labels_join_the_training_normals_once(texture_data, tmp_path):
+    # a normal image labeled good trains with the normals (so the retrained model stops
+    # flagging it); one that is a training image already is not added twice; labeled images
+    # are never evaluated on
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label\ntest/good/000.png,good\ntest/good/001.png,good\n"
+                      "train/good/003.png,good\n")
+    cfg = ModelConfig(image_size=32, width=8, depth=2, seg_width=8, vae_image_size=16,
+                      vae_width=8, latent_dim=4)
+    tc = TrainConfig(epochs=3, max_minutes=0, batch_size=7)
+    metrics = train(texture_data, tmp_path / "b", cfg, tc, labels=labels, device="cpu",
+                    progress=False)
+    info = json.loads((tmp_path / "b" / "bundle.json").read_text())
+    assert info["data"]["labeled_good_trained"] == 2
+    assert info["data"]["used_train_images"] == 40 - info["data"]["holdout_images"]
+    # no labeled defect: nothing to spread, and thresholds come from the held-out normals
+    assert info["latent"]["semi_supervised"] is False
+    assert metrics["calibration"]["rule"].startswith("false-alarm budget")
+    assert metrics["evaluation"]["images"] == 12 - 2
+    # three epochs over the 34 + 2 training images in batches of 7 (34 alone would be 15)
+    for net in ("autoencoder", "vae"):
+        assert metrics["training"][net]["steps"] == 3 * math.ceil(36 / 7) == 18

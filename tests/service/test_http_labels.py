@@ -156,5 +156,6 @@ def test_labels_from_the_server_train_the_next_bundle(make_client, tmp_path):
           progress=False)
     info = json.loads((out / "bundle.json").read_text())
     assert info["data"]["labeled_images"] == 3
+    assert info["data"]["labeled_good_trained"] == 1  # the false alarm joins the normals
     assert info["latent"]["semi_supervised"] is True
     assert set(info["latent"]["classes"]) == {"good", "chip", "dent"}
