@@ -184,6 +184,14 @@ class ModelInfo(BaseModel):
     metrics: dict[str, Any] = Field(
         description="The bundle's evaluation metrics (AUROC, AUPRO, F1, ...); empty if it was "
                     "not evaluated.", examples=[{"image_auroc": 0.98}])
+    data: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What the bundle was trained on: image counts (training, held out, "
+                    "skipped), test images by type, and operator labels used "
+                    "(`labeled_images`, `labeled_good_trained`: good labels that joined the "
+                    "training normals).",
+        examples=[{"train_images": 160, "used_train_images": 136, "holdout_images": 24,
+                   "labeled_images": 12, "labeled_good_trained": 7}])
 
 
 class Health(BaseModel):

@@ -24,6 +24,10 @@ def test_model_info(client, inspector):
     assert body["fusion"]["rule"] == info["fusion"]["rule"]
     assert body["device"] == "cpu"
     assert body["metrics"] == info["metrics"] and "image_auroc" in body["metrics"]
+    # what it was trained on, operator labels included, so an operator can tell
+    assert body["data"] == info["data"]
+    assert body["data"]["train_images"] == 16
+    assert (body["data"]["labeled_images"], body["data"]["labeled_good_trained"]) == (0, 0)
 
 
 def test_openapi_documents_every_field_and_status(client):
