@@ -342,7 +342,7 @@ def labels_file(path: str | Path | None) -> Path | None:
         return path  # read_labels names it if it does not exist
     if (path / LABELS_FILE).is_file():
         return path / LABELS_FILE
-    log.warning("no " + LABELS_FILE + " in %s yet: training without operator labels", path)
+    log.warning("no %s in %s yet: training without operator labels", LABELS_FILE, path)
     return None
 
 

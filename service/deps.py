@@ -1,7 +1,8 @@
 """``Annotated`` dependency aliases: what a route needs, reached through ``app.state``.
 
 The lifespan in ``service.app`` puts the inspector and the batcher on ``app.state``; until it
-has, :data:`InspectorDep` and :data:`BatcherDep` answer 503.
+has, :data:`InspectorDep` and :data:`BatcherDep` answer 503. :data:`LabelStoreDep` answers
+503 when the server has no ``KENSA_LABELS_DIR``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from fastapi.security import APIKeyHeader
 
 from .batcher import Batcher
 from .config import Settings
-from .errors import InvalidParameter, NotReady, Unauthorized
+from .errors import InvalidParameter, LabelingOff, NotReady, Unauthorized
+from .labels import LabelStore
 from .metrics import Metrics
 
 if TYPE_CHECKING:
@@ -24,6 +26,9 @@ else:
 
 INCLUDES = ("mask", "heatmap", "overlay", "reconstruction")
 NOT_READY = "the model is not loaded yet: retry when /health/ready answers 200"
+LABELS_OFF = ("labeling is off on this server: start it with KENSA_LABELS_DIR set to a "
+              "writable folder, where labeled images and labels.csv are kept for "
+              "`kensa train --labels`")
 
 api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False, scheme_name="APIKey",
@@ -50,6 +55,13 @@ def running_batcher(request: Request) -> Batcher:
     if batcher is None or not batcher.started:
         raise NotReady(NOT_READY)
     return batcher
+
+
+def label_store(request: Request) -> LabelStore:
+    store = getattr(request.app.state, "labels", None)
+    if store is None:
+        raise LabelingOff(LABELS_OFF)
+    return store
 
 
 def require_api_key(request: Request,
@@ -94,5 +106,6 @@ SettingsDep = Annotated[Settings, Depends(app_settings)]
 MetricsDep = Annotated[Metrics, Depends(app_metrics)]
 InspectorDep = Annotated[Inspector, Depends(loaded_inspector)]
 BatcherDep = Annotated[Batcher, Depends(running_batcher)]
+LabelStoreDep = Annotated[LabelStore, Depends(label_store)]
 IncludeDep = Annotated[frozenset[str], Depends(parse_include)]
 ThresholdDep = Annotated[float | None, Depends(request_threshold)]

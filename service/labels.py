@@ -3,8 +3,9 @@
 An operator who sees a flagged part in Swagger UI (or a line's HMI) says what it really is:
 ``good`` (a false alarm) or a defect name. ``POST /v1/labels`` stores the upload, byte for
 byte, in ``KENSA_LABELS_DIR/images/`` under its SHA-256 and appends ``images/<file>,<label>``
-to ``KENSA_LABELS_DIR/labels.csv``; the next ``kensa train --labels KENSA_LABELS_DIR/labels.csv``
-uses them (label spreading in the latent space, the fusion weight, ``--threshold-rule f1``).
+to ``KENSA_LABELS_DIR/labels.csv``; the next ``kensa train --labels KENSA_LABELS_DIR`` uses them
+(images labeled ``good`` join the training normals; defect labels go to label spreading in the
+latent space, the fusion weight and ``--threshold-rule f1``).
 
 Nothing is ever overwritten or lost: an image file is written to a temporary name, flushed and
 renamed into place; a row is appended and flushed to disk before the answer goes out. Labeling

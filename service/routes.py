@@ -21,16 +21,18 @@ from models.results import Result
 
 from . import imaging
 from .deps import (
+    LABELS_OFF,
     BatcherDep,
     IncludeDep,
     InspectorDep,
+    LabelStoreDep,
     MetricsDep,
     SettingsDep,
     ThresholdDep,
     require_api_key,
 )
-from .errors import FileTooLarge, InvalidParameter, LabelingOff, status_of
-from .labels import LABEL_PATTERN, LabelStore
+from .errors import FileTooLarge, InvalidParameter, status_of
+from .labels import LABEL_PATTERN
 from .metrics import LOG_KEY
 from .schemas import (
     BatchItemError,
@@ -284,17 +286,7 @@ LabelField = Annotated[str, Form(
     description="What the part really is: `good` (a false alarm) or a defect name (letters, "
                 "digits, `_`, `-`, `.`; at most 64 characters, starting with a letter or "
                 "digit).", examples=["scratch"])]
-LABELS_OFF = ("labeling is off on this server: start it with KENSA_LABELS_DIR set to a "
-              "writable folder, where labeled images and labels.csv are kept for "
-              "`kensa train --labels`")
 E503_LABELS = {503: _err("The server was started without KENSA_LABELS_DIR.", LABELS_OFF)}
-
-
-def _store(request: Request) -> LabelStore:
-    store = getattr(request.app.state, "labels", None)
-    if store is None:
-        raise LabelingOff(LABELS_OFF)
-    return store
 
 
 @labeling.post("/labels", response_model=LabelStored, status_code=201,
@@ -308,8 +300,7 @@ def _store(request: Request) -> LabelStore:
                            "`kensa train --labels KENSA_LABELS_DIR/labels.csv` uses it. Labeling "
                            "the same image again replaces its label. Needs no model.")
 async def add_label(request: Request, file: UploadField, label: LabelField,
-                    settings: SettingsDep) -> LabelStored:
-    store = _store(request)
+                    store: LabelStoreDep, settings: SettingsDep) -> LabelStored:
     if not re.match(LABEL_PATTERN, label):
         raise InvalidParameter(
             f"field 'label' is {label!r}: send 'good' or a defect name made of letters, digits, "
@@ -328,8 +319,7 @@ async def add_label(request: Request, file: UploadField, label: LabelField,
 @labeling.get("/labels", response_model=LabelCounts, summary="What has been labeled",
               responses=E401 | E503_LABELS,
               description="How many images operators have labeled, per label.")
-async def label_counts(request: Request) -> LabelCounts:
-    store = _store(request)
+async def label_counts(store: LabelStoreDep) -> LabelCounts:
     counts = await run_in_threadpool(store.counts)
     return LabelCounts(labels_file=str(store.csv), total=sum(counts.values()), counts=counts)
 
