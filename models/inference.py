@@ -287,7 +287,7 @@ class Inspector:
     def latent_verdict(self, score: float, distance: float, cluster: str) -> LatentVerdict:
         t = self.cal.latent
         abnormal = score >= t
-        if not self.latent.semi_supervised:
+        if not self.latent.semi_supervised or not cluster:  # no label names this image
             cluster = ANOMALY if abnormal else GOOD
         # confidence: how far the score sits from the threshold, in units of the threshold
         margin = abs(score - t) / max(t, 1e-12)

@@ -7,7 +7,7 @@ import pytest
 
 from models.config import ModelConfig, TrainConfig
 from models.inference import Inspector
-from models.latent import SPREAD_WEIGHTS, LatentClassifier
+from models.latent import NEIGHBOURS, SPREAD_WEIGHTS, LatentClassifier, _neighbour_probabilities
 from models.metrics import auroc
 from models.train import train
 
@@ -200,3 +200,49 @@ def test_graph_labels_survive_the_state_round_trip():
                ["good", "dent"] + [None] * 18)
     again = LatentClassifier.from_state(clf.state(), clf.classes)
     np.testing.assert_array_equal(again.graph_labels, [0, 1] + [-1] * 18)
+
+
+def _two_islands(rng):
+    """A labeled cluster near the origin and an island far off that no label reaches."""
+    near = rng.normal(0, 1, (40, 3))
+    island = rng.normal(50, 1, (30, 3))
+    clf = LatentClassifier.fit(near)
+    labels = [None] * 70
+    labels[0], labels[1], labels[2] = "good", "crack", "crack"
+    clf.spread(np.concatenate([near, island]), labels)
+    return clf, island
+
+
+def test_an_image_no_label_reaches_is_judged_on_its_distance_not_called_a_defect():
+    rng = np.random.default_rng(5)
+    clf, island = _two_islands(rng)
+    probe = island[:4] + rng.normal(0, 0.1, (4, 3))
+    assert not clf.class_probabilities(probe).any()  # its neighbours carry no label mass
+    for w in SPREAD_WEIGHTS:
+        score, dist, clusters = clf.score(probe, distance_scale=3.0, spread_weight=w)
+        # the spread term falls back to the squashed distance: the same score at every weight
+        assert score == pytest.approx(dist / (dist + 3.0), rel=1e-6)
+        assert clusters == [""] * 4  # no class named by an argmax over zeros
+
+
+def test_unreached_images_get_a_cluster_from_the_latent_threshold(texture_bundle, texture_data):
+    bundle, _ = texture_bundle
+    insp = Inspector.load(bundle, "cpu")
+    t = insp.cal.latent
+    clf, _ = _two_islands(np.random.default_rng(6))
+    insp.latent = clf
+    assert insp.latent_verdict(2 * t, 9.0, "").cluster == "anomaly"
+    assert insp.latent_verdict(0.5 * t, 1.0, "").cluster == "good"
+    assert insp.latent_verdict(2 * t, 9.0, "crack").cluster == "crack"
+
+
+def test_neighbour_probabilities_in_chunks_match_the_direct_computation():
+    rng = np.random.default_rng(7)
+    x, points = rng.normal(0, 1, (50, 6)), rng.normal(0, 1, (300, 6))
+    dist = rng.dirichlet(np.ones(3), 300).astype(np.float32)
+    d2 = ((x[:, None] - points[None]) ** 2).sum(-1)
+    nearest = np.argsort(d2, axis=1)[:, :NEIGHBOURS]
+    want = dist[nearest].mean(1)
+    want /= want.sum(1, keepdims=True)
+    got = _neighbour_probabilities(x, points, dist, chunk=16)
+    assert got == pytest.approx(want, abs=1e-5)
