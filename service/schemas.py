@@ -52,8 +52,10 @@ class LatentVerdict(BaseModel):
                     "without labels; with labels, a mix of the spread defect probability and "
                     "the distance (unitless).", examples=[3.2])
     cluster: str = Field(
-        description="'good', or the defect type the classifier assigned when the bundle was "
-                    "trained with labels.", examples=["good"])
+        description="The defect type label spreading assigned, when the bundle was trained "
+                    "with labels; otherwise (or when no label reached this image's "
+                    "neighbours) 'good' or 'anomaly', from the latent label.",
+        examples=["good"])
     confidence: float = Field(description="How sure the classifier is, 0 to 1.",
                               examples=[0.93])
 
