@@ -11,6 +11,7 @@ import csv
 import io
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -210,8 +211,14 @@ def _test_items(root: Path) -> list[Item]:
     return items
 
 
-def read_items(items: list[Item]) -> tuple[list[np.ndarray], list[Item], list[str]]:
+def read_items(items: list[Item], transform: Callable[[np.ndarray], np.ndarray] | None = None
+               ) -> tuple[list[np.ndarray], list[Item], list[str]]:
     """Decodes a list of items, skipping (with a warning) files that do not decode.
+
+    Args:
+        transform: applied to each decoded image before the next is read (the trainer
+            shrinks each to model size here, so only one full-size photograph is in memory
+            at a time, not the whole training set).
 
     Returns:
         (images, the items that decoded, the paths skipped).
@@ -219,7 +226,8 @@ def read_items(items: list[Item]) -> tuple[list[np.ndarray], list[Item], list[st
     images, kept, skipped = [], [], []
     for it in items:
         try:
-            images.append(read_image(it.path))
+            im = read_image(it.path)
+            images.append(transform(im) if transform else im)
             kept.append(it)
         except (ImageError, OSError) as exc:
             log.warning("skipping %s: %s", it.path, exc)

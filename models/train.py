@@ -90,6 +90,20 @@ class Progress:
         self.stream.flush()
 
 
+def read_training_images(items: list[Item], size: int) -> tuple[np.ndarray, list[str]]:
+    """The training images as one ``(N, size, size, C)`` array, and the paths skipped.
+
+    Each photograph is shrunk to ``size`` as soon as it is decoded, so memory holds one
+    full-size image at a time (9,900 magnetic-tile JPEGs of about 300 x 300 pixels took
+    4.8 GB decoded all at once before shrinking); ``C`` is :func:`choose_channels` of them.
+    """
+    small, _kept, skipped = read_items(items, lambda im: prepare(im, size, im.shape[2]))
+    if not small:
+        return np.zeros((0, size, size, 1), np.float32), skipped
+    channels = choose_channels(small)
+    return np.stack([prepare(im, size, channels) for im in small]), skipped
+
+
 def choose_channels(images: list[np.ndarray]) -> int:
     """3 when any training image has real colour, else 1 (gray saves a third of the work)."""
     for im in images:
@@ -268,10 +282,14 @@ def calibrate(insp: Inspector, holdout: np.ndarray, cfg: TrainConfig,
             F1-optimal one.
     """
     x = _to_device(holdout, insp.torch_device)
-    with torch.inference_mode():
-        recon, _ = insp.model(x)
-        res = residual_map(x, recon.float())
-    insp.cal.residual_scale = max(float(torch.quantile(res.flatten()[::7], 0.999)), 1e-6)
+    res = []
+    with torch.inference_mode():  # in chunks: a forward pass over 1,500 images at once is GBs
+        for i in range(0, len(x), insp.max_batch):
+            chunk = x[i:i + insp.max_batch]
+            res.append(residual_map(chunk, insp.model(chunk)[0].float()))
+    # numpy's quantile: torch.quantile refuses inputs over 2**24 values (about 7,000 images)
+    res = torch.cat(res).cpu().numpy().ravel()[::7]
+    insp.cal.residual_scale = max(float(np.quantile(res, 0.999)), 1e-6)
     raw = insp.raw_scores(x)
     insp.cal.reconstruction = false_alarm_threshold(raw.recon_scores, cfg.false_alarm_rate)
     insp.cal.pixel = pixel_threshold(raw.maps, cfg.pixel_false_alarm_rate)
@@ -396,13 +414,11 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
     ds = open_dataset(data)
     labels = labels_file(labels)
     label_rows = match_labels(read_labels(labels), ds, labels.parent) if labels else []
-    raw, _kept, skipped = read_items(ds.train)
-    if not raw:
+    images, skipped = read_training_images(ds.train, mcfg.image_size)
+    if not len(images):
         raise DataError(f"none of the {len(ds.train)} training file(s) in {ds.root} decodes as "
                         "an image: use PNG, JPEG, BMP or TIFF files")
-    mcfg = replace(mcfg, channels=choose_channels(raw))
-    images = np.stack([prepare(im, mcfg.image_size, mcfg.channels) for im in raw])
-    del raw
+    mcfg = replace(mcfg, channels=images.shape[3])
     fit_idx, hold_idx = split_holdout(len(images), tcfg, rng)
     # operator-confirmed normals that are not training images already (false alarms labeled
     # `good`) train with the normals, so the retrained model learns they are normal; labeled
@@ -429,7 +445,7 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
     defect_imgs = _labeled_images(defect_rows, mcfg)
     labeled_paths = {str(it.path) for it, _ in label_rows}
     if defect_rows:
-        _spread_labels(insp, fit_imgs, defect_rows, defect_imgs, ds, mcfg, labeled_paths)
+        _spread_labels(insp, fit_mu, defect_rows, defect_imgs, ds, mcfg, labeled_paths)
     calib = calibrate(insp, images[hold_idx], tcfg,
                       labeled=(defect_imgs, np.ones(len(defect_rows), bool))
                       if defect_rows else None)
@@ -455,26 +471,25 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
 def _labeled_images(rows: list[tuple[Item, str]], mcfg: ModelConfig) -> np.ndarray:
     if not rows:
         return np.zeros((0, mcfg.image_size, mcfg.image_size, mcfg.channels), np.float32)
-    imgs, _kept, skipped = read_items([it for it, _ in rows])
+    imgs, _kept, skipped = read_items([it for it, _ in rows], _preparer(mcfg))
     if skipped:
         raise DataError(f"labeled file(s) do not decode as images: {skipped[:5]}")
-    return np.stack([prepare(im, mcfg.image_size, mcfg.channels) for im in imgs])
+    return np.stack(imgs)
 
 
-def _spread_labels(insp: Inspector, train_imgs: np.ndarray, rows: list[tuple[Item, str]],
+def _preparer(mcfg: ModelConfig) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda im: prepare(im, mcfg.image_size, mcfg.channels)
+
+
+def _spread_labels(insp: Inspector, train_mu: np.ndarray, rows: list[tuple[Item, str]],
                    labeled_imgs: np.ndarray, ds: Dataset, mcfg: ModelConfig,
                    labeled_paths: set[str]) -> None:
     """Graph of latent points: training normals (known good, operator-confirmed ones
-    included), operator-labeled defects ``rows``, and the dataset's test images that nobody
-    labeled (``labeled_paths`` are left out: production images nobody labeled)."""
-    unlabeled, _, _ = read_items([it for it in ds.test if str(it.path) not in labeled_paths])
-    groups = [(train_imgs, GOOD), (labeled_imgs, None)]
-    if unlabeled:
-        groups.append((np.stack([prepare(im, mcfg.image_size, mcfg.channels)
-                                 for im in unlabeled]), None))
-    mus, names = [], []
-    for imgs, lab in groups:
-        mus.append(insp.raw_scores(_to_device(imgs, insp.torch_device)).latent_mu)
-        names += [lab] * len(imgs)
-    names[len(train_imgs):len(train_imgs) + len(rows)] = [lab for _, lab in rows]
+    included; ``train_mu`` their latent means), operator-labeled defects ``rows``, and the
+    dataset's test images that nobody labeled (``labeled_paths`` are left out: production
+    images nobody labeled). Only the VAE runs here, on the images not seen yet."""
+    unlabeled, _, _ = read_items([it for it in ds.test if str(it.path) not in labeled_paths],
+                                 _preparer(mcfg))
+    mus = [train_mu, insp.latent_means(list(labeled_imgs)), insp.latent_means(unlabeled)]
+    names = [GOOD] * len(train_mu) + [lab for _, lab in rows] + [None] * len(unlabeled)
     insp.latent.spread(np.concatenate(mus), names)

@@ -27,11 +27,11 @@ from torch import nn
 
 from models.calibrate import false_alarm_threshold, pixel_threshold
 from models.config import TrainConfig
-from models.data import Item, open_dataset, read_items, split_holdout
+from models.data import Item, open_dataset, split_holdout
 from models.errors import DataError
 from models.evaluate import PixelTruth, TestImages, _clean, score_report
 from models.inference import gaussian_blur, pick_device, prepare
-from models.train import Progress, _cosine, _loop, _to_device, choose_channels
+from models.train import Progress, _cosine, _loop, _to_device, read_training_images
 
 MAP_SIGMA = 2.0  # same smoothing as Kensa's default ModelConfig.map_sigma
 
@@ -141,13 +141,11 @@ def train_baseline(data: str | Path, minutes: float, image_size: int = 128, seed
     dev = pick_device(device)
     t0 = time.monotonic()
     ds = open_dataset(data)
-    raw, _, _ = read_items(ds.train)
-    if not raw:
+    images, _ = read_training_images(ds.train, image_size)
+    if not len(images):
         raise DataError(f"none of the {len(ds.train)} training file(s) in {ds.root} decodes "
                         "as an image")
-    channels = choose_channels(raw)
-    images = np.stack([prepare(im, image_size, channels) for im in raw])
-    del raw
+    channels = images.shape[3]
     fit_idx, hold_idx = split_holdout(len(images), cfg, rng)
     model = BaselineAE(channels).to(dev)
     history = _fit(model, images[fit_idx], cfg, dev, minutes * 60, Progress(progress))
