@@ -75,7 +75,13 @@ class TrainConfig:
         max_minutes: wall-clock budget for the whole of training (both models); calibration
             and writing the bundle come after it.
         batch_size: images per optimisation step.
-        lr: Adam learning rate.
+        lr: Adam learning rate (peak of a cosine schedule). 5e-4: against 1e-3, 7-minute runs,
+            one core each, side by side, seeds 0 and 1 (image / pixel AUROC / AUPRO): demo
+            0.843 / 0.968 / 0.809 -> 0.857 / 0.971 / 0.841 and 0.844 / 0.963 / 0.811 ->
+            0.861 / 0.972 / 0.853; magnetic tiles 0.812 / 0.661 / 0.596 -> 0.842 / 0.669 /
+            0.628 and 0.789 / 0.649 / 0.630 -> 0.780 / 0.668 / 0.654. AUPRO rose on all four
+            (+0.024 to +0.042), pixel AUROC on all four; 2e-3 lost 0.13 image AUROC on the
+            tiles.
         seed: seeds every random choice; CPU training is deterministic for a given seed.
         holdout_fraction: share of normal training images kept out of training to calibrate
             thresholds (at least ``min_holdout`` images).
@@ -110,7 +116,7 @@ class TrainConfig:
     epochs: int = 1000
     max_minutes: float = 15.0
     batch_size: int = 16
-    lr: float = 1e-3
+    lr: float = 5e-4
     seed: int = 0
     holdout_fraction: float = 0.15
     min_holdout: int = 4

@@ -34,6 +34,9 @@ from models.inference import gaussian_blur, pick_device, prepare
 from models.train import Progress, _cosine, _loop, _to_device, read_training_images
 
 MAP_SIGMA = 2.0  # same smoothing as Kensa's default ModelConfig.map_sigma
+# the baseline keeps the learning rate its figures were measured with; Kensa's own default
+# (TrainConfig.lr) was lowered for its denoising model, which says nothing about this one
+BASELINE_LR = 1e-3
 
 
 class BaselineAE(nn.Module):
@@ -134,7 +137,7 @@ def train_baseline(data: str | Path, minutes: float, image_size: int = 128, seed
     """
     if image_size % 16:
         raise ValueError(f"image_size must be a multiple of 16, got {image_size}")
-    cfg = TrainConfig(max_minutes=minutes, seed=seed,
+    cfg = TrainConfig(max_minutes=minutes, seed=seed, lr=BASELINE_LR,
                       **({"epochs": epochs} if epochs is not None else {}))
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
