@@ -153,8 +153,7 @@ class LatentClassifier:
         probs = self.class_probabilities(z)
         # an image whose neighbours no label reached gets no cluster name ("" for the caller
         # to decide from the score), not the first class by an argmax over zeros
-        clusters = [self.classes[i] if p.sum() > 0 else "" for i, p in
-                    zip(probs.argmax(1), probs)]
+        clusters = [self.classes[i] if r else "" for i, r in zip(probs.argmax(1), _reached(probs))]
         return _mix(probs, dist, distance_scale, spread_weight), dist, clusters
 
     def held_out_scores(self, index: np.ndarray, distance_scale: float, spread_weight: float,
@@ -250,6 +249,11 @@ def _neighbour_probabilities(x: np.ndarray, points: np.ndarray,
     return out / np.maximum(out.sum(1, keepdims=True), 1e-8)
 
 
+def _reached(probs: np.ndarray) -> np.ndarray:
+    """``(N,)`` bool: which rows of :func:`_neighbour_probabilities` any label reached."""
+    return probs.sum(1) > 0
+
+
 def _mix(probs: np.ndarray, dist: np.ndarray, distance_scale: float,
          spread_weight: float) -> np.ndarray:
     """The semi-supervised latent score (see :meth:`LatentClassifier.score`). Where no label
@@ -257,5 +261,5 @@ def _mix(probs: np.ndarray, dist: np.ndarray, distance_scale: float,
     squashed distance, so the image is judged on its distance alone rather than taken for a
     certain defect."""
     squashed = dist / (dist + distance_scale)
-    spread = np.where(probs.sum(1) > 0, 1 - probs[:, 0], squashed)
+    spread = np.where(_reached(probs), 1 - probs[:, 0], squashed)
     return spread_weight * spread + (1 - spread_weight) * squashed
