@@ -88,11 +88,16 @@ class Baseline:
     history: dict = field(default_factory=dict)
 
     @torch.inference_mode()
-    def maps(self, x: torch.Tensor) -> np.ndarray:
-        """Prepared inputs ``(B, C, S, S)`` -> smoothed squared-error maps ``(B, S, S)``."""
+    def maps(self, x: torch.Tensor, chunk: int = 32) -> np.ndarray:
+        """Prepared inputs ``(B, C, S, S)`` -> smoothed squared-error maps ``(B, S, S)``, run
+        ``chunk`` images at a time (the held-out set can be thousands of images)."""
         self.model.eval()
-        err = ((x - self.model(x)) ** 2).mean(1, keepdim=True)
-        return gaussian_blur(err, MAP_SIGMA)[:, 0].cpu().numpy()
+        out = []
+        for i in range(0, len(x), chunk):
+            xc = x[i:i + chunk]
+            err = ((xc - self.model(xc)) ** 2).mean(1, keepdim=True)
+            out.append(gaussian_blur(err, MAP_SIGMA)[:, 0].cpu().numpy())
+        return np.concatenate(out)
 
     def anomaly_maps(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Kensa images ``(H, W, C)`` -> maps ``(H, W)`` at each image's own size."""
