@@ -37,6 +37,10 @@ class ModelConfig:
             then shows it such shrunk images too (half the windows). 0 = one scale. 0.5 by
             default: on magnetic tiles (7 CPU-minutes, one core) image AUROC 0.62 -> 0.82 and
             pixel AUROC 0.61 -> 0.64; on the demo washers 0.83 -> 0.80 and 0.968 -> 0.964.
+        latent_map: the anomaly map also shows the VAE's latent cells: each pixel the larger
+            of the reconstruction map and its cell's latent distance (in units of the latent
+            threshold), so a large defect that the reconstruction model rebuilds as it is still
+            lights up (see ``Inspector.add_latent_map``).
     """
 
     image_size: int = 128
@@ -53,6 +57,7 @@ class ModelConfig:
     map_mode: str = "combined"
     min_region_area: int = 4
     coarse_scale: float = 0.5
+    latent_map: bool = True
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:

@@ -290,11 +290,17 @@ def calibrate(insp: Inspector, holdout: np.ndarray, cfg: TrainConfig,
     # numpy's quantile: torch.quantile refuses inputs over 2**24 values (about 7,000 images)
     res = torch.cat(res).cpu().numpy().ravel()[::7]
     insp.cal.residual_scale = max(float(np.quantile(res, 0.999)), 1e-6)
+    # the reconstruction maps alone first: their normal level is the unit the latent cells are
+    # shown in (Inspector.add_latent_map)
+    insp.cal.map_scale = 0.0
     raw = insp.raw_scores(x)
     insp.cal.reconstruction = false_alarm_threshold(raw.recon_scores, cfg.false_alarm_rate)
-    insp.cal.pixel = pixel_threshold(raw.maps, cfg.pixel_false_alarm_rate)
     dist = insp.latent.distance(raw.latent_mu)
     insp.cal.latent_distance = false_alarm_threshold(dist, cfg.false_alarm_rate)
+    if insp.cfg.latent_map:
+        insp.cal.map_scale = pixel_threshold(raw.maps, cfg.pixel_false_alarm_rate)
+        raw.maps = insp.add_latent_map(raw.maps, raw.latent_mu)
+    insp.cal.pixel = pixel_threshold(raw.maps, cfg.pixel_false_alarm_rate)
     has_defects = labeled is not None and bool(labeled[1].any())
     latent_rule = "the distance alone (no labeled defects)"
     if has_defects:
