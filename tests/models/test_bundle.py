@@ -73,3 +73,22 @@ def test_missing_file_and_bad_json_are_refused(texture_bundle, tmp_path):
     (copy / "bundle.json").write_text("{not json")
     with pytest.raises(BundleError, match="corrupt"):
         load_bundle(copy)
+
+
+def test_a_bundle_from_before_the_latent_map_loads_and_keeps_its_maps(texture_bundle, tmp_path):
+    """bundle.json written before the latent cells joined the anomaly map has no
+    ``calibration.map_scale``: it loads, its maps are the reconstruction maps its pixel
+    threshold was set on, and its image scores are the ones the new bundle gives."""
+    path, _ = texture_bundle
+    copy = tmp_path / "old"
+    shutil.copytree(path, copy)
+    info = json.loads((copy / "bundle.json").read_text())
+    assert info["calibration"].pop("map_scale") > 0
+    (copy / "bundle.json").write_text(json.dumps(info))
+    old, new = load_bundle(copy, "cpu"), load_bundle(path, "cpu")
+    assert old.cal.map_scale == 0.0
+    img = np.random.default_rng(2).random((40, 50, 1), dtype=np.float32)
+    a, b = old.inspect([img])[0], new.inspect([img])[0]
+    assert a.score == b.score and a.reconstruction.score == b.reconstruction.score
+    new.cal.map_scale = 0.0  # the same bundle with the cells left out of its map
+    np.testing.assert_array_equal(a.anomaly_map, new.inspect([img])[0].anomaly_map)
