@@ -26,6 +26,13 @@ class ModelConfig:
         latent_dim: size of each VAE latent code.
         latent_grid: the VAE's latent is a ``latent_grid x latent_grid`` grid of codes, one per
             part of the image (``vae_image_size`` must be it times a power of two).
+        map_grid: the grid of the latent cells drawn into the anomaly map; when it differs
+            from ``latent_grid`` a second VAE with this grid trains beside the first (see
+            :mod:`models.vae`) and the verdict takes the most unusual cell of both grids.
+            16 and 8 by default: against one 8 x 8 grid for both (the same four 15-minute
+            bundles, the VAEs retrained in the same 108 s, one core), latent AUROC demo
+            0.660 -> 0.777 and 0.684 -> 0.802, magnetic tiles 0.762 -> 0.807 and
+            0.775 -> 0.818; fused image AUROC -0.001 to +0.007; pixel AUROC -0.009 to +0.028.
         map_sigma: Gaussian smoothing of the anomaly map, in pixels at ``image_size``.
         map_mode: ``segmentation`` (the head's probability), ``residual`` (input minus
             reconstruction, normalised) or ``combined`` (their mean).
@@ -52,7 +59,8 @@ class ModelConfig:
     vae_image_size: int = 64
     vae_width: int = 16
     latent_dim: int = 32
-    latent_grid: int = 8
+    latent_grid: int = 16
+    map_grid: int = 8
     map_sigma: float = 2.0
     map_mode: str = "combined"
     min_region_area: int = 4
@@ -63,6 +71,8 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> ModelConfig:
         # bundles written before the coarse view existed were trained and calibrated without it
         d = {"coarse_scale": 0.0, **d}
+        # ... and before the map grid, with one grid for the verdict and the map
+        d.setdefault("map_grid", d.get("latent_grid", cls.latent_grid))
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 

@@ -22,7 +22,7 @@ from .data import GOOD
 from .latent import ANOMALY, LatentClassifier
 from .results import ABNORMAL, NORMAL, LatentVerdict, ReconstructionVerdict, Region, Result
 from .ssim import ssim_map
-from .vae import VAE
+from .vae import VAE, grid_cells
 
 GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
 
@@ -90,6 +90,9 @@ class Calibration:
             normal pixels): a latent cell at the latent threshold counts this much in the
             anomaly map (see :meth:`Inspector.add_latent_map`). 0 = no latent cells in the
             map (``ModelConfig.latent_map`` off, or a bundle written before they were).
+        map_distance: the map grid's own distance threshold (its cells' largest distance on
+            held-out normals, the rule of ``latent_distance``): map cells are shown in units
+            of it. 0 = ``latent_distance`` (bundles with one grid for verdict and map).
         reconstruction: image threshold on the reconstruction score.
         latent: threshold on the latent score.
         latent_distance: distance scale used by the semi-supervised latent score.
@@ -103,6 +106,7 @@ class Calibration:
 
     residual_scale: float = 1.0
     map_scale: float = 0.0
+    map_distance: float = 0.0
     reconstruction: float = 1.0
     latent: float = 1.0
     latent_distance: float = 1.0
@@ -231,8 +235,9 @@ class Inspector:
         """
         if self.cal.map_scale <= 0:  # calibration leaves it 0 when cfg.latent_map is off
             return maps
-        g, s = self.cfg.latent_grid, maps.shape[-1]
-        cells = self.latent.cell_distances(mu).reshape(-1, 1, g, g) / self.cal.latent_distance
+        g, s = self.cfg.map_grid, maps.shape[-1]
+        cells = self.latent.cell_distances(mu)[:, -g * g:]  # the map grid's cells come last
+        cells = cells.reshape(-1, 1, g, g) / (self.cal.map_distance or self.cal.latent_distance)
         up = F.interpolate(torch.from_numpy(cells.astype(np.float32)), size=(s, s),
                            mode="bilinear", align_corners=False)[:, 0].numpy()
         return np.maximum(maps, up * self.cal.map_scale)
@@ -245,8 +250,7 @@ class Inspector:
     def latent_means(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """``(N, P, D)`` latent means of images of any sizes (the VAE alone: what the latent
         classifier needs, without the reconstruction model's cost)."""
-        g = self.cfg.latent_grid
-        out = [np.zeros((0, g * g, self.cfg.latent_dim), np.float32)]
+        out = [np.zeros((0, sum(grid_cells(self.cfg)), self.cfg.latent_dim), np.float32)]
         for i in range(0, len(images), self.max_batch):
             x = self.to_tensor(images[i:i + self.max_batch])
             with torch.autocast("cuda", dtype=torch.bfloat16,

@@ -44,7 +44,7 @@ from .latent import FOLDS, LatentClassifier
 from .losses import dice_loss, focal_loss, kl_divergence, reconstruction_loss
 from .metrics import auroc
 from .synth import add_defect
-from .vae import VAE
+from .vae import VAE, grid_cells
 
 log = logging.getLogger(__name__)
 
@@ -238,8 +238,8 @@ def fit_vae(vae: VAE, images: np.ndarray, cfg: TrainConfig, device: torch.device
         x = _to_device(images[rng.integers(0, len(images), cfg.batch_size)], device)
         for g in opt.param_groups:
             g["lr"] = _cosine(frac, cfg.lr)
-        recon, mu, logvar = vae(x)
-        rec = F.mse_loss(recon, x, reduction="sum") / len(x)
+        recons, mu, logvar = vae(x)  # one reconstruction per latent grid, each its own VAE
+        rec = sum(F.mse_loss(r, x, reduction="sum") for r in recons) / len(x)
         loss = (rec + cfg.beta * kl_divergence(mu, logvar)) / pixels
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -297,6 +297,10 @@ def calibrate(insp: Inspector, holdout: np.ndarray, cfg: TrainConfig,
     insp.cal.reconstruction = false_alarm_threshold(raw.recon_scores, cfg.false_alarm_rate)
     dist = insp.latent.distance(raw.latent_mu)
     insp.cal.latent_distance = false_alarm_threshold(dist, cfg.false_alarm_rate)
+    n_map = grid_cells(insp.cfg)[1]
+    insp.cal.map_distance = (false_alarm_threshold(
+        insp.latent.cell_distances(raw.latent_mu)[:, -n_map:].max(1), cfg.false_alarm_rate)
+        if n_map else 0.0)
     if insp.cfg.latent_map:
         insp.cal.map_scale = pixel_threshold(raw.maps, cfg.pixel_false_alarm_rate)
         raw.maps = insp.add_latent_map(raw.maps, raw.latent_mu)

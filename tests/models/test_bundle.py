@@ -5,8 +5,12 @@ import shutil
 
 import numpy as np
 import pytest
+from safetensors.numpy import load_file as load_numpy
+from safetensors.numpy import save_file as save_numpy
+from safetensors.torch import load_file, save_file
+from texture_helpers import far_cell_codes
 
-from models.bundle import FORMAT_VERSION, load_bundle, read_info
+from models.bundle import FORMAT_VERSION, WEIGHT_FILES, load_bundle, read_info, sha256
 from models.errors import BundleError
 from models.inference import Inspector
 
@@ -92,3 +96,42 @@ def test_a_bundle_from_before_the_latent_map_loads_and_keeps_its_maps(texture_bu
     assert a.score == b.score and a.reconstruction.score == b.reconstruction.score
     new.cal.map_scale = 0.0  # the same bundle with the cells left out of its map
     np.testing.assert_array_equal(a.anomaly_map, new.inspect([img])[0].anomaly_map)
+
+
+def test_a_bundle_with_one_latent_grid_loads_and_draws_its_map_from_it(texture_bundle,
+                                                                        tmp_path):
+    """Bundles from before the map grid have one VAE (no ``map_vae`` weights), latent arrays
+    for its cells only, no ``model_config.map_grid`` and no ``calibration.map_distance``. Made
+    here from the new bundle by dropping the map grid's parts: it loads, its verdict is the one
+    the new bundle's verdict grid gives, and its map cells come from that grid."""
+    path, _ = texture_bundle
+    copy = tmp_path / "one-grid"
+    shutil.copytree(path, copy)
+    info = json.loads((copy / "bundle.json").read_text())
+    del info["model_config"]["map_grid"], info["calibration"]["map_distance"]
+    vae = load_file(str(copy / "vae.safetensors"))
+    save_file({k: v for k, v in vae.items() if not k.startswith("map_vae.")},
+              str(copy / "vae.safetensors"))
+    g = info["model_config"]["latent_grid"]
+    lat = load_numpy(str(copy / "latent.safetensors"))
+    lat["mean"], lat["whiten"] = lat["mean"][:g * g], lat["whiten"][:g * g]
+    save_numpy(lat, str(copy / "latent.safetensors"))
+    info["files"] = {name: sha256(copy / name) for name in WEIGHT_FILES}
+    (copy / "bundle.json").write_text(json.dumps(info))
+
+    old, new = load_bundle(copy, "cpu"), load_bundle(path, "cpu")
+    assert old.vae.map_vae is None and old.cfg.map_grid == g and old.cal.map_distance == 0.0
+    img = np.random.default_rng(3).random((40, 50, 1), dtype=np.float32)
+    mu = old.raw_scores(old.to_tensor([img])).latent_mu
+    assert mu.shape[1] == g * g
+    new_mu = new.raw_scores(new.to_tensor([img])).latent_mu
+    np.testing.assert_allclose(mu, new_mu[:, :g * g], rtol=1e-5, atol=1e-6)
+    # the map's cells are the verdict grid's, in units of the latent threshold: a far cell
+    # (row 1, column 2) lights its own part of the map
+    s, k = old.cfg.image_size, old.cfg.image_size // g
+    far = far_cell_codes(old.latent, 1 * g + 2, 3 * old.cal.latent_distance)
+    lit = old.add_latent_map(np.zeros((1, s, s), np.float32), far)[0]
+    peak = np.unravel_index(lit.argmax(), lit.shape)
+    assert k <= peak[0] < 2 * k and 2 * k <= peak[1] < 3 * k
+    assert lit.max() > 0.5 * 3 * old.cal.map_scale  # bilinear: at worst 0.75 ** 2 of the cell
+    assert lit[s - 1, s - 1] == 0  # cells far from it sit at their normal centre: distance 0

@@ -5,9 +5,11 @@ from dataclasses import replace
 
 import numpy as np
 import torch
+from texture_helpers import far_cell_codes
 
 from models.config import ModelConfig
 from models.inference import Calibration, Inspector, shrink
+from models.vae import grid_cells
 
 
 def test_coarse_view_is_half_size_and_fits_the_stride_stages():
@@ -29,34 +31,37 @@ def test_a_model_config_without_coarse_scale_loads_without_the_coarse_view():
     assert ModelConfig.from_dict(ModelConfig().to_dict()).coarse_scale == 0.5
 
 
-def _cell_codes(insp, far_cell: int, distance: float) -> np.ndarray:
-    """``(1, P, D)`` latent means: every cell at its normal centre except ``far_cell``, placed
-    ``distance`` Mahalanobis units away along its first whitened axis."""
-    lat = insp.latent
-    mu = lat.mean.copy()[None].astype(np.float64)
-    w = lat.whiten[far_cell].astype(np.float64)  # |(z - mean) @ W| is the distance
-    mu[0, far_cell] += distance * np.linalg.solve(w.T, np.eye(len(w))[0])
-    return mu.astype(np.float32)
+def test_a_model_config_without_map_grid_loads_with_one_grid():
+    # bundles from before the map grid drew their map from the verdict grid's cells
+    old = ModelConfig(latent_grid=8).to_dict()
+    del old["map_grid"]
+    assert ModelConfig.from_dict(old).map_grid == 8
 
 
 def test_a_far_latent_cell_lights_its_part_of_the_map_and_nothing_else(texture_bundle):
     insp = Inspector.load(texture_bundle[0], "cpu")
-    cal, g, s = insp.cal, insp.cfg.latent_grid, insp.cfg.image_size
+    cal, g, s = insp.cal, insp.cfg.map_grid, insp.cfg.image_size
     assert cal.map_scale > 0 and insp.cfg.latent_map
+    verdict_cells, map_cells = grid_cells(insp.cfg)
+    assert map_cells == g * g and g != insp.cfg.latent_grid and cal.map_distance > 0
     maps = np.full((1, s, s), 0.1 * cal.map_scale, np.float32)
     row, col, k = 2, 5, s // g  # cell (2, 5) covers rows 2k..3k, columns 5k..6k
-    mu = _cell_codes(insp, row * g + col, 3 * cal.latent_distance)
-    np.testing.assert_allclose(insp.latent.cell_distances(mu)[0, row * g + col],
-                               3 * cal.latent_distance, rtol=1e-3)
+    cell = verdict_cells + row * g + col  # the map grid's cells follow the verdict grid's
+    mu = far_cell_codes(insp.latent, cell, 3 * cal.map_distance)
+    np.testing.assert_allclose(insp.latent.cell_distances(mu)[0, cell],
+                               3 * cal.map_distance, rtol=1e-3)
     out = insp.add_latent_map(maps, mu)[0]
     centre = out[row * k + k // 2, col * k + k // 2]
     # bilinear stretch: the cell's centre pixel carries (nearly) the cell's own value,
-    # 3x the latent threshold in the reconstruction map's units
+    # 3x the map grid's latent threshold in the reconstruction map's units
     assert centre > 0.85 * 3 * cal.map_scale
     # cells two away are untouched: the reconstruction map shows through unchanged
     far = np.ones((s, s), bool)
     far[max(0, (row - 1) * k):(row + 2) * k, max(0, (col - 1) * k):(col + 2) * k] = False
     np.testing.assert_array_equal(out[far], maps[0][far])
+    # a far cell of the verdict grid alone leaves the map as it was
+    np.testing.assert_array_equal(
+        insp.add_latent_map(maps, far_cell_codes(insp.latent, 0, 10 * cal.latent_distance)), maps)
 
 
 def test_without_a_map_scale_the_map_is_the_reconstruction_map(texture_bundle):
@@ -65,7 +70,7 @@ def test_without_a_map_scale_the_map_is_the_reconstruction_map(texture_bundle):
     insp = Inspector.load(texture_bundle[0], "cpu")
     insp.cal = replace(insp.cal, map_scale=0.0)
     maps = np.random.default_rng(0).random((1, 32, 32)).astype(np.float32)
-    mu = _cell_codes(insp, 0, 10 * insp.cal.latent_distance)
+    mu = far_cell_codes(insp.latent, 0, 10 * insp.cal.latent_distance)
     np.testing.assert_array_equal(insp.add_latent_map(maps, mu), maps)
     assert Calibration().map_scale == 0.0
 

@@ -1,21 +1,40 @@
-"""The VAE: a grid of latent codes, and the shapes that follow from the config."""
+"""The VAE: a grid of latent codes (two grids: one for the verdict, one for the map), and the
+shapes that follow from the config."""
 
 import pytest
 import torch
 
 from models.config import ModelConfig
-from models.vae import VAE, vae_depth
+from models.vae import VAE, grid_cells, vae_depth
 
 
 def test_the_latent_is_a_grid_of_codes_and_decodes_back_to_the_image_size():
-    cfg = ModelConfig(vae_image_size=32, vae_width=8, latent_dim=6, latent_grid=4)
+    cfg = ModelConfig(vae_image_size=32, vae_width=8, latent_dim=6, latent_grid=4, map_grid=4)
     vae = VAE(cfg)
     x = torch.rand(2, 1, 32, 32)
-    recon, mu, logvar = vae(x)
+    (recon,), mu, logvar = vae(x)
     assert recon.shape == x.shape
     assert mu.shape == logvar.shape == (2, 16, 6)
-    assert vae.decode(mu).shape == x.shape
-    assert vae_depth(cfg) == 3
+    assert vae.decode(mu)[0].shape == x.shape
+    assert vae_depth(32, 4) == 3
+    assert vae.map_vae is None and grid_cells(cfg) == (16, 0)
+
+
+def test_a_separate_map_grid_is_a_second_vae_whose_cells_come_last():
+    cfg = ModelConfig(vae_image_size=32, vae_width=8, latent_dim=6, latent_grid=8, map_grid=4)
+    vae = VAE(cfg).eval()
+    x = torch.rand(2, 1, 32, 32)
+    recons, mu, logvar = vae(x)
+    assert [r.shape for r in recons] == [x.shape, x.shape]  # each VAE rebuilds the image
+    assert grid_cells(cfg) == (64, 16)
+    assert mu.shape == logvar.shape == (2, 64 + 16, 6)
+    with torch.no_grad():
+        mu, _ = vae.encode(x)
+        own, _ = vae.map_vae.encode(x)
+    torch.testing.assert_close(mu[:, 64:], own)
+    # two networks, not one with two heads: the map grid's weights are its own
+    names = {n.split(".")[0] for n, _ in vae.named_parameters()}
+    assert names == {"encoder", "to_stats", "from_latent", "decoder", "map_vae"}
 
 
 def test_the_codes_are_laid_out_row_by_row():

@@ -1,5 +1,5 @@
-"""Generated textures and planted defects for the core's tests (a module of its own, so its
-name cannot clash with another folder's conftest)."""
+"""Generated textures, planted defects and placed latent codes for the core's tests (a module
+of its own, so its name cannot clash with another folder's conftest)."""
 
 from __future__ import annotations
 
@@ -27,3 +27,13 @@ def plant_defect(img: np.ndarray, center: tuple[int, int], radius: int) -> tuple
     cv2.circle(mask, center, radius, 1, -1)
     out[mask > 0] = 20
     return out, mask.astype(bool)
+
+
+def far_cell_codes(latent, far_cell: int, distance: float) -> np.ndarray:
+    """``(1, P, D)`` latent means for a ``LatentClassifier`` ``latent``: every cell at its
+    normal centre except ``far_cell``, placed ``distance`` Mahalanobis units away along its
+    first whitened axis."""
+    mu = latent.mean.copy()[None].astype(np.float64)
+    w = latent.whiten[far_cell].astype(np.float64)  # |(z - mean) @ W| is the distance
+    mu[0, far_cell] += distance * np.linalg.solve(w.T, np.eye(len(w))[0])
+    return mu.astype(np.float32)
