@@ -22,6 +22,19 @@ def test_distance_is_mahalanobis_for_a_known_covariance():
     assert d[1] == pytest.approx(1.0, abs=0.08)
 
 
+def test_many_images_are_scored_in_chunks_with_the_same_result():
+    # 2,500 images cross two chunk boundaries (1,024 images a chunk): distances and descriptors
+    # match the whole-array arithmetic, and no images give empty arrays of the right width
+    rng = np.random.default_rng(4)
+    z = rng.normal(0, 1, (2500, 5, 3)).astype(np.float32)
+    clf = LatentClassifier.fit(z[:300])
+    w = clf.whitened(z)
+    np.testing.assert_allclose(clf.cell_distances(z), np.linalg.norm(w, axis=2), rtol=1e-6)
+    worst = np.linalg.norm(w, axis=2).argmax(1)
+    np.testing.assert_allclose(clf.descriptor(z), w[np.arange(len(z)), worst], rtol=1e-6)
+    assert clf.cell_distances(z[:0]).shape == (0, 5) and clf.descriptor(z[:0]).shape == (0, 3)
+
+
 def test_spreading_names_the_defect_cluster_from_a_few_labels():
     rng = np.random.default_rng(1)
     good = rng.normal(0, 1, (60, 3))
