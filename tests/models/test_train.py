@@ -8,9 +8,11 @@ import sys
 import time
 
 import numpy as np
+from texture_helpers import SIZE, texture
 
 from models.config import ModelConfig, TrainConfig
-from models.train import train, window_origins
+from models.inference import Inspector
+from models.train import calibrate, train, window_origins
 
 TINY = ModelConfig(image_size=32, width=8, depth=2, seg_width=8, vae_image_size=16,
                    vae_width=8, latent_dim=4)
@@ -160,3 +162,20 @@ def test_training_images_are_shrunk_as_read_and_take_colour_only_when_present(tm
 
     images, skipped = read_training_images(items[2:], 32)
     assert images.shape[0] == 0 and len(skipped) == 1
+
+
+def test_too_few_held_out_normals_for_the_budget_are_said_plainly(texture_bundle, caplog):
+    # 8 held-out normals (at the texture bundle's image size, SIZE) cannot show a 1 %
+    # false-alarm rate: the rule says so and a warning names the fixes; at a 20 % budget
+    # (1.6 false alarms expected) they can, and nothing is said
+    rng = np.random.default_rng(5)
+    holdout = np.stack([texture(rng, SIZE)[..., None] / np.float32(255) for _ in range(8)])
+    insp = Inspector.load(texture_bundle[0], "cpu")
+    with caplog.at_level("WARNING"):
+        few = calibrate(insp, holdout.astype(np.float32), TrainConfig(false_alarm_rate=0.01))
+    assert "fewer than 100" in few["rule"] and "--false-alarm-rate" in caplog.text
+    assert insp.cal.image >= max(few["holdout_fused_scores"])
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        enough = calibrate(insp, holdout.astype(np.float32), TrainConfig(false_alarm_rate=0.2))
+    assert "fewer than" not in enough["rule"] and "false-alarm" not in caplog.text
