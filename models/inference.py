@@ -92,7 +92,8 @@ class Calibration:
             map (``ModelConfig.latent_map`` off, or a bundle written before they were).
         map_distance: the map grid's own distance threshold (its cells' largest distance on
             held-out normals, the rule of ``latent_distance``): map cells are shown in units
-            of it. 0 = ``latent_distance`` (bundles with one grid for verdict and map).
+            of it (with one grid it equals ``latent_distance``). 0 = ``latent_distance``
+            (bundles written before the map grid).
         reconstruction: image threshold on the reconstruction score.
         latent: threshold on the latent score.
         latent_distance: distance scale used by the semi-supervised latent score.

@@ -44,7 +44,7 @@ from .latent import FOLDS, LatentClassifier
 from .losses import dice_loss, focal_loss, kl_divergence, reconstruction_loss
 from .metrics import auroc
 from .synth import add_defect
-from .vae import VAE, grid_cells
+from .vae import VAE
 
 log = logging.getLogger(__name__)
 
@@ -295,12 +295,11 @@ def calibrate(insp: Inspector, holdout: np.ndarray, cfg: TrainConfig,
     insp.cal.map_scale = 0.0
     raw = insp.raw_scores(x)
     insp.cal.reconstruction = false_alarm_threshold(raw.recon_scores, cfg.false_alarm_rate)
-    dist = insp.latent.distance(raw.latent_mu)
-    insp.cal.latent_distance = false_alarm_threshold(dist, cfg.false_alarm_rate)
-    n_map = grid_cells(insp.cfg)[1]
-    insp.cal.map_distance = (false_alarm_threshold(
-        insp.latent.cell_distances(raw.latent_mu)[:, -n_map:].max(1), cfg.false_alarm_rate)
-        if n_map else 0.0)
+    cells = insp.latent.cell_distances(raw.latent_mu)  # whitened once for both thresholds
+    insp.cal.latent_distance = false_alarm_threshold(cells.max(1), cfg.false_alarm_rate)
+    # the map grid's cells come last (with one grid they are all the cells: latent_distance)
+    insp.cal.map_distance = false_alarm_threshold(cells[:, -insp.cfg.map_grid**2:].max(1),
+                                                  cfg.false_alarm_rate)
     if insp.cfg.latent_map:
         insp.cal.map_scale = pixel_threshold(raw.maps, cfg.pixel_false_alarm_rate)
         raw.maps = insp.add_latent_map(raw.maps, raw.latent_mu)
@@ -349,8 +348,8 @@ def calibrate(insp: Inspector, holdout: np.ndarray, cfg: TrainConfig,
     rule = f"false-alarm budget {cfg.false_alarm_rate:g} on {len(holdout)} held-out normals"
     if len(holdout) * cfg.false_alarm_rate < 1:
         # e.g. 22 images and 1 %: the empirical quantile sits at the largest score, so the
-        # Student-t bound usually sets the threshold, cautiously (magnetic tiles, 15 minutes: 0.917 with
-        # the largest held-out normal at 0.812, and 94 % of defects missed against 62 % at 5 %)
+        # Student-t bound usually sets the threshold, cautiously (magnetic tiles, 15 minutes:
+        # 0.917 with the largest held-out normal at 0.812; 94 % of defects missed, 62 % at 5 %)
         need = math.ceil(1 / cfg.false_alarm_rate)
         rule += (f" (fewer than {need}: the threshold is at least the largest held-out score, "
                  "usually a Student-t bound beyond it, cautious; more normal images or a "
