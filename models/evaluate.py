@@ -14,36 +14,48 @@ from .data import GOOD, Item, read_image, read_mask, split_holdout
 from .inference import Inspector
 from .latent import LatentClassifier
 from .metrics import (
-    aupro,
+    PixelSample,
     auroc,
     auroc_interval,
     f1_at,
+    image_budget,
     per_type_auroc,
-    per_type_pixel_auroc,
-    pixel_auroc,
+    sample_pixels,
+    sampled_aupro,
+    sampled_per_type_pixel_auroc,
+    sampled_pixel_auroc,
 )
 
 BATCH = 16
+# decoded pixels per batch: a 12-megapixel photograph costs about 370 MB in flight (the float
+# image, its full-size map, mask and labels), so 16 of them at once took 5.9 GB
+BATCH_PIXELS = 16 * 1024 * 1024
 BUDGETS = (0.01, 0.02, 0.05, 0.1)  # false-alarm budgets of the operating-point table
 
 
 class TestImages:
-    """Decodes test items in batches; files that do not decode are skipped and counted."""
+    """Decodes test items in batches of ``batch`` images, or fewer once they hold
+    ``batch_pixels`` pixels; files that do not decode are skipped and counted."""
 
-    def __init__(self, items: Sequence[Item], batch: int = BATCH):
+    def __init__(self, items: Sequence[Item], batch: int = BATCH,
+                 batch_pixels: int = BATCH_PIXELS):
         self.items, self.batch, self.skipped = list(items), batch, 0
+        self.batch_pixels = batch_pixels
 
     def __iter__(self) -> Iterator[tuple[list[Item], list[np.ndarray]]]:
-        for i in range(0, len(self.items), self.batch):
-            chunk, imgs = [], []
-            for it in self.items[i:i + self.batch]:
-                try:
-                    imgs.append(read_image(it.path))
-                    chunk.append(it)
-                except Exception:  # noqa: BLE001 - counted and reported, not fatal
-                    self.skipped += 1
-            if imgs:
+        chunk, imgs, pixels = [], [], 0
+        for it in self.items:
+            try:
+                imgs.append(read_image(it.path))
+                chunk.append(it)
+                pixels += imgs[-1].shape[0] * imgs[-1].shape[1]
+            except Exception:  # noqa: BLE001 - counted and reported, not fatal
+                self.skipped += 1
+            if len(imgs) >= self.batch or pixels >= self.batch_pixels:
                 yield chunk, imgs
+                chunk, imgs, pixels = [], [], 0
+        if imgs:
+            yield chunk, imgs
 
 
 def ground_truth(item: Item, shape: tuple[int, int]) -> np.ndarray | None:
@@ -56,19 +68,25 @@ def ground_truth(item: Item, shape: tuple[int, int]) -> np.ndarray | None:
 
 
 class PixelTruth:
-    """The test images that count for pixel metrics: their ground-truth masks, anomaly maps
-    and defect types, in step (see :func:`ground_truth` for which images count)."""
+    """The test images that count for pixel metrics: for each, its defect type and a
+    :class:`~models.metrics.PixelSample` of its ground truth and anomaly map (see
+    :func:`ground_truth` for which images count).
 
-    def __init__(self):
-        self.masks: list[np.ndarray] = []
-        self.maps: list[np.ndarray] = []
+    Only the sample is kept, at most :func:`~models.metrics.image_budget` pixels of each
+    image, so memory stays bounded whatever the test set's size and the photographs' size
+    (every map at full size used to be held until the end: about 60 MB per 12-megapixel
+    photograph, and the trainer evaluates before it writes the bundle).
+    """
+
+    def __init__(self, n_images: int):
+        self.budget = image_budget(n_images)
+        self.samples: list[PixelSample] = []
         self.types: list[str] = []
 
     def add(self, item: Item, amap: np.ndarray) -> None:
         gt = ground_truth(item, amap.shape)
         if gt is not None:
-            self.masks.append(gt)
-            self.maps.append(amap)
+            self.samples.append(sample_pixels(gt, amap, self.budget, seed=len(self.samples)))
             self.types.append(item.defect)
 
 
@@ -77,7 +95,7 @@ def score_report(types: list[str], scores: Sequence[float], threshold: float,
     """The metrics every model is judged by: image AUROC, pixel AUROC, AUPRO, F1, precision,
     recall, false-alarm and miss rates at ``threshold``, image and pixel AUROC per defect
     type."""
-    masks, maps = pixels.masks, pixels.maps
+    samples = pixels.samples
     labels = np.array([t != GOOD for t in types], int)
     s = np.array(scores, dtype=np.float64)
     at = f1_at(labels, s, threshold) if len(s) else {}
@@ -88,16 +106,16 @@ def score_report(types: list[str], scores: Sequence[float], threshold: float,
         # 95 % bootstrap interval: a test split of a few dozen images moves this figure by
         # several points from run to run, and readers of one number should know by how much
         "image_auroc_ci95": list(auroc_interval(labels, s)) if len(s) else [math.nan] * 2,
-        "pixel_auroc": pixel_auroc(masks, maps) if masks else math.nan,
-        "aupro": aupro(masks, maps) if masks else math.nan,
+        "pixel_auroc": sampled_pixel_auroc(samples) if samples else math.nan,
+        "aupro": sampled_aupro(samples) if samples else math.nan,
         "f1": at.get("f1", math.nan), "precision": at.get("precision", math.nan),
         "recall": at.get("recall", math.nan),
         "false_alarm_rate": at.get("false_alarm_rate", math.nan),
         "miss_rate": at.get("miss_rate", math.nan),
         "threshold": threshold,
         "per_type_auroc": per_type_auroc(types, s) if len(s) else {},
-        "per_type_pixel_auroc": per_type_pixel_auroc(pixels.types, masks, maps)
-        if masks else {},
+        "per_type_pixel_auroc": sampled_per_type_pixel_auroc(pixels.types, samples)
+        if samples else {},
     }
 
 
@@ -119,7 +137,7 @@ def evaluate(insp: Inspector, items: Sequence[Item],
     if holdout_scores is None:
         holdout_scores = insp.info.get("holdout_scores") or []
     scores, recon, latent, types, mus = [], [], [], [], []
-    pixels = PixelTruth()
+    pixels = PixelTruth(len(items))
     images = TestImages(items)
     for chunk, imgs in images:
         results, raw = insp.inspect_raw(imgs)

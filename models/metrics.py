@@ -8,14 +8,15 @@ so an evaluation report can still be written for a set without defects.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
 GOOD = "good"
-DEFAULT_MAX_PIXELS = 8_000_000
 NAN = float("nan")
 
 
@@ -109,56 +110,92 @@ def auroc_gain_interval(labels: Sequence[int] | np.ndarray, scores: Sequence[flo
     return float(lo), float(hi)
 
 
-def pixel_sample(
-    masks: Sequence[np.ndarray],
-    maps: Sequence[np.ndarray],
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Flattens the pixels of a set of images, subsampling normal pixels past a cap.
+PIXEL_BUDGET = 8_000_000  # pixels the pixel metrics keep in all, over every image of a set
+MIN_IMAGE_PIXELS = 4096  # ... and at least this many of each image
+MIN_REGION_PIXELS = 64  # ... and of each defect region (all of it when smaller)
 
-    Every defect pixel is kept, so a tiny defect never vanishes from the sample. When the
-    images hold more than ``max_pixels`` pixels, normal pixels are kept independently with one
-    fixed probability (fixed-seed RNG), which leaves the normal score distribution, and so the
-    ROC curve, unbiased.
+
+@dataclass
+class PixelSample:
+    """One image's pixels for the pixel metrics: all of them, or a weighted sample.
+
+    Attributes:
+        scores: ``float32 (P,)`` anomaly scores of the kept pixels.
+        region: ``int32 (P,)`` 0 for a normal pixel, ``k`` for a pixel of the image's ``k``-th
+            defect region (8-connected component of its mask).
+        weights: ``float32 (P,)`` how many of the image's pixels each kept pixel stands for
+            (1 when all are kept); they add up to the pixel count of its region, or of the
+            image's normal pixels.
+        n_regions: defect regions in the image.
+    """
+
+    scores: np.ndarray
+    region: np.ndarray
+    weights: np.ndarray
+    n_regions: int
+
+
+def sample_pixels(mask: np.ndarray, amap: np.ndarray, budget: int, seed: int = 0) -> PixelSample:
+    """The pixels of one image the pixel metrics need, at most about ``budget`` of them.
+
+    An image within the budget keeps every pixel (weight 1), so metrics are exact. A larger
+    one is sampled stratified: each defect region keeps the same share of its pixels, but at
+    least :data:`MIN_REGION_PIXELS` (all of a smaller one), so a pin-hole or a one-pixel-wide
+    crack never vanishes; the defect pixels take at most half the budget and the normal
+    pixels the rest. Each kept pixel weighs as many pixels as it stands for, so the weighted
+    ROC and per-region-overlap curves are unbiased estimates of the whole image's.
 
     Args:
-        masks: ``N`` arrays ``bool (H_i, W_i)``, True on defect pixels.
-        maps: ``N`` arrays ``float (H_i, W_i)`` of pixel anomaly scores.
-        max_pixels: the cap on pixels returned (approximately: normal pixels are drawn
-            independently; defect pixels alone may exceed it, then at least half the cap is
-            normal pixels).
-        seed: seeds the subsampling.
-
-    Returns:
-        ``(labels, scores)``: ``bool (P,)`` and ``float32 (P,)``.
+        mask: ``bool (H, W)``, True on defect pixels.
+        amap: ``float (H, W)`` anomaly scores.
+        budget: about how many pixels to keep (regions' minimums may add a few).
+        seed: seeds the sampling, so a report is repeatable.
     """
-    _check_pairs(masks, maps)
-    total = sum(int(m.size) for m in masks)
-    n_defect = sum(int(np.count_nonzero(m)) for m in masks)
-    n_normal = total - n_defect
-    keep = 1.0
-    if total > max_pixels and n_normal > 0:
-        keep = min(1.0, max(max_pixels - n_defect, max_pixels // 2) / n_normal)
+    if np.shape(mask) != np.shape(amap):
+        raise ValueError(f"mask shape {np.shape(mask)} != map shape {np.shape(amap)}")
+    labels, n = _regions(mask)
+    lab = labels.ravel()
+    s = np.asarray(amap, dtype=np.float32).ravel()
+    if s.size <= budget:
+        return PixelSample(s, lab.astype(np.int32), np.ones(s.size, np.float32), n)
     rng = np.random.default_rng(seed)
-    labels, scores = [], []
-    for mask, amap in zip(masks, maps):
-        m = np.asarray(mask, dtype=bool).ravel()
-        s = np.asarray(amap, dtype=np.float32).ravel()
-        if keep < 1.0:
-            m_keep = m | (rng.random(m.size) < keep)
-            m, s = m[m_keep], s[m_keep]
-        labels.append(m)
-        scores.append(s)
-    if not labels:
-        return np.zeros(0, dtype=bool), np.zeros(0, dtype=np.float32)
-    return np.concatenate(labels), np.concatenate(scores)
+    sizes = np.bincount(lab, minlength=n + 1)
+    share = min(1.0, (budget // 2) / max(1, s.size - sizes[0]))
+    order = np.argsort(lab, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    keep, weights = [], []
+    for r in range(n, -1, -1):  # regions first: the normal pixels get what they leave
+        members = order[starts[r]:starts[r + 1]]
+        if r:
+            k = min(len(members), max(MIN_REGION_PIXELS, math.ceil(share * len(members))))
+        else:
+            k = min(len(members), max(budget - sum(len(i) for i in keep), budget // 2))
+        if k:
+            keep.append(members if k == len(members) else rng.choice(members, k, replace=False))
+            weights.append(np.full(k, len(members) / k, np.float32))
+    idx = np.concatenate(keep)
+    return PixelSample(s[idx], lab[idx].astype(np.int32), np.concatenate(weights), n)
+
+
+def sample_images(masks: Sequence[np.ndarray], maps: Sequence[np.ndarray],
+                  max_pixels: int = PIXEL_BUDGET) -> list[PixelSample]:
+    """:func:`sample_pixels` of every image, ``max_pixels`` shared out evenly among them."""
+    _check_pairs(masks, maps)
+    budget = image_budget(len(masks), max_pixels)
+    return [sample_pixels(m, a, budget, seed=i) for i, (m, a) in enumerate(zip(masks, maps))]
+
+
+def image_budget(n_images: int, max_pixels: int = PIXEL_BUDGET) -> int:
+    """Pixels kept of each of ``n_images`` images: memory for the pixel metrics stays near
+    ``max_pixels`` whatever the images' sizes (a set of 12-megapixel photographs would
+    otherwise hold every map at full size until the end)."""
+    return max(MIN_IMAGE_PIXELS, max_pixels // max(1, n_images))
 
 
 def pixel_auroc(
     masks: Sequence[np.ndarray],
     maps: Sequence[np.ndarray],
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_pixels: int = PIXEL_BUDGET,
 ) -> float:
     """Pixel-level area under the ROC curve over all pixels of all images.
 
@@ -166,24 +203,31 @@ def pixel_auroc(
         masks: ``N`` arrays ``bool (H_i, W_i)``, True on defect pixels (sizes may differ
             between images, not within a pair).
         maps: ``N`` arrays ``float (H_i, W_i)`` of pixel anomaly scores.
-        max_pixels: past this many pixels, normal pixels are subsampled (every defect pixel
-            is kept; see :func:`pixel_sample`) to bound time and memory.
+        max_pixels: past this many pixels in all, each image is sampled (see
+            :func:`sample_pixels`) to bound time and memory.
 
     Returns:
         ROC AUC in ``[0, 1]``; ``nan`` when the pixels hold only one class.
     """
-    y, s = pixel_sample(masks, maps, max_pixels=max_pixels)
+    return sampled_pixel_auroc(sample_images(masks, maps, max_pixels))
+
+
+def sampled_pixel_auroc(samples: Sequence[PixelSample]) -> float:
+    """:func:`pixel_auroc` from images' :class:`PixelSample` s (weighted ROC)."""
+    if not samples:
+        return NAN
+    y = np.concatenate([p.region for p in samples]) > 0
     if y.all() or not y.any():
         return NAN
-    return float(roc_auc_score(y, s))
+    return float(roc_auc_score(y, np.concatenate([p.scores for p in samples]),
+                               sample_weight=np.concatenate([p.weights for p in samples])))
 
 
 def aupro(
     masks: Sequence[np.ndarray],
     maps: Sequence[np.ndarray],
     max_fpr: float = 0.3,
-    num_thresholds: int = 1000,
-    exact_max_pixels: int = 1_000_000,
+    max_pixels: int = PIXEL_BUDGET,
 ) -> float:
     """Normalised area under the per-region-overlap curve (Bergmann et al., MVTec AD).
 
@@ -194,36 +238,33 @@ def aupro(
     to ``max_fpr`` with the trapezoid rule (the point at exactly ``max_fpr`` is interpolated
     linearly) and divided by ``max_fpr``: a perfect map scores 1.0.
 
-    How: when the images hold at most ``exact_max_pixels`` pixels, every distinct score is a
-    threshold (one sort of all scores; exact). Past that, ``num_thresholds`` thresholds are
-    placed at evenly spaced quantiles of the normal scores across ``[0, max_fpr]`` of FPR, and
-    FPR and PRO are counted exactly at each of them per image (memory bounded by one image);
-    the result then differs from the exact value by at most ``1 / (2 * num_thresholds)``.
+    Every distinct score is a threshold (one sort). Up to ``max_pixels`` pixels in all the
+    result is exact; past that each image is sampled (:func:`sample_pixels`: every region
+    kept, each pixel weighted by the pixels it stands for).
 
     Args:
         masks: ``N`` arrays ``bool (H_i, W_i)``, True on defect pixels.
         maps: ``N`` arrays ``float (H_i, W_i)`` of pixel anomaly scores.
         max_fpr: upper end of the FPR integration range, in ``(0, 1]``.
-        num_thresholds: thresholds used on large sets.
-        exact_max_pixels: largest total pixel count computed exactly.
+        max_pixels: pixels kept in all before images are sampled.
 
     Returns:
         AUPRO in ``[0, 1]``; ``nan`` when there is no defect region or no normal pixel.
     """
     if not 0.0 < max_fpr <= 1.0:
         raise ValueError(f"max_fpr must be in (0, 1], got {max_fpr}")
-    _check_pairs(masks, maps)
-    region_maps = [_regions(m) for m in masks]
-    n_regions = sum(n for _, n in region_maps)
-    total = sum(int(m.size) for m in masks)
-    n_normal = total - sum(int(np.count_nonzero(m)) for m in masks)
+    return sampled_aupro(sample_images(masks, maps, max_pixels), max_fpr)
+
+
+def sampled_aupro(samples: Sequence[PixelSample], max_fpr: float = 0.3) -> float:
+    """:func:`aupro` from images' :class:`PixelSample` s."""
+    if not 0.0 < max_fpr <= 1.0:
+        raise ValueError(f"max_fpr must be in (0, 1], got {max_fpr}")
+    n_regions = sum(p.n_regions for p in samples)
+    n_normal = sum(float(p.weights[p.region == 0].sum()) for p in samples)
     if n_regions == 0 or n_normal == 0:
         return NAN
-    if total <= exact_max_pixels:
-        fpr, pro = _pro_curve_exact(region_maps, maps, n_regions, n_normal)
-    else:
-        fpr, pro = _pro_curve_binned(region_maps, masks, maps, n_regions, n_normal, max_fpr,
-                                     num_thresholds)
+    fpr, pro = _pro_curve(samples, n_regions, n_normal)
     return _area_to(fpr, pro, max_fpr) / max_fpr
 
 
@@ -233,52 +274,24 @@ def _regions(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return labels, n - 1
 
 
-def _pro_curve_exact(region_maps, maps, n_regions: int, n_normal: int):
+def _pro_curve(samples: Sequence[PixelSample], n_regions: int, n_normal: float):
     """(FPR, PRO) at every distinct score, thresholds descending; both ``float64 (T+1,)``."""
-    scores, weights, normal = [], [], []
-    for (labels, n), amap in zip(region_maps, maps):
-        lab = labels.ravel()
-        sizes = np.bincount(lab, minlength=n + 1).astype(np.float64)
+    scores, pro_w, fpr_w = [], [], []
+    for p in samples:
+        w = p.weights.astype(np.float64)
+        sizes = np.bincount(p.region, weights=w, minlength=p.n_regions + 1)
         # Each region adds 1/n_regions to PRO once all its pixels are over the threshold.
-        w = np.where(lab > 0, 1.0 / (n_regions * sizes[lab]), 0.0)
-        scores.append(np.asarray(amap, dtype=np.float64).ravel())
-        weights.append(w)
-        normal.append(lab == 0)
+        pro_w.append(np.where(p.region > 0, w / (n_regions * sizes[p.region]), 0.0))
+        fpr_w.append(np.where(p.region == 0, w, 0.0))
+        scores.append(p.scores.astype(np.float64))
     s = np.concatenate(scores)
     order = np.argsort(-s, kind="stable")
     s = s[order]
-    pro = np.cumsum(np.concatenate(weights)[order])
-    fpr = np.cumsum(np.concatenate(normal)[order]) / n_normal
+    pro = np.cumsum(np.concatenate(pro_w)[order])
+    fpr = np.cumsum(np.concatenate(fpr_w)[order]) / n_normal
     # A threshold admits every pixel with an equal score: keep the last index of each tie.
     last = np.flatnonzero(np.diff(s, append=-np.inf) != 0)
     return np.concatenate([[0.0], fpr[last]]), np.concatenate([[0.0], pro[last]])
-
-
-def _pro_curve_binned(region_maps, masks, maps, n_regions, n_normal, max_fpr, num_thresholds):
-    """(FPR, PRO) at ``num_thresholds`` quantiles of the normal scores, thresholds descending."""
-    labels, sample = pixel_sample(masks, maps, max_pixels=2_000_000)
-    normal_s = sample[~labels]  # quantiles only place the thresholds; counts below are exact
-    top = max(float(np.max(np.asarray(a)[~np.asarray(m, dtype=bool)]))
-              for m, a in zip(masks, maps) if not np.all(m))
-    # FPR levels evenly spaced over [0, max_fpr], a few past it so max_fpr is bracketed.
-    levels = np.linspace(0.0, max_fpr, num_thresholds + 1)
-    levels = np.concatenate([levels, max_fpr * np.array([1.02, 1.1, 1.3])])
-    thr = np.quantile(normal_s, 1.0 - np.clip(levels, 0.0, 1.0))
-    thr = np.unique(np.concatenate([thr, [np.nextafter(top, np.inf), -np.inf]]))
-    k = thr.size
-    normal_ge = np.zeros(k, dtype=np.int64)
-    pro = np.zeros(k, dtype=np.float64)
-    for (labels, n), amap in zip(region_maps, maps):
-        # idx[p] = number of thresholds <= score, so pixel p passes thresholds 0..idx-1.
-        idx = np.searchsorted(thr, np.asarray(amap, dtype=np.float64).ravel(), side="right")
-        lab = labels.ravel()
-        counts = np.bincount(lab * (k + 1) + idx, minlength=(n + 1) * (k + 1)).reshape(n + 1, -1)
-        ge = np.cumsum(counts[:, ::-1], axis=1)[:, ::-1][:, 1:]  # pixels passing thr[j]
-        normal_ge += ge[0]
-        if n:
-            pro += (ge[1:] / ge[1:, :1]).sum(axis=0)  # ge[:, 0] = region sizes (thr[0] = -inf)
-    fpr = normal_ge[::-1] / n_normal
-    return np.concatenate([[0.0], fpr]), np.concatenate([[0.0], pro[::-1] / n_regions])
 
 
 def _area_to(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
@@ -414,12 +427,16 @@ def per_type_pixel_auroc(types: Sequence[str], masks: Sequence[np.ndarray],
     Returns:
         ``{defect name: pixel AUROC}`` for every name other than ``"good"``, sorted by name.
     """
+    if not len(types) == len(masks) == len(maps):
+        raise ValueError(f"{len(types)} types, {len(masks)} masks and {len(maps)} maps")
+    return sampled_per_type_pixel_auroc(types, sample_images(masks, maps))
+
+
+def sampled_per_type_pixel_auroc(types: Sequence[str],
+                                 samples: Sequence[PixelSample]) -> dict[str, float]:
+    """:func:`per_type_pixel_auroc` from images' :class:`PixelSample` s (``types`` in step)."""
     t = list(types)
-    if not len(t) == len(masks) == len(maps):
-        raise ValueError(f"{len(t)} types, {len(masks)} masks and {len(maps)} maps")
     good = [i for i, name in enumerate(t) if name == GOOD]
-    out = {}
-    for name in sorted(set(t) - {GOOD}):
-        pick = good + [i for i, n in enumerate(t) if n == name]
-        out[name] = pixel_auroc([masks[i] for i in pick], [maps[i] for i in pick])
-    return out
+    return {name: sampled_pixel_auroc([samples[i] for i in good + [
+                i for i, n in enumerate(t) if n == name]])
+            for name in sorted(set(t) - {GOOD})}

@@ -110,7 +110,7 @@ class Baseline:
         """The report of :func:`models.evaluate.evaluate` (same keys, same metric functions,
         maps at the original size), for the baseline. It has no latent verdict:
         ``latent_auroc`` is None and ``reconstruction_auroc`` equals ``image_auroc``."""
-        scores, types, pixels = [], [], PixelTruth()
+        scores, types, pixels = [], [], PixelTruth(len(items))
         images = TestImages(items)
         for chunk, imgs in images:
             for it, amap in zip(chunk, self.anomaly_maps(imgs)):

@@ -4,12 +4,21 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from models import evaluate
 from models.calibrate import false_alarm_threshold
-from models.data import open_dataset
-from models.evaluate import bundle_normals, format_table, operating_points
+from models.data import Item, open_dataset
+from models.evaluate import (
+    PixelTruth,
+    bundle_normals,
+    format_table,
+    operating_points,
+    score_report,
+)
 from models.inference import Inspector
 from models.latent import LatentClassifier
+from models.metrics import aupro, pixel_auroc
 
 
 def test_operating_points_count_false_alarms_and_misses_at_each_budgets_threshold():
@@ -55,3 +64,44 @@ def test_the_with_labels_check_replays_the_bundles_own_training_split(texture_bu
         assert (check["graph_normals"], check["held_out_normals"]) == (len(known), len(held))
     # another set of training images: no replay
     assert bundle_normals(insp, train_items[:-1]) is None
+
+
+def test_pixel_truth_keeps_a_bounded_sample_of_large_images_and_the_same_figures(tmp_path):
+    # 1,000 test images share 8 M pixels: 8,000 of each of these 120,000-pixel ones are kept
+    rng = np.random.default_rng(0)
+    pixels, items, masks, maps = PixelTruth(n_images=1000), [], [], []
+    for i in range(6):
+        mask = np.zeros((300, 400), bool)
+        if i % 2:
+            mask[50 + 20 * i:90 + 20 * i, 100:160] = True  # a blob
+            mask[250, 20:300] = True  # and a one-pixel-wide crack
+            Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / f"{i}_mask.png")
+        amap = rng.random(mask.shape).astype(np.float32) + 0.7 * mask
+        item = Item(tmp_path / f"{i}.png", "dent" if i % 2 else "good",
+                    tmp_path / f"{i}_mask.png" if i % 2 else None)
+        pixels.add(item, amap)
+        items.append(item.defect)
+        masks.append(mask)
+        maps.append(amap)
+    assert all(p.scores.size <= 8000 + 2 * 64 for p in pixels.samples)
+    assert [p.n_regions for p in pixels.samples] == [0, 2, 0, 2, 0, 2]
+    report = score_report(items, [m.max() for m in maps], 1.0, pixels, 0)
+    assert report["pixel_auroc"] == pytest.approx(pixel_auroc(masks, maps), abs=0.01)
+    assert report["aupro"] == pytest.approx(aupro(masks, maps), abs=0.01)
+    assert report["per_type_pixel_auroc"]["dent"] == pytest.approx(report["pixel_auroc"])
+
+
+def test_test_images_come_in_batches_bounded_by_count_and_by_pixels(tmp_path):
+    sizes = [(40, 50), (40, 50), (300, 400), (40, 50), (40, 50), (40, 50)]
+    items = []
+    for i, (h, w) in enumerate(sizes):
+        Image.fromarray(np.zeros((h, w), np.uint8)).save(tmp_path / f"{i}.png")
+        items.append(Item(tmp_path / f"{i}.png"))
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    items.insert(1, Item(tmp_path / "broken.png"))
+    # at most 3 images, and a batch ends once it holds 100,000 pixels (the large one does)
+    images = evaluate.TestImages(items, batch=3, batch_pixels=100_000)
+    batches = [[im.shape[:2] for im in imgs] for _chunk, imgs in images]
+    assert batches == [[(40, 50), (40, 50), (300, 400)], [(40, 50), (40, 50), (40, 50)]]
+    assert images.skipped == 1
+    assert [len(c) for c, _ in evaluate.TestImages(items, batch=16, batch_pixels=100_000)] == [3, 3]
