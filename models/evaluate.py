@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import fields
@@ -11,6 +12,7 @@ import numpy as np
 from .calibrate import false_alarm_threshold
 from .config import TrainConfig
 from .data import GOOD, Item, read_image, read_mask, split_holdout
+from .errors import KensaError
 from .inference import Inspector
 from .latent import LatentClassifier
 from .metrics import (
@@ -25,6 +27,8 @@ from .metrics import (
     sampled_per_type_pixel_auroc,
     sampled_pixel_auroc,
 )
+
+log = logging.getLogger(__name__)
 
 BATCH = 16
 # decoded pixels per batch: a 12-megapixel photograph costs about 370 MB in flight (the float
@@ -82,9 +86,19 @@ class PixelTruth:
         self.budget = image_budget(n_images)
         self.samples: list[PixelSample] = []
         self.types: list[str] = []
+        self.unreadable: list[str] = []
 
     def add(self, item: Item, amap: np.ndarray) -> None:
-        gt = ground_truth(item, amap.shape)
+        """A mask file that does not decode is named in a warning and counted; its image then
+        counts for the image metrics only (as one without a mask), so a bad mask never costs
+        ``kensa train`` the model it has just trained."""
+        try:
+            gt = ground_truth(item, amap.shape)
+        except (KensaError, OSError) as e:
+            log.warning("ground-truth mask %s does not decode (%s): its image counts for the "
+                        "image metrics only", item.mask_path, e)
+            self.unreadable.append(str(item.mask_path))
+            return
         if gt is not None:
             self.samples.append(sample_pixels(gt, amap, self.budget, seed=len(self.samples)))
             self.types.append(item.defect)
@@ -100,7 +114,7 @@ def score_report(types: list[str], scores: Sequence[float], threshold: float,
     s = np.array(scores, dtype=np.float64)
     at = f1_at(labels, s, threshold) if len(s) else {}
     return {
-        "images": len(s), "skipped": skipped,
+        "images": len(s), "skipped": skipped, "unreadable_masks": pixels.unreadable,
         "defective_images": int(labels.sum()), "normal_images": int((1 - labels).sum()),
         "image_auroc": auroc(labels, s) if len(s) else math.nan,
         # 95 % bootstrap interval: a test split of a few dozen images moves this figure by
@@ -270,6 +284,9 @@ def format_table(report: dict) -> str:
     counts = (f"{report.get('images')} ({report.get('defective_images')}/"
               f"{report.get('normal_images')})")
     rows = [("images (defective/normal)", counts)]
+    if report.get("unreadable_masks"):
+        rows.append(("unreadable masks (image metrics only)",
+                     ", ".join(report["unreadable_masks"])))
     for key in ("image_auroc", "pixel_auroc", "aupro", "f1", "precision", "recall",
                 "false_alarm_rate", "miss_rate", "threshold", "reconstruction_auroc",
                 "latent_auroc"):

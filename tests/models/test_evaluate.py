@@ -105,3 +105,23 @@ def test_test_images_come_in_batches_bounded_by_count_and_by_pixels(tmp_path):
     assert batches == [[(40, 50), (40, 50), (300, 400)], [(40, 50), (40, 50), (40, 50)]]
     assert images.skipped == 1
     assert [len(c) for c, _ in evaluate.TestImages(items, batch=16, batch_pixels=100_000)] == [3, 3]
+
+
+def test_an_unreadable_mask_is_named_and_its_image_counts_for_image_metrics_only(
+        texture_bundle, texture_data, tmp_path, caplog):
+    insp = Inspector.load(texture_bundle[0], "cpu")
+    items = open_dataset(texture_data).test
+    pits = [i for i, it in enumerate(items) if it.defect == "pit"]
+    broken = tmp_path / "000_mask.png"
+    broken.write_bytes(b"not a png")
+    items[pits[0]] = Item(items[pits[0]].path, "pit", broken)
+    whole = evaluate.evaluate(insp, items)
+    assert whole["unreadable_masks"] == [str(broken)]
+    assert str(broken) in caplog.text
+    assert whole["images"] == len(items)  # the image itself is still scored ...
+    # ... and the pixel metrics are those of the other images alone
+    others = evaluate.evaluate(insp, [it for i, it in enumerate(items) if i != pits[0]])
+    assert others["unreadable_masks"] == []
+    assert whole["pixel_auroc"] == pytest.approx(others["pixel_auroc"])
+    assert whole["aupro"] == pytest.approx(others["aupro"])
+    assert "unreadable masks (image metrics only)" in format_table(whole)
