@@ -203,8 +203,8 @@ def pixel_auroc(
         masks: ``N`` arrays ``bool (H_i, W_i)``, True on defect pixels (sizes may differ
             between images, not within a pair).
         maps: ``N`` arrays ``float (H_i, W_i)`` of pixel anomaly scores.
-        max_pixels: past this many pixels in all, each image is sampled (see
-            :func:`sample_pixels`) to bound time and memory.
+        max_pixels: shared out evenly among the images; an image larger than its share is
+            sampled (see :func:`sample_pixels`) to bound time and memory.
 
     Returns:
         ROC AUC in ``[0, 1]``; ``nan`` when the pixels hold only one class.
@@ -238,15 +238,16 @@ def aupro(
     to ``max_fpr`` with the trapezoid rule (the point at exactly ``max_fpr`` is interpolated
     linearly) and divided by ``max_fpr``: a perfect map scores 1.0.
 
-    Every distinct score is a threshold (one sort). Up to ``max_pixels`` pixels in all the
-    result is exact; past that each image is sampled (:func:`sample_pixels`: every region
-    kept, each pixel weighted by the pixels it stands for).
+    Every distinct score is a threshold (one sort). Each image gets an even share of
+    ``max_pixels`` (:func:`image_budget`); one within it is kept whole, a larger one is sampled
+    (:func:`sample_pixels`: every region kept, each pixel weighted by the pixels it stands for),
+    so the result is exact when every image fits its share.
 
     Args:
         masks: ``N`` arrays ``bool (H_i, W_i)``, True on defect pixels.
         maps: ``N`` arrays ``float (H_i, W_i)`` of pixel anomaly scores.
         max_fpr: upper end of the FPR integration range, in ``(0, 1]``.
-        max_pixels: pixels kept in all before images are sampled.
+        max_pixels: pixels kept in all, shared out evenly among the images.
 
     Returns:
         AUPRO in ``[0, 1]``; ``nan`` when there is no defect region or no normal pixel.
