@@ -114,6 +114,20 @@ def save_bundle(out: str | Path, inspector: Inspector, meta: dict, metrics: dict
     return out
 
 
+def write_metrics(bundle: str | Path, metrics: dict) -> None:
+    """Replaces a written bundle's ``metrics.json`` atomically (a temporary file, then
+    rename). ``metrics.json`` is not part of the version hash, so the bundle keeps its id: the
+    trainer writes the bundle before it evaluates and adds the evaluation afterwards."""
+    bundle = Path(bundle)
+    tmp = bundle / f".metrics.json.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        os.replace(tmp, bundle / "metrics.json")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _swap_into_place(tmp: Path, out: Path) -> None:
     old = None
     if out.exists():

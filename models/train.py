@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .autoencoder import DefectModel
-from .bundle import save_bundle
+from .bundle import save_bundle, write_metrics
 from .calibrate import f1_threshold, false_alarm_threshold, pixel_threshold
 from .config import FUSION_RULES, ModelConfig, TrainConfig
 from .data import (
@@ -471,10 +471,6 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
                       labeled=(defect_imgs, np.ones(len(defect_rows), bool))
                       if defect_rows else None)
     train_s = time.monotonic() - t0
-    report = evaluate(insp, [it for it in ds.test if str(it.path) not in labeled_paths],
-                      calib["holdout_fused_scores"],
-                      normals=(fit_mu[:len(fit_idx)], _latent_means(vae, small_hold, dev))
-                      ) if ds.test else {}
     summary = ds.summary() | {"used_train_images": len(fit_idx), "holdout_images": len(hold_idx),
                               "skipped_files": skipped, "skipped": len(skipped),
                               "labeled_images": len(label_rows),
@@ -484,9 +480,31 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
             "data": summary, "device": dev.type,
             "training_seconds": round(train_s, 1)}
     metrics = {"training": {"autoencoder": ae_hist, "vae": vae_hist, "seconds": train_s},
-               "calibration": calib, "evaluation": report}
+               "calibration": calib, "evaluation": {}}
+    # the bundle first: nothing the evaluation meets (a test file, memory) can cost the model
     save_bundle(out, insp, meta, metrics)
+    if ds.test:
+        metrics["evaluation"] = _evaluate_written(
+            insp, out, data, [it for it in ds.test if str(it.path) not in labeled_paths],
+            calib["holdout_fused_scores"],
+            (fit_mu[:len(fit_idx)], _latent_means(vae, small_hold, dev)))
+        write_metrics(out, metrics)
     return metrics
+
+
+def _evaluate_written(insp: Inspector, out: str | Path, data: str | Path, items: list[Item],
+                      holdout_scores: list[float], normals: tuple[np.ndarray, np.ndarray]
+                      ) -> dict:
+    """The test-split evaluation of a bundle already written to ``out``. A failure is logged
+    and recorded as ``{"error": ...}`` instead of raised: the bundle is sound and serves, and
+    ``kensa eval`` can evaluate it again once the cause is fixed."""
+    try:
+        return evaluate(insp, items, holdout_scores, normals=normals)
+    except Exception as exc:  # noqa: BLE001 - reported; the trained bundle stays
+        msg = f"{type(exc).__name__}: {exc}"
+        log.error("bundle %s is written, but evaluating it on the test split failed (%s); "
+                  "retry with 'kensa eval --model %s --data %s'", out, msg, out, data)
+        return {"error": msg}
 
 
 def _labeled_images(rows: list[tuple[Item, str]], mcfg: ModelConfig) -> np.ndarray:

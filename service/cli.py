@@ -138,8 +138,12 @@ def cmd_train(a: argparse.Namespace) -> int:
     metrics = train(a.data, a.out, ModelConfig(**mkw), TrainConfig(**tkw), labels=a.labels,
                     device=a.device, progress=not a.quiet)
     print(f"wrote bundle {a.out} (calibration: {metrics['calibration']['rule']})")
-    if metrics["evaluation"]:
-        print(format_table(metrics["evaluation"]))
+    report = metrics["evaluation"]
+    if "error" in report:
+        print(f"evaluation on the test split failed ({report['error']}); the bundle is sound: "
+              f"retry with 'kensa eval --model {a.out} --data {a.data}'")
+    elif report:
+        print(format_table(report))
     return 0
 
 

@@ -185,7 +185,8 @@ class ModelInfo(BaseModel):
     device: str = Field(description="Where inference runs: cpu or cuda.", examples=["cpu"])
     metrics: dict[str, Any] = Field(
         description="The bundle's evaluation metrics (AUROC, AUPRO, F1, ...); empty if it was "
-                    "not evaluated.", examples=[{"image_auroc": 0.98}])
+                    "not evaluated, `{\"error\": ...}` if its evaluation failed.",
+        examples=[{"image_auroc": 0.98}])
     data: dict[str, Any] = Field(
         default_factory=dict,
         description="What the bundle was trained on: image counts (training, held out, "

@@ -10,9 +10,11 @@ import time
 import numpy as np
 from texture_helpers import SIZE, texture
 
+from models.bundle import read_info
 from models.config import ModelConfig, TrainConfig
+from models.data import open_dataset
 from models.inference import Inspector
-from models.train import calibrate, train, window_origins
+from models.train import _evaluate_written, calibrate, train, window_origins
 
 TINY = ModelConfig(image_size=32, width=8, depth=2, seg_width=8, vae_image_size=16,
                    vae_width=8, latent_dim=4)
@@ -36,6 +38,31 @@ def test_time_budget_ends_training_and_still_writes_the_bundle(texture_data, tmp
     assert metrics["training"]["autoencoder"]["stopped_by_budget"]
     assert (tmp_path / "b" / "bundle.json").is_file()
     assert time.monotonic() - started < 60
+
+
+def test_the_evaluation_is_added_to_the_written_bundle_without_changing_its_version(
+        texture_bundle):
+    path, metrics = texture_bundle
+    assert json.loads((path / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
+    assert metrics["evaluation"]["images"] == 12
+    assert sorted(p.name for p in path.iterdir()) == sorted(
+        ["bundle.json", "metrics.json", "model.safetensors", "vae.safetensors",
+         "latent.safetensors"])
+    read_info(path)  # the hashes still hold
+
+
+def test_a_failed_evaluation_is_recorded_and_the_written_bundle_kept(texture_bundle,
+                                                                    texture_data, caplog):
+    path, _ = texture_bundle
+    insp = Inspector.load(path, "cpu")
+    dim = insp.latent.mean.shape[-1]
+    # latent means of the wrong shape make the with-labels check fail, after every image
+    bad = (np.zeros((3, 2, dim + 1), np.float32), np.zeros((2, 2, dim + 1), np.float32))
+    report = _evaluate_written(insp, path, texture_data, open_dataset(texture_data).test,
+                               [0.5, 0.6, 0.7], bad)
+    assert report["error"].startswith("ValueError")
+    assert f"bundle {path} is written, but evaluating it" in caplog.text
+    assert f"kensa eval --model {path} --data {texture_data}" in caplog.text
 
 
 def test_cli_names_the_folder_and_formats_when_there_is_no_image(tmp_path):
