@@ -68,7 +68,14 @@ def ground_truth(item: Item, shape: tuple[int, int]) -> np.ndarray | None:
     if item.mask_path is None:
         return np.zeros(shape, bool) if item.is_good else None
     gt = read_mask(item.mask_path)
-    return gt if gt.shape == shape else _resize_mask(gt, shape)
+    if gt.shape == shape:
+        return gt
+    (mh, mw), (h, w) = gt.shape, shape
+    if abs(mw * h - w * mh) > 0.02 * w * mh + max(h, w):  # not a resized copy of the image
+        log.warning("ground-truth mask %s is %dx%d but its image %s is %dx%d, another shape: "
+                    "stretched over the image; check that the mask belongs to it", item.mask_path,
+                    mw, mh, item.path, w, h)
+    return _resize_mask(gt, shape)
 
 
 class PixelTruth:
@@ -79,7 +86,7 @@ class PixelTruth:
     Only the sample is kept, at most :func:`~models.metrics.image_budget` pixels of each
     image, so memory stays bounded whatever the test set's size and the photographs' size
     (every map at full size used to be held until the end: about 60 MB per 12-megapixel
-    photograph, and the trainer evaluates before it writes the bundle).
+    photograph, and the trainer then evaluated before it wrote the bundle).
     """
 
     def __init__(self, n_images: int):

@@ -125,3 +125,18 @@ def test_an_unreadable_mask_is_named_and_its_image_counts_for_image_metrics_only
     assert whole["pixel_auroc"] == pytest.approx(others["pixel_auroc"])
     assert whole["aupro"] == pytest.approx(others["aupro"])
     assert "unreadable masks (image metrics only)" in format_table(whole)
+
+
+def test_a_mask_of_another_shape_is_named_and_a_resized_one_is_not(texture_bundle, texture_data,
+                                                                    tmp_path, caplog):
+    insp = Inspector.load(texture_bundle[0], "cpu")
+    pit = next(it for it in open_dataset(texture_data).test if it.defect == "pit")
+    w, h = Image.open(pit.path).size
+    half = tmp_path / "half_mask.png"  # the same mask at half the size: a legitimate copy
+    Image.open(pit.mask_path).resize((w // 2, h // 2), Image.NEAREST).save(half)
+    wrong = tmp_path / "wrong_mask.png"  # a strip: not this image's mask
+    Image.fromarray(np.full((7, 300), 255, np.uint8)).save(wrong)
+    evaluate.evaluate(insp, [Item(pit.path, "pit", half)])
+    assert "another shape" not in caplog.text
+    evaluate.evaluate(insp, [Item(pit.path, "pit", wrong)])
+    assert f"{wrong} is 300x7 but its image {pit.path} is {w}x{h}" in caplog.text
