@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.stats import t as student_t
+from scipy.stats import wilcoxon
+
+MIN_FLIP_IMAGES = 10  # fewer held-out normals cannot show that a flip looks normal
+FLIP_ALPHA = 0.05
 
 
 def false_alarm_threshold(normal_scores: np.ndarray, rate: float) -> float:
@@ -57,3 +61,24 @@ def f1_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
         if f1 > best:
             best, best_t = f1, float(t)
     return best_t
+
+
+def flip_looks_normal(scores: np.ndarray, flipped: np.ndarray,
+                      alpha: float = FLIP_ALPHA) -> tuple[bool, float]:
+    """Whether the model finds flipped normal images as normal as the images themselves.
+
+    A one-sided paired Wilcoxon signed-rank test on the log score ratios of the same held-out
+    normal images, flipped and not: the flip is refused when the flipped copies score higher
+    at level ``alpha`` (a part lit from one side, or a fixtured part, is not itself when
+    flipped; a turned washer or a texture is), and with fewer than ``MIN_FLIP_IMAGES`` images,
+    which cannot tell. Returns ``(looks normal, p-value)``; p is nan when too few.
+    """
+    s = np.maximum(np.asarray(scores, np.float64), 1e-12)
+    f = np.maximum(np.asarray(flipped, np.float64), 1e-12)
+    if s.size < MIN_FLIP_IMAGES:
+        return False, float("nan")
+    d = np.log(f) - np.log(s)
+    if np.allclose(d, 0.0, atol=1e-9):  # the model is exactly flip-symmetric on them
+        return True, 1.0
+    p = float(wilcoxon(d, alternative="greater").pvalue)
+    return p >= alpha, p

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -25,6 +25,8 @@ from .ssim import ssim_map
 from .vae import VAE, grid_cells
 
 GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
+# test-time flips: the tensor dimensions each one reverses in (B, C, H, W)
+FLIPS: dict[str, tuple[int, ...]] = {"h": (3,), "v": (2,), "hv": (2, 3)}
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -103,6 +105,10 @@ class Calibration:
         pixel: threshold on the anomaly map (the mask's threshold).
         fusion: ``reconstruction``, ``max`` or ``weighted``.
         fusion_weight: weight of the reconstruction score under ``weighted``.
+        flips: test-time flips (keys of ``FLIPS``): the reconstruction map is the mean of the
+            image's map and the maps of these flipped copies, flipped back. Chosen at
+            calibration (``TrainConfig.flips``); empty = the image alone (and bundles written
+            before flips).
     """
 
     residual_scale: float = 1.0
@@ -116,6 +122,7 @@ class Calibration:
     pixel: float = 0.5
     fusion: str = "weighted"
     fusion_weight: float = 0.8
+    flips: list[str] = field(default_factory=list)
 
     def fuse(self, recon_score: np.ndarray, latent_score: np.ndarray) -> np.ndarray:
         """Fused image score from both sub-scores, each first divided by its own threshold
@@ -200,25 +207,51 @@ class Inspector:
                          np.concatenate([o.latent_mu for o in out]), recon)
 
     def _raw_chunk(self, x: torch.Tensor, with_reconstruction: bool) -> RawScores:
-        cuda = self.torch_device.type == "cuda"
-        two_views = 0 < self.cfg.coarse_scale < 1
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            recon, logits = self.model(x)
-            mu = self._latent(x)
-            if two_views:
-                small = shrink(x, self.cfg)
-                s_recon, s_logits = self.model(small)
-        recon, logits, mu = recon.float(), logits.float(), mu.float()
-        amap = self.anomaly_map(x, recon, logits)
-        if two_views:
-            coarse = self.anomaly_map(small, s_recon.float(), s_logits.float())
-            amap = 0.5 * (amap + F.interpolate(coarse, size=amap.shape[-2:], mode="bilinear",
-                                               align_corners=False))
+        amap, recon = self.reconstruction_map(x)
+        for name in self.cal.flips:  # each flipped copy's map, flipped back over the image's
+            amap = amap + self.reconstruction_map(x, name)[0]
+        amap = amap / (1 + len(self.cal.flips))
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device == "cuda"):
+            mu = self._latent(x).float()
         maps = gaussian_blur(amap, self.cfg.map_sigma)[:, 0]
         rec = recon.permute(0, 2, 3, 1).cpu().numpy() if with_reconstruction else None
         mu = mu.cpu().numpy()
         return RawScores(self.add_latent_map(maps.cpu().numpy(), mu),
                          maps.flatten(1).amax(1).cpu().numpy(), mu, rec)
+
+    def reconstruction_map(self, x: torch.Tensor, flip: str | None = None
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reconstruction model's map ``(B, 1, S, S)`` of prepared inputs, before
+        smoothing (both views averaged when there is a coarse view), and the reconstruction
+        ``(B, C, S, S)``. With ``flip`` (a key of ``FLIPS``) the model sees the flipped copy
+        and both come back flipped, so they lie over ``x``."""
+        if flip is not None:
+            x = torch.flip(x, FLIPS[flip]).contiguous(memory_format=torch.channels_last)
+        two_views = 0 < self.cfg.coarse_scale < 1
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device == "cuda"):
+            recon, logits = self.model(x)
+            if two_views:
+                small = shrink(x, self.cfg)
+                s_recon, s_logits = self.model(small)
+        recon = recon.float()
+        amap = self.anomaly_map(x, recon, logits.float())
+        if two_views:
+            coarse = self.anomaly_map(small, s_recon.float(), s_logits.float())
+            amap = 0.5 * (amap + F.interpolate(coarse, size=amap.shape[-2:], mode="bilinear",
+                                               align_corners=False))
+        if flip is not None:
+            amap, recon = torch.flip(amap, FLIPS[flip]), torch.flip(recon, FLIPS[flip])
+        return amap, recon
+
+    @torch.inference_mode()
+    def view_scores(self, x: torch.Tensor, flip: str | None = None) -> np.ndarray:
+        """``(B,)`` reconstruction image scores of one view (the image, or its ``flip``ped
+        copy) alone: what calibration compares to decide which flips look normal."""
+        out = []
+        for i in range(0, len(x), self.max_batch):
+            amap = self.reconstruction_map(x[i:i + self.max_batch], flip)[0]
+            out.append(gaussian_blur(amap, self.cfg.map_sigma).flatten(1).amax(1).cpu().numpy())
+        return np.concatenate(out)
 
     def add_latent_map(self, maps: np.ndarray, mu: np.ndarray) -> np.ndarray:
         """Reconstruction maps ``(B, S, S)`` -> anomaly maps: each pixel the larger of its

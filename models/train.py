@@ -17,7 +17,14 @@ import torch.nn.functional as F
 
 from .autoencoder import DefectModel
 from .bundle import save_bundle, write_metrics
-from .calibrate import f1_threshold, false_alarm_threshold, pixel_threshold
+from .calibrate import (
+    FLIP_ALPHA,
+    MIN_FLIP_IMAGES,
+    f1_threshold,
+    false_alarm_threshold,
+    flip_looks_normal,
+    pixel_threshold,
+)
 from .config import FUSION_RULES, ModelConfig, TrainConfig
 from .data import (
     GOOD,
@@ -32,6 +39,7 @@ from .data import (
 from .errors import DataError
 from .evaluate import evaluate
 from .inference import (
+    FLIPS,
     Calibration,
     Inspector,
     pick_device,
@@ -54,10 +62,11 @@ PRESETS: dict[str, dict] = {
     # the default: a 15-minute budget, what the accuracy table in README.md uses
     "default": {"model": {}, "train": {}},
     # for a GPU: twice the resolution (thin scratches survive resizing), wider networks, larger
-    # windows and batches; far too slow for a CPU's 15 minutes. Not yet measured on a GPU:
+    # windows and batches, and the test-time flips the held-out normals allow (a GPU pays
+    # little for the extra passes); far too slow for a CPU's 15 minutes. Not yet measured on a GPU:
     # benchmarks/gpu-run.sh compares it with the default there.
     "large": {"model": {"image_size": 256, "width": 32, "seg_width": 24},
-              "train": {"crop": 128, "batch_size": 32}},
+              "train": {"crop": 128, "batch_size": 32, "flips": "auto"}},
     # seconds: for tests and smoke checks
     "tiny": {"model": {"image_size": 32, "width": 8, "depth": 3, "seg_width": 8,
                        "vae_image_size": 32, "vae_width": 8, "latent_dim": 8},
@@ -290,6 +299,7 @@ def calibrate(insp: Inspector, holdout: np.ndarray, cfg: TrainConfig,
     # numpy's quantile: torch.quantile refuses inputs over 2**24 values (about 7,000 images)
     res = torch.cat(res).cpu().numpy().ravel()[::7]
     insp.cal.residual_scale = max(float(np.quantile(res, 0.999)), 1e-6)
+    insp.cal.flips, flip_rule = choose_flips(insp, x, cfg.flips)
     # the reconstruction maps alone first: their normal level is the unit the latent cells are
     # shown in (Inspector.add_latent_map)
     insp.cal.map_scale = 0.0
@@ -364,10 +374,49 @@ def calibrate(insp: Inspector, holdout: np.ndarray, cfg: TrainConfig,
                                       np.concatenate([lf, fused]))
         rule = f"F1-optimal on {len(imgs)} labeled + {len(holdout)} held-out images"
     return {"rule": rule, "fusion_rule": fusion_rule, "latent_rule": latent_rule,
+            "flips": insp.cal.flips, "flip_rule": flip_rule,
             "holdout_images": len(holdout),
             # full precision: evaluation replays the threshold rule on them
             "holdout_fused_scores": [float(s) for s in fused],
             "holdout_false_alarms": int((fused >= insp.cal.image).sum())}
+
+
+def flip_names(setting: str) -> list[str] | None:
+    """``TrainConfig.flips`` -> the flips it names, or ``None`` for ``auto``.
+
+    Raises:
+        DataError: a name that is not ``auto``, ``none`` or a comma list of ``FLIPS`` keys.
+    """
+    if setting == "auto":
+        return None
+    names = [] if setting == "none" else [n.strip() for n in setting.split(",") if n.strip()]
+    bad = [n for n in names if n not in FLIPS]
+    if bad or not (names or setting == "none"):
+        raise DataError(f"flips {setting!r}: use auto, none or a comma list of "
+                        f"{', '.join(FLIPS)}")
+    return list(dict.fromkeys(names))
+
+
+def choose_flips(insp: Inspector, x: torch.Tensor, setting: str) -> tuple[list[str], str]:
+    """The test-time flips for a bundle, and why. ``auto`` keeps each flip under which the
+    held-out normals ``x`` still look normal to the model (:func:`flip_looks_normal`: their
+    flipped copies do not score higher than themselves), so a symmetric part gets the
+    averaged, steadier map and a part lit from one side keeps its own orientation."""
+    named = flip_names(setting)
+    if named is not None:
+        return named, f"{', '.join(named) or 'none'} (configured)"
+    if len(x) < MIN_FLIP_IMAGES:
+        return [], (f"none: {len(x)} held-out normals cannot show that a flipped part looks "
+                    f"normal ({MIN_FLIP_IMAGES} needed)")
+    base = insp.view_scores(x)
+    chosen, said = [], []
+    for name in FLIPS:
+        ok, p = flip_looks_normal(base, insp.view_scores(x, name))
+        chosen += [name] if ok else []
+        said.append(f"{name} {'kept' if ok else 'refused'} (p {p:.3g})")
+    return chosen, (f"auto on {len(x)} held-out normals (a flip is refused when their flipped "
+                    "copies score higher, one-sided Wilcoxon p < "
+                    f"{FLIP_ALPHA:g}): " + ", ".join(said))
 
 
 def labels_file(path: str | Path | None) -> Path | None:
@@ -427,6 +476,7 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
     mcfg, tcfg = model_cfg or ModelConfig(), train_cfg or TrainConfig()
     if tcfg.fusion not in FUSION_RULES:
         raise DataError(f"unknown fusion rule {tcfg.fusion!r}: use one of {FUSION_RULES}")
+    flip_names(tcfg.flips)  # a bad setting fails now, not after training
     torch.manual_seed(tcfg.seed)
     rng = np.random.default_rng(tcfg.seed)
     dev = pick_device(device)

@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "that ranks them best)")
     t.add_argument("--fusion-weight", type=float,
                    help="weight of the reconstruction score under 'weighted' (default 0.8)")
+    t.add_argument("--flips",
+                   help="test-time flips: none (default), auto (those under which the "
+                        "held-out normals still look normal), or a comma list of h, v, hv; "
+                        "each one costs another forward pass per image")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
     e = sub.add_parser("eval", help="evaluate a bundle on a dataset's test split")
@@ -129,7 +133,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     for opt, key in (("epochs", "epochs"), ("max_minutes", "max_minutes"),
                      ("batch_size", "batch_size"), ("seed", "seed"),
                      ("false_alarm_rate", "false_alarm_rate"), ("fusion", "fusion"),
-                     ("fusion_weight", "fusion_weight")):
+                     ("fusion_weight", "fusion_weight"), ("flips", "flips")):
         if getattr(a, opt) is not None:
             tkw[key] = getattr(a, opt)
     tkw["extra"] = {"threshold_rule": "f1" if a.threshold_rule == "f1" else "false-alarm",
@@ -137,7 +141,9 @@ def cmd_train(a: argparse.Namespace) -> int:
     _check_fields(ModelConfig, mkw)
     metrics = train(a.data, a.out, ModelConfig(**mkw), TrainConfig(**tkw), labels=a.labels,
                     device=a.device, progress=not a.quiet)
-    print(f"wrote bundle {a.out} (calibration: {metrics['calibration']['rule']})")
+    cal = metrics["calibration"]
+    print(f"wrote bundle {a.out} (calibration: {cal['rule']}; test-time flips: "
+          f"{cal['flip_rule']})")
     report = metrics["evaluation"]
     if "error" in report:
         print(f"evaluation on the test split failed ({report['error']}); the bundle is sound: "

@@ -135,3 +135,15 @@ def test_a_bundle_with_one_latent_grid_loads_and_draws_its_map_from_it(texture_b
     assert k <= peak[0] < 2 * k and 2 * k <= peak[1] < 3 * k
     assert lit.max() > 0.5 * 3 * old.cal.map_scale  # bilinear: at worst 0.75 ** 2 of the cell
     assert lit[s - 1, s - 1] == 0  # cells far from it sit at their normal centre: distance 0
+
+
+def test_a_bundle_from_before_test_time_flips_loads_without_them(texture_bundle, tmp_path):
+    path, _ = texture_bundle
+    copy = tmp_path / "old"
+    shutil.copytree(path, copy)
+    info = json.loads((copy / "bundle.json").read_text())
+    assert info["calibration"].pop("flips") == []
+    (copy / "bundle.json").write_text(json.dumps(info))
+    img = np.random.default_rng(4).random((40, 50, 1), dtype=np.float32)
+    old, new = load_bundle(copy, "cpu"), load_bundle(path, "cpu")
+    assert old.cal.flips == [] and old.inspect([img])[0].score == new.inspect([img])[0].score

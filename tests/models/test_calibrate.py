@@ -50,3 +50,19 @@ def test_f1_threshold_trades_off_overlap():
     labels = np.array([0, 0, 1, 0, 1, 1])
     scores = np.array([0.1, 0.2, 0.4, 0.5, 0.6, 0.7])
     assert f1_threshold(labels, scores) == 0.4
+
+
+def test_a_flip_is_kept_only_when_flipped_normals_score_no_higher():
+    from models.calibrate import MIN_FLIP_IMAGES, flip_looks_normal
+
+    rng = np.random.default_rng(0)
+    s = rng.lognormal(0, 0.2, 24)
+    same = s * rng.lognormal(0, 0.1, 24)  # a symmetric part: noise either way
+    ok, p = flip_looks_normal(s, same)
+    assert ok and p > 0.05
+    lit_from_one_side = s * rng.lognormal(0.15, 0.1, 24)
+    ok, p = flip_looks_normal(s, lit_from_one_side)
+    assert not ok and p < 0.01
+    assert flip_looks_normal(s, s) == (True, 1.0)
+    ok, p = flip_looks_normal(s[:MIN_FLIP_IMAGES - 1], same[:MIN_FLIP_IMAGES - 1])
+    assert not ok and np.isnan(p)  # too few images to tell

@@ -80,3 +80,22 @@ def test_pixel_threshold_is_set_on_the_maps_with_latent_cells(texture_bundle):
     # the latent cells can only raise a pixel, so the 99.9th percentile cannot fall below the
     # reconstruction map's own, which is map_scale
     assert cal.pixel >= cal.map_scale > 0
+
+
+def test_with_every_flip_the_map_turns_with_the_image_and_the_score_stays(texture_bundle):
+    insp = Inspector.load(texture_bundle[0], "cpu")
+    insp.cal = replace(insp.cal, map_scale=0.0)  # the reconstruction map alone
+    img = np.random.default_rng(3).random((40, 40, 1), dtype=np.float32)
+    x = insp.to_tensor([img, img[:, ::-1], img[::-1]])
+    plain = insp.raw_scores(x)
+    insp.cal = replace(insp.cal, flips=["h", "v", "hv"])
+    tta = insp.raw_scores(x)
+    # the mean over the image and its three flips is the same for each of them, turned
+    np.testing.assert_allclose(tta.maps[1], tta.maps[0][:, ::-1], atol=1e-5)
+    np.testing.assert_allclose(tta.maps[2], tta.maps[0][::-1], atol=1e-5)
+    np.testing.assert_allclose(tta.recon_scores, tta.recon_scores[0], rtol=1e-5)
+    # ... which the single view is not: the flips did something
+    assert np.abs(plain.maps[1] - plain.maps[0][:, ::-1]).max() > 1e-3
+    # one view alone, flipped, is what calibration compares
+    np.testing.assert_allclose(insp.view_scores(x[:1], "h"), plain.recon_scores[1:2], rtol=1e-5)
+    assert Calibration().flips == []

@@ -8,13 +8,15 @@ import sys
 import time
 
 import numpy as np
+import pytest
 from texture_helpers import SIZE, texture
 
 from models.bundle import read_info
 from models.config import ModelConfig, TrainConfig
 from models.data import open_dataset
+from models.errors import DataError
 from models.inference import Inspector
-from models.train import _evaluate_written, calibrate, train, window_origins
+from models.train import _evaluate_written, calibrate, flip_names, train, window_origins
 
 TINY = ModelConfig(image_size=32, width=8, depth=2, seg_width=8, vae_image_size=16,
                    vae_width=8, latent_dim=4)
@@ -63,6 +65,38 @@ def test_a_failed_evaluation_is_recorded_and_the_written_bundle_kept(texture_bun
     assert report["error"].startswith("ValueError")
     assert f"bundle {path} is written, but evaluating it" in caplog.text
     assert f"kensa eval --model {path} --data {texture_data}" in caplog.text
+
+
+def test_flips_are_auto_none_or_named_and_a_bad_name_fails_before_training(texture_data,
+                                                                           tmp_path):
+    assert flip_names("auto") is None and flip_names("none") == []
+    assert flip_names("hv, h,h") == ["hv", "h"]
+    for bad in ("x", "h,y", ""):
+        with pytest.raises(DataError, match="auto, none or a comma list of h, v, hv"):
+            flip_names(bad)
+    started = time.monotonic()
+    with pytest.raises(DataError, match="flips 'sideways'"):
+        train(texture_data, tmp_path / "x", TINY, TrainConfig(flips="sideways"), device="cpu",
+              progress=False)
+    assert time.monotonic() - started < 5 and not (tmp_path / "x").exists()
+
+
+def test_named_flips_ship_with_the_bundle_and_too_few_normals_choose_none_under_auto(texture_data,
+                                                                         texture_bundle,
+                                                                         tmp_path):
+    # none by default; and the fixture's 6 held-out normals are too few for auto to tell
+    assert Inspector.load(texture_bundle[0], "cpu").cal.flips == []
+    assert texture_bundle[1]["calibration"]["flip_rule"] == "none (configured)"
+    metrics = train(texture_data, tmp_path / "a", TINY,
+                    TrainConfig(epochs=2, max_minutes=0, flips="auto"), device="cpu",
+                    progress=False)
+    assert metrics["calibration"]["flips"] == []
+    assert "6 held-out normals cannot show" in metrics["calibration"]["flip_rule"]
+    metrics = train(texture_data, tmp_path / "b", TINY,
+                    TrainConfig(epochs=2, max_minutes=0, flips="v,hv"), device="cpu",
+                    progress=False)
+    assert metrics["calibration"]["flips"] == ["v", "hv"]
+    assert Inspector.load(tmp_path / "b", "cpu").cal.flips == ["v", "hv"]
 
 
 def test_cli_names_the_folder_and_formats_when_there_is_no_image(tmp_path):
