@@ -120,7 +120,8 @@ async def model_info(inspector: InspectorDep, settings: SettingsDep) -> ModelInf
         created=str(info.get("created", "")), image_size=int(info["image_size"]),
         channels=int(info["channels"]), thresholds=Thresholds(**info["thresholds"]),
         default_threshold=float(default), fusion=dict(info.get("fusion", {})),
-        device=str(inspector.device), metrics=dict(info.get("metrics") or {}),
+        device=str(inspector.device), flips=list(inspector.cal.flips),
+        metrics=dict(info.get("metrics") or {}),
         data=dict(info.get("data") or {}))
 
 

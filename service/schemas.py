@@ -183,6 +183,11 @@ class ModelInfo(BaseModel):
                     "score: `rule` and its parameters.",
         examples=[{"rule": "weighted", "weight": 0.8}])
     device: str = Field(description="Where inference runs: cpu or cuda.", examples=["cpu"])
+    flips: list[str] = Field(
+        default_factory=list,
+        description="Test-time flips averaged into every map (`h`, `v`, `hv`; chosen at "
+                    "training, `kensa train --flips`); each costs one more forward pass. "
+                    "Empty: the image alone.", examples=[["h"]])
     metrics: dict[str, Any] = Field(
         description="The bundle's evaluation metrics (AUROC, AUPRO, F1, ...); empty if it was "
                     "not evaluated, `{\"error\": ...}` if its evaluation failed.",

@@ -23,6 +23,7 @@ def test_model_info(client, inspector):
     assert body["default_threshold"] == inspector.image_threshold
     assert body["fusion"]["rule"] == info["fusion"]["rule"]
     assert body["device"] == "cpu"
+    assert body["flips"] == inspector.cal.flips == info["calibration"]["flips"] == []
     assert body["metrics"] == info["metrics"] and "image_auroc" in body["metrics"]
     # what it was trained on, operator labels included, so an operator can tell
     assert body["data"] == info["data"]
