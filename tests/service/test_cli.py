@@ -61,3 +61,12 @@ def test_eval_replays_the_bundles_training_split_or_says_it_cannot(tiny_bundle, 
     min((other / "train" / "good").iterdir()).unlink()
     assert main(["eval", "--model", str(tiny_bundle), "--data", str(other)]) == 0
     assert "note: these training images are not the ones" in capsys.readouterr().out
+
+
+def test_train_refuses_a_bad_flips_setting_before_it_reads_anything(tmp_path, capsys):
+    from service.cli import main
+
+    rc = main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "b"),
+               "--flips", "sideways", "--quiet"])
+    assert rc != 0 and not (tmp_path / "b").exists()
+    assert "flips 'sideways': use auto, none or a comma list of h, v, hv" in capsys.readouterr().err
