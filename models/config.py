@@ -130,13 +130,11 @@ class TrainConfig:
             held-out normals still look normal (``models.train.choose_flips``), ``none`` or a
             comma list sets them. Each kept flip costs one more forward pass per image (batch
             of 8, 2 CPU threads: 1.93x with one, 3.95x with three). ``none`` by default:
-            against none, the same four 15-minute one-core bundles recalibrated both ways,
-            ``auto`` kept all three on the demo washers (image / pixel AUROC / AUPRO
-            0.892 / 0.983 / 0.873 -> 0.918 / 0.985 / 0.879, seed 1 0.900 / 0.970 / 0.852 ->
-            0.888 / 0.969 / 0.851) and ``h`` alone on the side-lit magnetic tiles
-            (0.831 / 0.795 / 0.643 -> 0.854 / 0.793 / 0.639, seed 1 0.830 / 0.779 / 0.634 ->
-            0.859 / 0.786 / 0.624): image AUROC +0.017 on average, maps level, not enough
-            to pay 2-4x the inference time by default.
+            six 15-minute one-core bundles (seeds 0-2) recalibrated both ways, ``auto`` kept
+            all three flips on the demo washers (image AUROC +0.026, -0.012, +0.010) and
+            ``h`` alone on the side-lit magnetic tiles (+0.023, +0.029, +0.041), pixel AUROC
+            and AUPRO level (-0.010 to +0.008): better verdicts, not better maps, for 2-4x
+            the inference time (README, "Test-time flips").
     """
 
     epochs: int = 1000
