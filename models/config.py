@@ -118,7 +118,10 @@ class TrainConfig:
         anomaly_prob: share of training images that get a synthetic defect.
         crop: the reconstruction model trains on random ``crop`` x ``crop`` windows of the
             resized images (0 = whole images). The networks are fully convolutional, so this
-            buys several times more optimisation steps per CPU-minute.
+            buys several times more optimisation steps per CPU-minute. 96 instead of 64
+            (15 minutes, one core, seed 0, side by side): 783 / 757 steps instead of
+            1,626 / 1,558, demo 0.892 / 0.983 / 0.873 -> 0.794 / 0.938 / 0.780, magnetic tiles
+            0.831 / 0.795 / 0.643 -> 0.771 / 0.782 / 0.617 (image / pixel AUROC / AUPRO).
         border_windows: share of window positions, per axis, placed on an image border (half
             at each side) instead of anywhere, so the networks learn the image's real rim (see
             ``models.train.window_origins``). 0.5 by default: 7-minute, one-core runs, the
