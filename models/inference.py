@@ -210,14 +210,20 @@ class Inspector:
         amap, recon = self.reconstruction_map(x)
         for name in self.cal.flips:  # each flipped copy's map, flipped back over the image's
             amap = amap + self.reconstruction_map(x, name)[0]
-        amap = amap / (1 + len(self.cal.flips))
+        maps, scores = self.smoothed(amap / (1 + len(self.cal.flips)))
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device == "cuda"):
             mu = self._latent(x).float()
-        maps = gaussian_blur(amap, self.cfg.map_sigma)[:, 0]
         rec = recon.permute(0, 2, 3, 1).cpu().numpy() if with_reconstruction else None
         mu = mu.cpu().numpy()
-        return RawScores(self.add_latent_map(maps.cpu().numpy(), mu),
-                         maps.flatten(1).amax(1).cpu().numpy(), mu, rec)
+        return RawScores(self.add_latent_map(maps.cpu().numpy(), mu), scores.cpu().numpy(),
+                         mu, rec)
+
+    def smoothed(self, amap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reconstruction map ``(B, 1, S, S)`` -> the smoothed map ``(B, S, S)`` and the
+        reconstruction score ``(B,)``, its maximum: the one rule for both the served score
+        and the single views calibration compares (:meth:`view_scores`)."""
+        maps = gaussian_blur(amap, self.cfg.map_sigma)[:, 0]
+        return maps, maps.flatten(1).amax(1)
 
     def reconstruction_map(self, x: torch.Tensor, flip: str | None = None
                            ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -250,7 +256,7 @@ class Inspector:
         out = []
         for i in range(0, len(x), self.max_batch):
             amap = self.reconstruction_map(x[i:i + self.max_batch], flip)[0]
-            out.append(gaussian_blur(amap, self.cfg.map_sigma).flatten(1).amax(1).cpu().numpy())
+            out.append(self.smoothed(amap)[1].cpu().numpy())
         return np.concatenate(out)
 
     def add_latent_map(self, maps: np.ndarray, mu: np.ndarray) -> np.ndarray:
