@@ -33,7 +33,7 @@ from . import __version__
 from .autoencoder import DefectModel
 from .config import ModelConfig
 from .errors import BundleError
-from .inference import Calibration, Inspector
+from .inference import Calibration, Inspector, stride_multiple
 from .latent import LatentClassifier
 from .vae import VAE
 
@@ -57,6 +57,15 @@ def package_versions() -> dict[str, str]:
     return {"kensa": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "opencv": cv2.__version__, "scikit-learn": sklearn.__version__,
             "python": platform.python_version()}
+
+
+def normalization_text(cfg: ModelConfig) -> str:
+    """How an image becomes the model's input, in words (``bundle.json`` ``normalization``)."""
+    size = (f"scaled by {cfg.pixel_scale:.4g} keeping its aspect (sides to multiples of "
+            f"{stride_multiple(cfg)})" if cfg.keep_aspect and cfg.pixel_scale > 0
+            else f"resized to {cfg.image_size} x {cfg.image_size}")
+    return (f"decoded to [0, 1]; gray<->RGB to match 'channels'; {size} (area when shrinking, "
+            "bilinear else)")
 
 
 def save_bundle(out: str | Path, inspector: Inspector, meta: dict, metrics: dict) -> Path:
@@ -87,8 +96,7 @@ def save_bundle(out: str | Path, inspector: Inspector, meta: dict, metrics: dict
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "image_size": inspector.cfg.image_size,
             "channels": inspector.cfg.channels,
-            "normalization": "decoded to [0, 1]; gray<->RGB to match 'channels'; resized to "
-                             "image_size x image_size (area when shrinking, bilinear else)",
+            "normalization": normalization_text(inspector.cfg),
             "model_config": inspector.cfg.to_dict(),
             "calibration": asdict(inspector.cal),
             "thresholds": thresholds_view(inspector.cal),

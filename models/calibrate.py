@@ -41,9 +41,12 @@ def false_alarm_threshold(normal_scores: np.ndarray, rate: float) -> float:
     return t
 
 
-def pixel_threshold(normal_pixels: np.ndarray, rate: float) -> float:
+def pixel_threshold(normal_pixels: np.ndarray | list[np.ndarray], rate: float) -> float:
     """Pixel threshold with ``rate`` of held-out normal pixels above it (empirical quantile:
-    there are hundreds of thousands of pixels)."""
+    there are hundreds of thousands of pixels). ``normal_pixels``: an array, or a list of
+    maps of different shapes."""
+    if not isinstance(normal_pixels, np.ndarray):
+        normal_pixels = np.concatenate([np.ravel(m) for m in normal_pixels])
     p = np.asarray(normal_pixels, dtype=np.float64).ravel()
     t = float(np.quantile(p, 1 - rate))
     return t if t > float(p.min()) else float(p.min()) + 1e-6

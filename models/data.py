@@ -121,6 +121,20 @@ def pil_to_array(im: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def image_shape(path: str | Path) -> tuple[int, int] | None:
+    """``(height, width)`` of an image file as :func:`read_image` will return it (EXIF turns
+    included), from its header alone; ``None`` when the header does not read."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                w, h = im.size
+                turned = im.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+    except Exception:  # noqa: BLE001 - read_items names the file when it fails to decode
+        return None
+    return (w, h) if turned else (h, w)
+
+
 def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     """Reads one image file (see :func:`decode_image`)."""
     return decode_image(Path(path).read_bytes(), max_pixels=max_pixels)

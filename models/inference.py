@@ -38,35 +38,71 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def prepare(image: np.ndarray, size: int, channels: int) -> np.ndarray:
-    """One image ``(H, W, C)`` in ``[0, 1]`` -> ``(size, size, channels)`` for the model.
+MAX_AREA_FACTOR = 4  # an aspect-keeping model input has at most this many image_size**2 pixels
 
-    Resizing squashes the aspect ratio; maps are stretched back to the original size, so a
-    pixel of the answer always lies over the pixel it describes.
+
+def model_shape(h: int, w: int, cfg: ModelConfig) -> tuple[int, int]:
+    """The ``(height, width)`` the reconstruction model sees for an ``h x w`` image.
+
+    Square ``image_size`` by default. With ``cfg.keep_aspect`` the image keeps its aspect and
+    is scaled by ``cfg.pixel_scale`` (the training images' scale), so a texture has the same
+    size in model pixels in every image, whatever the size of the crop it came in; each side
+    is a multiple of the networks' stride, and an image far larger than the training images
+    is shrunk further to at most ``MAX_AREA_FACTOR * image_size**2`` pixels (bounded latency).
+    """
+    s = cfg.image_size
+    if not cfg.keep_aspect or cfg.pixel_scale <= 0:
+        return s, s
+    m = stride_multiple(cfg)
+    scale = min(cfg.pixel_scale, s * math.sqrt(MAX_AREA_FACTOR / (h * w)))
+    return (max(m, round(h * scale / m) * m), max(m, round(w * scale / m) * m))
+
+
+def stride_multiple(cfg: ModelConfig) -> int:
+    """Model input sides must be multiples of this (the stride-2 stages of both networks)."""
+    return 2 ** max(cfg.depth, cfg.seg_depth)
+
+
+def prepare(image: np.ndarray, size: int | tuple[int, int], channels: int) -> np.ndarray:
+    """One image ``(H, W, C)`` in ``[0, 1]`` -> ``(h, w, channels)`` for the model, where
+    ``size`` is ``(h, w)`` (see :func:`model_shape`) or one side of a square.
+
+    Resizing to a square squashes the aspect ratio; maps are stretched back to the original
+    size, so a pixel of the answer always lies over the pixel it describes.
     """
     if image.shape[2] == 3 and channels == 1:
         image = (image @ GRAY_WEIGHTS)[..., None]
     elif image.shape[2] == 1 and channels == 3:
         image = np.repeat(image, 3, axis=2)
+    th, tw = (size, size) if isinstance(size, int) else size
     h, w = image.shape[:2]
-    interp = cv2.INTER_AREA if (h > size and w > size) else cv2.INTER_LINEAR
-    out = cv2.resize(image, (size, size), interpolation=interp)
-    return out.reshape(size, size, channels)
+    interp = cv2.INTER_AREA if (h > th and w > tw) else cv2.INTER_LINEAR
+    out = cv2.resize(image, (tw, th), interpolation=interp)
+    return out.reshape(th, tw, channels)
+
+
+def same_shape_groups(arrays: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Prepared images of possibly different shapes -> ``(indices, stacked (B, h, w, C))``
+    per shape, in order of first appearance (one camera's images are one group)."""
+    by_shape: dict[tuple, list[int]] = {}
+    for i, a in enumerate(arrays):
+        by_shape.setdefault(a.shape, []).append(i)
+    return [(np.array(idx), np.stack([arrays[i] for i in idx])) for idx in by_shape.values()]
 
 
 def vae_input(x: torch.Tensor, size: int) -> torch.Tensor:
-    """The VAE's view of prepared images: ``(B, C, S, S) -> (B, C, size, size)`` by area
+    """The VAE's view of prepared images: ``(B, C, h, w) -> (B, C, size, size)`` by area
     averaging. Training, the latent cluster fit and inference all use this one function."""
     return F.interpolate(x, size=(size, size), mode="area")
 
 
 def shrink(x: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
-    """The coarse view of ``cfg.coarse_scale``: ``(B, C, S, S) -> (B, C, s, s)`` by area
-    averaging, ``s`` about ``S * coarse_scale`` and a multiple of ``2 ** depth`` for the
-    networks' stride-2 stages. Training and inference share this function."""
-    m = 2 ** max(cfg.depth, cfg.seg_depth)
-    side = max(m, round(x.shape[-1] * cfg.coarse_scale / m) * m)
-    return F.interpolate(x, size=(side, side), mode="area")
+    """The coarse view of ``cfg.coarse_scale``: ``(B, C, H, W) -> (B, C, h, w)`` by area
+    averaging, each side about ``coarse_scale`` of its own and a multiple of
+    :func:`stride_multiple`. Training and inference share this function."""
+    m = stride_multiple(cfg)
+    h, w = (max(m, round(d * cfg.coarse_scale / m) * m) for d in x.shape[-2:])
+    return F.interpolate(x, size=(h, w), mode="area")
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -141,17 +177,19 @@ class RawScores:
     """What one forward pass gives, at model resolution.
 
     Attributes:
-        maps: ``(B, S, S)`` smoothed anomaly maps (CPU float32): the reconstruction map, and
-            where the calibration has a ``map_scale``, the latent cells' map over it.
+        maps: ``(B, h, w)`` smoothed anomaly maps (CPU float32): the reconstruction map, and
+            where the calibration has a ``map_scale``, the latent cells' map over it. A list
+            of ``(h_i, w_i)`` maps when the images had different model shapes
+            (:meth:`Inspector.scores_of`).
         recon_scores: ``(B,)`` reconstruction image scores (max of the reconstruction map).
         latent_mu: ``(B, P, D)`` VAE latent means, one code per cell of the latent grid.
-        recon: ``(B, S, S, C)`` reconstructions, or ``None``.
+        recon: ``(B, h, w, C)`` reconstructions (a list like ``maps``), or ``None``.
     """
 
-    maps: np.ndarray
+    maps: np.ndarray | list[np.ndarray]
     recon_scores: np.ndarray
     latent_mu: np.ndarray
-    recon: np.ndarray | None = None
+    recon: np.ndarray | list[np.ndarray] | None = None
 
 
 class Inspector:
@@ -188,17 +226,55 @@ class Inspector:
         return self.cal.image
 
     # -- scoring at model resolution -------------------------------------------------------
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """One image ``(H, W, C)`` -> ``(h, w, channels)`` at its :func:`model_shape`."""
+        return prepare(image, model_shape(*image.shape[:2], self.cfg), self.cfg.channels)
+
     def to_tensor(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        """Images ``(H, W, C)`` -> ``(B, C, S, S)`` on the inspector's device."""
-        s, c = self.cfg.image_size, self.cfg.channels
-        batch = np.stack([prepare(im, s, c) for im in images])
+        """Images ``(H, W, C)`` -> one ``(B, C, h, w)`` tensor on the inspector's device, every
+        image at the model shape of the first (the benchmarks time one shape; inspection
+        groups images by their own shape, :meth:`scores_of`)."""
+        shape = model_shape(*images[0].shape[:2], self.cfg)
+        return self._device_tensor(np.stack([prepare(im, shape, self.cfg.channels)
+                                             for im in images]))
+
+    def _device_tensor(self, batch: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(batch).permute(0, 3, 1, 2)
         return x.to(self.torch_device, non_blocking=True).contiguous(
             memory_format=torch.channels_last)
 
+    def groups(self, prepared: Sequence[np.ndarray]) -> list[tuple[np.ndarray, torch.Tensor]]:
+        """Prepared images ``(h, w, C)`` -> ``(indices, (B, C, h, w) tensor)`` per shape."""
+        return [(idx, self._device_tensor(b)) for idx, b in same_shape_groups(prepared)]
+
+    def scores_of(self, images: Sequence[np.ndarray],
+                  with_reconstruction: bool = False) -> RawScores:
+        """:meth:`raw_scores` of images of any sizes, each at its own model shape, in input
+        order (``maps`` and ``recon`` are then lists: the shapes may differ)."""
+        return self.grouped_scores(self.groups([self.prepare(im) for im in images]),
+                                   with_reconstruction)
+
+    def grouped_scores(self, groups: Sequence[tuple[np.ndarray, torch.Tensor]],
+                       with_reconstruction: bool = False) -> RawScores:
+        """:meth:`raw_scores` of each same-shape group of :meth:`groups`, back in input order."""
+        n = sum(len(idx) for idx, _ in groups)
+        maps: list = [None] * n
+        recon: list | None = [None] * n if with_reconstruction else None
+        scores = np.zeros(n, np.float32)
+        mu = np.zeros((n, sum(grid_cells(self.cfg)), self.cfg.latent_dim), np.float32)
+        for idx, x in groups:
+            raw = self.raw_scores(x, with_reconstruction)
+            scores[idx], mu[idx] = raw.recon_scores, raw.latent_mu
+            for j, i in enumerate(idx):
+                maps[i] = raw.maps[j]
+                if recon is not None:
+                    recon[i] = raw.recon[j]
+        return RawScores(maps, scores, mu, recon)
+
     @torch.inference_mode()
     def raw_scores(self, x: torch.Tensor, with_reconstruction: bool = False) -> RawScores:
-        """Forward pass on prepared inputs ``(B, C, S, S)`` in chunks of ``max_batch``."""
+        """Forward pass on prepared inputs ``(B, C, h, w)`` (one shape) in chunks of
+        ``max_batch``."""
         out = [self._raw_chunk(x[i:i + self.max_batch], with_reconstruction)
                for i in range(0, len(x), self.max_batch)]
         recon = np.concatenate([o.recon for o in out]) if with_reconstruction else None
@@ -219,7 +295,7 @@ class Inspector:
                          mu, rec)
 
     def smoothed(self, amap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """A reconstruction map ``(B, 1, S, S)`` -> the smoothed map ``(B, S, S)`` and the
+        """A reconstruction map ``(B, 1, h, w)`` -> the smoothed map ``(B, h, w)`` and the
         reconstruction score ``(B,)``, its maximum: the one rule for both the served score
         and the single views calibration compares (:meth:`view_scores`)."""
         maps = gaussian_blur(amap, self.cfg.map_sigma)[:, 0]
@@ -227,9 +303,9 @@ class Inspector:
 
     def reconstruction_map(self, x: torch.Tensor, flip: str | None = None
                            ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The reconstruction model's map ``(B, 1, S, S)`` of prepared inputs, before
+        """The reconstruction model's map ``(B, 1, h, w)`` of prepared inputs, before
         smoothing (both views averaged when there is a coarse view), and the reconstruction
-        ``(B, C, S, S)``. With ``flip`` (a key of ``FLIPS``) the model sees the flipped copy
+        ``(B, C, h, w)``. With ``flip`` (a key of ``FLIPS``) the model sees the flipped copy
         and both come back flipped, so they lie over ``x``."""
         if flip is not None:
             x = torch.flip(x, FLIPS[flip]).contiguous(memory_format=torch.channels_last)
@@ -260,7 +336,7 @@ class Inspector:
         return np.concatenate(out)
 
     def add_latent_map(self, maps: np.ndarray, mu: np.ndarray) -> np.ndarray:
-        """Reconstruction maps ``(B, S, S)`` -> anomaly maps: each pixel the larger of its
+        """Reconstruction maps ``(B, h, w)`` -> anomaly maps: each pixel the larger of its
         reconstruction map and its latent cell's Mahalanobis distance (``mu``: ``(B, P, D)``),
         the cell grid stretched over the image. The distance is divided by the latent
         threshold and times ``map_scale``, so a cell at the latent verdict's threshold counts
@@ -275,32 +351,34 @@ class Inspector:
         """
         if self.cal.map_scale <= 0:  # calibration leaves it 0 when cfg.latent_map is off
             return maps
-        g, s = self.cfg.map_grid, maps.shape[-1]
+        g = self.cfg.map_grid
         cells = self.latent.cell_distances(mu)[:, -g * g:]  # the map grid's cells come last
         cells = cells.reshape(-1, 1, g, g) / (self.cal.map_distance or self.cal.latent_distance)
-        up = F.interpolate(torch.from_numpy(cells.astype(np.float32)), size=(s, s),
+        up = F.interpolate(torch.from_numpy(cells.astype(np.float32)), size=maps.shape[-2:],
                            mode="bilinear", align_corners=False)[:, 0].numpy()
         return np.maximum(maps, up * self.cal.map_scale)
 
     def _latent(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, S, S)`` prepared inputs -> ``(B, P, D)`` VAE latent means."""
+        """``(B, C, h, w)`` prepared inputs -> ``(B, P, D)`` VAE latent means."""
         return self.vae.encode(vae_input(x, self.cfg.vae_image_size))[0]
 
     @torch.inference_mode()
-    def latent_means(self, images: Sequence[np.ndarray]) -> np.ndarray:
+    def latent_means(self, images: Sequence[np.ndarray], prepared: bool = False) -> np.ndarray:
         """``(N, P, D)`` latent means of images of any sizes (the VAE alone: what the latent
-        classifier needs, without the reconstruction model's cost)."""
-        out = [np.zeros((0, sum(grid_cells(self.cfg)), self.cfg.latent_dim), np.float32)]
+        classifier needs, without the reconstruction model's cost); ``prepared``: the images
+        are already at their model shapes (:meth:`prepare`, as the trainer keeps them)."""
+        out = np.zeros((len(images), sum(grid_cells(self.cfg)), self.cfg.latent_dim), np.float32)
         for i in range(0, len(images), self.max_batch):
-            x = self.to_tensor(images[i:i + self.max_batch])
-            with torch.autocast("cuda", dtype=torch.bfloat16,
-                                enabled=self.torch_device.type == "cuda"):
-                out.append(self._latent(x).float().cpu().numpy())
-        return np.concatenate(out)
+            chunk = [im if prepared else self.prepare(im) for im in images[i:i + self.max_batch]]
+            for idx, x in self.groups(chunk):
+                with torch.autocast("cuda", dtype=torch.bfloat16,
+                                    enabled=self.torch_device.type == "cuda"):
+                    out[i + idx] = self._latent(x).float().cpu().numpy()
+        return out
 
     def anomaly_map(self, x: torch.Tensor, recon: torch.Tensor,
                     logits: torch.Tensor) -> torch.Tensor:
-        """``(B, 1, S, S)``: the segmentation head's defect probability plus the normalised
+        """``(B, 1, h, w)``: the segmentation head's defect probability plus the normalised
         reconstruction residual (SSIM and L1), so both a learned and a plain
         input-minus-reconstruction measure vote on every pixel."""
         seg = torch.sigmoid(logits)
@@ -329,7 +407,7 @@ class Inspector:
         (evaluation needs the latent means; this saves it a second forward pass)."""
         if not images:
             return [], None
-        raw = self.raw_scores(self.to_tensor(images), with_reconstruction)
+        raw = self.scores_of(images, with_reconstruction)
         lat_score, lat_dist, clusters = self.latent.score(raw.latent_mu, self.cal.latent_distance,
                                                              self.cal.latent_spread)
         fused = self.cal.fuse(raw.recon_scores, lat_score)
@@ -369,13 +447,14 @@ class Inspector:
                              score)
 
     def regions(self, amap: np.ndarray) -> tuple[np.ndarray, list[Region]]:
-        """Mask ``bool (H, W)`` and its regions; specks smaller than ``min_region_area`` (at
-        model resolution) are dropped."""
+        """Mask ``bool (H, W)`` and its regions; specks smaller than ``min_region_area`` (in
+        model pixels) are dropped."""
         binary = (amap >= self.cal.pixel).astype(np.uint8)
         if not binary.any():
             return binary.astype(bool), []
         h, w = amap.shape
-        min_area = self.cfg.min_region_area * (h * w) / self.cfg.image_size**2
+        mh, mw = model_shape(h, w, self.cfg)
+        min_area = self.cfg.min_region_area * (h * w) / (mh * mw)
         n, lab, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
         keep = np.zeros(n, bool)
         regions = []
@@ -391,7 +470,7 @@ class Inspector:
 
 
 def residual_map(x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
-    """Input-minus-reconstruction, ``(B, 1, S, S)``: half structural (1 - SSIM), half L1,
+    """Input-minus-reconstruction, ``(B, 1, h, w)``: half structural (1 - SSIM), half L1,
     averaged over channels."""
     s = (1 - ssim_map(x, recon, size=7)).mean(1, keepdim=True)
     l1 = (x - recon).abs().mean(1, keepdim=True)

@@ -80,7 +80,11 @@ def _fill(rng: np.random.Generator, img: np.ndarray, pool: list[np.ndarray]) -> 
     if kind == 0 and pool:  # foreign texture: another image, turned and flipped
         other = pool[int(rng.integers(0, len(pool)))]
         y, x = (int(rng.integers(0, max(1, d - size + 1))) for d in other.shape[:2])
-        other = np.rot90(other[y:y + size, x:x + size], int(rng.integers(0, 4)))
+        other = other[y:y + size, x:x + size]
+        if other.shape[:2] != (size, size):  # a narrower image (aspect kept): mirror it out
+            other = np.pad(other, ((0, size - other.shape[0]), (0, size - other.shape[1]),
+                                   (0, 0)), mode="reflect")
+        other = np.rot90(other, int(rng.integers(0, 4)))
         if rng.random() < 0.5:
             other = other[:, ::-1]
         fill = np.ascontiguousarray(other)
@@ -105,7 +109,7 @@ def add_defect(rng: np.random.Generator, img: np.ndarray,
 
     Args:
         img: ``float32 (S, S, C)`` in ``[0, 1]``.
-        pool: other normal images ``(S, S, C)`` to borrow foreign texture from.
+        pool: other normal images ``(h, w, C)`` to borrow foreign texture from.
 
     Returns:
         (defective image ``(S, S, C)``, mask ``float32 (S, S)`` in {0, 1}).

@@ -31,6 +31,7 @@ from .data import (
     LABELS_FILE,
     Dataset,
     Item,
+    image_shape,
     open_dataset,
     read_items,
     read_labels,
@@ -42,9 +43,11 @@ from .inference import (
     FLIPS,
     Calibration,
     Inspector,
+    model_shape,
     pick_device,
     prepare,
     residual_map,
+    same_shape_groups,
     shrink,
     vae_input,
 )
@@ -99,18 +102,27 @@ class Progress:
         self.stream.flush()
 
 
-def read_training_images(items: list[Item], size: int) -> tuple[np.ndarray, list[str]]:
-    """The training images as one ``(N, size, size, C)`` array, and the paths skipped.
+def read_training_images(items: list[Item], shape: int | Callable[[int, int], tuple[int, int]]
+                         ) -> tuple[list[np.ndarray], list[str]]:
+    """The training images, each ``(h, w, C)`` at ``shape(H, W)`` of its own size (an int:
+    that square), and the paths skipped.
 
-    Each photograph is shrunk to ``size`` as soon as it is decoded, so memory holds one
-    full-size image at a time (9,900 magnetic-tile JPEGs of about 300 x 300 pixels took
-    4.8 GB decoded all at once before shrinking); ``C`` is :func:`choose_channels` of them.
+    Each photograph is shrunk as soon as it is decoded, so memory holds one full-size image at
+    a time (9,900 magnetic-tile JPEGs of about 300 x 300 pixels took 4.8 GB decoded all at
+    once before shrinking); ``C`` is :func:`choose_channels` of them.
     """
-    small, _kept, skipped = read_items(items, lambda im: prepare(im, size, im.shape[2]))
-    if not small:
-        return np.zeros((0, size, size, 1), np.float32), skipped
+    shape_of = (lambda h, w: (shape, shape)) if isinstance(shape, int) else shape
+    small, _kept, skipped = read_items(
+        items, lambda im: prepare(im, shape_of(*im.shape[:2]), im.shape[2]))
     channels = choose_channels(small)
-    return np.stack([prepare(im, size, channels) for im in small]), skipped
+    return [prepare(im, im.shape[:2], channels) for im in small], skipped
+
+
+def training_pixel_scale(items: list[Item], size: int) -> float:
+    """``ModelConfig.pixel_scale`` for these training images: ``size`` over their median
+    geometric side ``sqrt(h * w)`` (file headers only); 0 when no header reads."""
+    shapes = [sh for sh in (image_shape(it.path) for it in items) if sh]
+    return size / float(np.median([math.sqrt(h * w) for h, w in shapes])) if shapes else 0.0
 
 
 def choose_channels(images: list[np.ndarray]) -> int:
@@ -159,26 +171,28 @@ def _loop(name: str, step_fn: Callable[[int, float], float], cfg: TrainConfig, n
             "stopped_by_budget": step < total}
 
 
-def fit_defect_model(model: DefectModel, images: np.ndarray, cfg: TrainConfig,
+def fit_defect_model(model: DefectModel, images: list[np.ndarray], cfg: TrainConfig,
                      device: torch.device, budget_s: float, progress: Progress) -> dict:
-    """Denoising training: images ``(N, S, S, C)`` get synthetic defects; the autoencoder
-    returns the clean image (L1 + SSIM), the head finds the defect (focal + Dice)."""
+    """Denoising training: images ``(h, w, C)`` (prepared, of one or several shapes) get
+    synthetic defects; the autoencoder returns the clean image (L1 + SSIM), the head finds the
+    defect (focal + Dice)."""
     rng = np.random.default_rng(cfg.seed + 1)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-5)
     pool = list(images)
     model.train()
 
-    size = images.shape[1]
+    size = model.cfg.image_size
     crop = cfg.crop if 0 < cfg.crop < size else size
+    shapes = np.array([im.shape[:2] for im in images])
     coarse = None
     if 0 < model.cfg.coarse_scale < 1:  # whole images at the coarse scale, as inference sees
         coarse = _resized(images, lambda x: shrink(x, model.cfg))
 
     def step(i: int, frac: float) -> float:
         idx = rng.integers(0, len(images), cfg.batch_size)
-        ys, xs = window_origins(rng, len(idx), size, crop, cfg.border_windows)
-        clean = np.stack([_window(images, coarse, k, y, x, crop, rng) for k, y, x in
-                          zip(idx, ys, xs)])
+        ys, xs = window_origins(rng, shapes[idx], crop, cfg.border_windows)
+        clean = np.stack([_window(images[k], coarse[k] if coarse else None, y, x, crop, rng)
+                          for k, y, x in zip(idx, ys, xs)])
         noisy, masks = clean.copy(), np.zeros(clean.shape[:3], np.float32)
         for j in range(len(idx)):
             if rng.random() < cfg.anomaly_prob:
@@ -199,40 +213,43 @@ def fit_defect_model(model: DefectModel, images: np.ndarray, cfg: TrainConfig,
     return _loop("AE", step, cfg, len(images), budget_s, progress)
 
 
-def window_origins(rng: np.random.Generator, n: int, size: int, crop: int,
+def window_origins(rng: np.random.Generator, shapes: np.ndarray, crop: int,
                    border_share: float) -> tuple[np.ndarray, np.ndarray]:
-    """Top-left corners ``(ys, xs)`` of ``n`` training windows of side ``crop`` in images of
-    side ``size``. Per axis, ``border_share`` of the coordinates sit on an image border (half
-    on each side), the rest anywhere.
+    """Top-left corners ``(ys, xs)`` of training windows of side ``crop``, one in each image
+    of ``shapes`` (``(n, 2)``: height, width). Per axis, ``border_share`` of the coordinates
+    sit on an image border (half on each side), the rest anywhere; a side shorter than
+    ``crop`` starts at 0 (:func:`_window` pads it).
 
     Why: uniform positions almost never put a window's edge on the image's edge (1 in 65 per
     side for 64-pixel windows of 128-pixel images), so the networks learned the zero padding at
     a window's edge as "more of the part" and never saw the real rim of the image, where the
     inference maps then showed false spots in corners and along edges.
     """
-    ys, xs = rng.integers(0, size - crop + 1, (2, n))
-    u = rng.random((2, n))
-    for pos, v in ((ys, u[0]), (xs, u[1])):
+    room = np.maximum(np.asarray(shapes) - crop, 0).T  # (2, n)
+    ys, xs = rng.integers(0, room + 1)
+    u = rng.random(room.shape)
+    for pos, v, r in ((ys, u[0], room[0]), (xs, u[1], room[1])):
         pos[v < border_share / 2] = 0
-        pos[(v >= border_share / 2) & (v < border_share)] = size - crop
+        at_end = (v >= border_share / 2) & (v < border_share)
+        pos[at_end] = r[at_end]
     return ys, xs
 
 
-def _window(images: np.ndarray, coarse: np.ndarray | None, k: int, y: int, x: int, crop: int,
+def _window(image: np.ndarray, coarse: np.ndarray | None, y: int, x: int, crop: int,
             rng: np.random.Generator) -> np.ndarray:
-    """One training window: a ``crop`` window of image ``k``, or (half the time, with a
-    coarse scale) a window of the same size from its shrunk whole-image view."""
+    """One training window: the ``crop`` window of ``image`` at ``(y, x)``, or (half the
+    time, with a coarse view) a window of the same size from ``coarse``, the image's shrunk
+    whole view, at the same relative place. Sides shorter than ``crop`` are reflect-padded."""
     if coarse is not None and rng.random() < 0.5:
-        c = coarse[k]
-        side = c.shape[0]
-        if side > crop:
-            y, x = (int(v) * (side - crop) // max(1, images.shape[1] - crop) for v in (y, x))
-            c = c[y:y + crop, x:x + crop]
-        elif side < crop:  # reflect-pad up to the window size
-            pad = crop - side
-            c = np.pad(c, ((0, pad), (0, pad), (0, 0)), mode="reflect")
-        return c
-    return images[k, y:y + crop, x:x + crop]
+        (h, w), (ch, cw) = image.shape[:2], coarse.shape[:2]
+        y = int(y) * (ch - crop) // max(1, h - crop) if ch > crop else 0
+        x = int(x) * (cw - crop) // max(1, w - crop) if cw > crop else 0
+        image = coarse
+    win = image[y:y + crop, x:x + crop]
+    ph, pw = crop - win.shape[0], crop - win.shape[1]
+    if ph or pw:
+        win = np.pad(win, ((0, ph), (0, pw), (0, 0)), mode="reflect")
+    return win
 
 
 def fit_vae(vae: VAE, images: np.ndarray, cfg: TrainConfig, device: torch.device,
@@ -258,11 +275,23 @@ def fit_vae(vae: VAE, images: np.ndarray, cfg: TrainConfig, device: torch.device
     return _loop("VAE", step, cfg, len(images), budget_s, progress)
 
 
-def _resized(images: np.ndarray, resize: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
-    """Applies one of inference's tensor resizers (``(B, C, H, W)``) to ``(N, S, S, C)`` numpy
-    images, so training sees exactly the views inference makes."""
-    out = resize(torch.from_numpy(images).permute(0, 3, 1, 2))
-    return out.permute(0, 2, 3, 1).contiguous().numpy()
+def _resized(images: list[np.ndarray], resize: Callable[[torch.Tensor], torch.Tensor]
+             ) -> list[np.ndarray]:
+    """Applies one of inference's tensor resizers (``(B, C, H, W)``) to ``(h, w, C)`` numpy
+    images, a batch per shape, so training sees exactly the views inference makes."""
+    out: list = [None] * len(images)
+    for idx, batch in same_shape_groups(images):
+        views = resize(torch.from_numpy(batch).permute(0, 3, 1, 2))
+        for j, view in zip(idx, views.permute(0, 2, 3, 1).contiguous().numpy()):
+            out[j] = view
+    return out
+
+
+def _vae_views(images: list[np.ndarray], mcfg: ModelConfig) -> np.ndarray:
+    """The VAE's square views ``(N, V, V, C)`` of prepared images of any shapes."""
+    v = mcfg.vae_image_size
+    views = _resized(images, lambda x: vae_input(x, v))
+    return np.stack(views) if views else np.zeros((0, v, v, mcfg.channels), np.float32)
 
 
 def _to_device(batch: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -281,29 +310,31 @@ def _latent_means(vae: VAE, images: np.ndarray, device: torch.device) -> np.ndar
     return np.concatenate(out)
 
 
-def calibrate(insp: Inspector, holdout: np.ndarray, cfg: TrainConfig,
-              labeled: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
-    """Sets every threshold of ``insp.cal`` from held-out normal images ``(K, S, S, C)``.
+def calibrate(insp: Inspector, holdout: list[np.ndarray] | np.ndarray, cfg: TrainConfig,
+              labeled: tuple[list[np.ndarray] | np.ndarray, np.ndarray] | None = None) -> dict:
+    """Sets every threshold of ``insp.cal`` from held-out normal images, prepared (``(h, w,
+    C)`` each, at their model shapes).
 
     Args:
-        labeled: optional (images ``(L, S, S, C)``, is_defect ``(L,)``) operator-labeled images;
-            with defects among them and ``threshold_rule == "f1"`` the image threshold is the
+        labeled: optional (prepared images, is_defect ``(L,)``) operator-labeled images; with
+            defects among them and ``threshold_rule == "f1"`` the image threshold is the
             F1-optimal one.
     """
-    x = _to_device(holdout, insp.torch_device)
+    groups = insp.groups(list(holdout))
     res = []
     with torch.inference_mode():  # in chunks: a forward pass over 1,500 images at once is GBs
-        for i in range(0, len(x), insp.max_batch):
-            chunk = x[i:i + insp.max_batch]
-            res.append(residual_map(chunk, insp.model(chunk)[0].float()))
+        for _, x in groups:
+            for i in range(0, len(x), insp.max_batch):
+                chunk = x[i:i + insp.max_batch]
+                res.append(residual_map(chunk, insp.model(chunk)[0].float()).cpu().numpy())
     # numpy's quantile: torch.quantile refuses inputs over 2**24 values (about 7,000 images)
-    res = torch.cat(res).cpu().numpy().ravel()[::7]
+    res = np.concatenate([r.ravel() for r in res])[::7]
     insp.cal.residual_scale = max(float(np.quantile(res, 0.999)), 1e-6)
-    insp.cal.flips, flip_rule = choose_flips(insp, x, cfg.flips)
+    insp.cal.flips, flip_rule = choose_flips(insp, groups, cfg.flips)
     # the reconstruction maps alone first: their normal level is the unit the latent cells are
     # shown in (Inspector.add_latent_map)
     insp.cal.map_scale = 0.0
-    raw = insp.raw_scores(x)
+    raw = insp.grouped_scores(groups)
     insp.cal.reconstruction = false_alarm_threshold(raw.recon_scores, cfg.false_alarm_rate)
     cells = insp.latent.cell_distances(raw.latent_mu)  # whitened once for both thresholds
     insp.cal.latent_distance = false_alarm_threshold(cells.max(1), cfg.false_alarm_rate)
@@ -312,13 +343,14 @@ def calibrate(insp: Inspector, holdout: np.ndarray, cfg: TrainConfig,
                                                   cfg.false_alarm_rate)
     if insp.cfg.latent_map:
         insp.cal.map_scale = pixel_threshold(raw.maps, cfg.pixel_false_alarm_rate)
-        raw.maps = insp.add_latent_map(raw.maps, raw.latent_mu)
+        raw.maps = [insp.add_latent_map(m[None], mu[None])[0]
+                    for m, mu in zip(raw.maps, raw.latent_mu)]
     insp.cal.pixel = pixel_threshold(raw.maps, cfg.pixel_false_alarm_rate)
     has_defects = labeled is not None and bool(labeled[1].any())
     latent_rule = "the distance alone (no labeled defects)"
     if has_defects:
         imgs, is_defect = labeled
-        lraw = insp.raw_scores(_to_device(imgs, insp.torch_device))
+        lraw = insp.grouped_scores(insp.groups(list(imgs)))
         if insp.latent.semi_supervised:
             # the labeled images are graph points, in label-file order (see _spread_labels)
             index = np.flatnonzero(insp.latent.graph_labels >= 0)[-len(imgs):]
@@ -397,24 +429,31 @@ def flip_names(setting: str) -> list[str] | None:
     return list(dict.fromkeys(names))
 
 
-def choose_flips(insp: Inspector, x: torch.Tensor, setting: str) -> tuple[list[str], str]:
+def choose_flips(insp: Inspector, groups: list[tuple[np.ndarray, torch.Tensor]], setting: str
+                 ) -> tuple[list[str], str]:
     """The test-time flips for a bundle, and why. ``auto`` keeps each flip under which the
-    held-out normals ``x`` still look normal to the model (:func:`flip_looks_normal`: their
-    flipped copies do not score higher than themselves), so a symmetric part gets the
-    averaged, steadier map and a part lit from one side keeps its own orientation."""
+    held-out normals (``groups``: :meth:`Inspector.groups` of them) still look normal to the
+    model (:func:`flip_looks_normal`: their flipped copies do not score higher than
+    themselves), so a symmetric part gets the averaged, steadier map and a part lit from one
+    side keeps its own orientation."""
     named = flip_names(setting)
     if named is not None:
         return named, f"{', '.join(named) or 'none'} (configured)"
-    if len(x) < MIN_FLIP_IMAGES:
-        return [], (f"none: {len(x)} held-out normals cannot show that a flipped part looks "
+    n = sum(len(idx) for idx, _ in groups)
+    if n < MIN_FLIP_IMAGES:
+        return [], (f"none: {n} held-out normals cannot show that a flipped part looks "
                     f"normal ({MIN_FLIP_IMAGES} needed)")
-    base = insp.view_scores(x)
+
+    def scores(flip: str | None) -> np.ndarray:  # in group order, the same for every view
+        return np.concatenate([insp.view_scores(x, flip) for _, x in groups])
+
+    base = scores(None)
     chosen, said = [], []
     for name in FLIPS:
-        ok, p = flip_looks_normal(base, insp.view_scores(x, name))
+        ok, p = flip_looks_normal(base, scores(name))
         chosen += [name] if ok else []
         said.append(f"{name} {'kept' if ok else 'refused'} (p {p:.3g})")
-    return chosen, (f"auto on {len(x)} held-out normals (a flip is refused when their flipped "
+    return chosen, (f"auto on {n} held-out normals (a flip is refused when their flipped "
                     "copies score higher, one-sided Wilcoxon p < "
                     f"{FLIP_ALPHA:g}): " + ", ".join(said))
 
@@ -485,11 +524,13 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
     ds = open_dataset(data)
     labels = labels_file(labels)
     label_rows = match_labels(read_labels(labels), ds, labels.parent) if labels else []
-    images, skipped = read_training_images(ds.train, mcfg.image_size)
-    if not len(images):
+    if mcfg.keep_aspect:
+        mcfg = replace(mcfg, pixel_scale=training_pixel_scale(ds.train, mcfg.image_size))
+    images, skipped = read_training_images(ds.train, lambda h, w: model_shape(h, w, mcfg))
+    if not images:
         raise DataError(f"none of the {len(ds.train)} training file(s) in {ds.root} decodes as "
                         "an image: use PNG, JPEG, BMP or TIFF files")
-    mcfg = replace(mcfg, channels=images.shape[3])
+    mcfg = replace(mcfg, channels=images[0].shape[2])
     fit_idx, hold_idx = split_holdout(len(images), tcfg, rng)
     # operator-confirmed normals that are not training images already (false alarms labeled
     # `good`) train with the normals, so the retrained model learns they are normal; labeled
@@ -498,12 +539,12 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
     good_rows = [(it, lab) for it, lab in label_rows
                  if lab == GOOD and str(it.path.resolve()) not in known]
     defect_rows = [(it, lab) for it, lab in label_rows if lab != GOOD]
-    fit_imgs = np.concatenate([images[fit_idx], _labeled_images(good_rows, mcfg)])
+    fit_imgs = [images[i] for i in fit_idx] + _labeled_images(good_rows, mcfg)
     model, vae = DefectModel(mcfg).to(dev).to(memory_format=torch.channels_last), VAE(mcfg).to(dev)
     budget = tcfg.max_minutes * 60
     ae_hist = fit_defect_model(model, fit_imgs, tcfg, dev, budget * (1 - tcfg.vae_share), bar)
-    small = _resized(fit_imgs, lambda x: vae_input(x, mcfg.vae_image_size))
-    small_hold = _resized(images[hold_idx], lambda x: vae_input(x, mcfg.vae_image_size))
+    small = _vae_views(fit_imgs, mcfg)
+    small_hold = _vae_views([images[i] for i in hold_idx], mcfg)
     # what the AE left of the budget, but never less than half the VAE's share (0 would mean
     # "no budget" to the loop)
     vae_budget = (max(0.5 * tcfg.vae_share * budget, budget - (time.monotonic() - t0))
@@ -517,7 +558,7 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
     labeled_paths = {str(it.path) for it, _ in label_rows}
     if defect_rows:
         _spread_labels(insp, fit_mu, defect_rows, defect_imgs, ds, mcfg, labeled_paths)
-    calib = calibrate(insp, images[hold_idx], tcfg,
+    calib = calibrate(insp, [images[i] for i in hold_idx], tcfg,
                       labeled=(defect_imgs, np.ones(len(defect_rows), bool))
                       if defect_rows else None)
     train_s = time.monotonic() - t0
@@ -557,21 +598,22 @@ def _evaluate_written(insp: Inspector, out: str | Path, data: str | Path, items:
         return {"error": msg}
 
 
-def _labeled_images(rows: list[tuple[Item, str]], mcfg: ModelConfig) -> np.ndarray:
+def _labeled_images(rows: list[tuple[Item, str]], mcfg: ModelConfig) -> list[np.ndarray]:
+    """The labeled files, prepared as the training images are."""
     if not rows:
-        return np.zeros((0, mcfg.image_size, mcfg.image_size, mcfg.channels), np.float32)
+        return []
     imgs, _kept, skipped = read_items([it for it, _ in rows], _preparer(mcfg))
     if skipped:
         raise DataError(f"labeled file(s) do not decode as images: {skipped[:5]}")
-    return np.stack(imgs)
+    return imgs
 
 
 def _preparer(mcfg: ModelConfig) -> Callable[[np.ndarray], np.ndarray]:
-    return lambda im: prepare(im, mcfg.image_size, mcfg.channels)
+    return lambda im: prepare(im, model_shape(*im.shape[:2], mcfg), mcfg.channels)
 
 
 def _spread_labels(insp: Inspector, train_mu: np.ndarray, rows: list[tuple[Item, str]],
-                   labeled_imgs: np.ndarray, ds: Dataset, mcfg: ModelConfig,
+                   labeled_imgs: list[np.ndarray], ds: Dataset, mcfg: ModelConfig,
                    labeled_paths: set[str]) -> None:
     """Graph of latent points: training normals (known good, operator-confirmed ones
     included; ``train_mu`` their latent means), operator-labeled defects ``rows``, and the
@@ -579,6 +621,7 @@ def _spread_labels(insp: Inspector, train_mu: np.ndarray, rows: list[tuple[Item,
     images nobody labeled). Only the VAE runs here, on the images not seen yet."""
     unlabeled, _, _ = read_items([it for it in ds.test if str(it.path) not in labeled_paths],
                                  _preparer(mcfg))
-    mus = [train_mu, insp.latent_means(list(labeled_imgs)), insp.latent_means(unlabeled)]
+    mus = [train_mu, insp.latent_means(labeled_imgs, prepared=True),
+           insp.latent_means(unlabeled, prepared=True)]
     names = [GOOD] * len(train_mu) + [lab for _, lab in rows] + [None] * len(unlabeled)
     insp.latent.spread(np.concatenate(mus), names)

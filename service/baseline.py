@@ -149,10 +149,11 @@ def train_baseline(data: str | Path, minutes: float, image_size: int = 128, seed
     dev = pick_device(device)
     t0 = time.monotonic()
     ds = open_dataset(data)
-    images, _ = read_training_images(ds.train, image_size)
-    if not len(images):
+    squares, _ = read_training_images(ds.train, image_size)
+    if not squares:
         raise DataError(f"none of the {len(ds.train)} training file(s) in {ds.root} decodes "
                         "as an image")
+    images = np.stack(squares)
     channels = images.shape[3]
     fit_idx, hold_idx = split_holdout(len(images), cfg, rng)
     model = BaselineAE(channels).to(dev)

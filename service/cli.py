@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training time budget in minutes (0 = no budget); training stops "
                         "cleanly, then calibrates and writes the bundle")
     t.add_argument("--image-size", type=int, help="side of the square the model sees")
+    t.add_argument("--aspect", choices=("keep", "squash"),
+                   help="keep: each image keeps its aspect ratio at the training images' "
+                        "scale; squash: every image is resized to the square (default: "
+                        "the preset's)")
     t.add_argument("--batch-size", type=int, help="images per training step")
     t.add_argument("--seed", type=int, help="random seed (CPU training is deterministic for a "
                                             "seed when the time budget does not bind)")
@@ -130,6 +134,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     tkw = dict(preset["train"])
     if a.image_size is not None:
         mkw["image_size"] = a.image_size
+    if a.aspect is not None:
+        mkw["keep_aspect"] = a.aspect == "keep"
     for opt, key in (("epochs", "epochs"), ("max_minutes", "max_minutes"),
                      ("batch_size", "batch_size"), ("seed", "seed"),
                      ("false_alarm_rate", "false_alarm_rate"), ("fusion", "fusion"),

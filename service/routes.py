@@ -120,6 +120,7 @@ async def model_info(inspector: InspectorDep, settings: SettingsDep) -> ModelInf
         created=str(info.get("created", "")), image_size=int(info["image_size"]),
         channels=int(info["channels"]), thresholds=Thresholds(**info["thresholds"]),
         default_threshold=float(default), fusion=dict(info.get("fusion", {})),
+        keep_aspect=inspector.cfg.keep_aspect,
         device=str(inspector.device), flips=list(inspector.cal.flips),
         metrics=dict(info.get("metrics") or {}),
         data=dict(info.get("data") or {}))

@@ -171,8 +171,14 @@ class ModelInfo(BaseModel):
     created: str = Field(description="When the bundle was trained (ISO 8601).",
                          examples=["2025-11-27T20:44:00+00:00"])
     image_size: int = Field(description="Side of the square the model sees, pixels; uploads "
-                                        "of any size are resized to it and maps resized back.",
-                            examples=[128])
+                                        "of any size are resized to it and maps resized back "
+                                        "(with keep_aspect: the side of a typical training "
+                                        "image).", examples=[128])
+    keep_aspect: bool = Field(
+        default=False,
+        description="Whether each upload keeps its aspect ratio, scaled as the training images "
+                    "were (`kensa train --keep-aspect`), instead of squashed to the square.",
+        examples=[False])
     channels: int = Field(description="1 (gray) or 3 (RGB).", examples=[1])
     thresholds: Thresholds = Field(description="The calibrated thresholds in the bundle.")
     default_threshold: float = Field(

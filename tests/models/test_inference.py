@@ -99,3 +99,25 @@ def test_with_every_flip_the_map_turns_with_the_image_and_the_score_stays(textur
     # one view alone, flipped, is what calibration compares
     np.testing.assert_allclose(insp.view_scores(x[:1], "h"), plain.recon_scores[1:2], rtol=1e-5)
     assert Calibration().flips == []
+
+
+def test_the_model_sees_a_square_unless_the_aspect_is_kept():
+    from models.inference import MAX_AREA_FACTOR, model_shape
+
+    assert model_shape(300, 100, ModelConfig()) == (128, 128)
+    # a bundle trained before keep_aspect existed squashes, as it was calibrated
+    old = ModelConfig(keep_aspect=True, pixel_scale=0.5).to_dict()
+    del old["keep_aspect"]
+    assert model_shape(300, 100, ModelConfig.from_dict(old)) == (128, 128)
+    cfg = ModelConfig(keep_aspect=True, pixel_scale=0.5)  # depth 4: sides in multiples of 16
+    assert model_shape(256, 256, cfg) == (128, 128)  # the training size: the usual square
+    assert model_shape(300, 100, cfg) == (144, 48)  # 150 x 50, to the stride
+    assert model_shape(100, 618, cfg) == (48, 304)
+    assert model_shape(5, 7, cfg) == (16, 16)  # never below one deepest-stage cell
+    h, w = model_shape(3000, 4000, cfg)  # far larger than the training images: bounded
+    assert h * w <= MAX_AREA_FACTOR * 128**2 * 1.1 and abs(w / h - 4 / 3) < 0.1
+
+
+def test_the_coarse_view_halves_each_side_of_a_wide_input():
+    cfg = ModelConfig(depth=4, seg_depth=3, coarse_scale=0.5)
+    assert shrink(torch.rand(1, 1, 144, 320), cfg).shape == (1, 1, 64, 160)

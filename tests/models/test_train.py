@@ -6,10 +6,11 @@ import math
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
-from texture_helpers import SIZE, texture
+from texture_helpers import SIZE, plant_defect, texture
 
 from models.bundle import read_info
 from models.config import ModelConfig, TrainConfig
@@ -111,7 +112,7 @@ def test_cli_names_the_folder_and_formats_when_there_is_no_image(tmp_path):
 def test_training_windows_sit_on_the_image_rim_as_often_as_configured():
     rng = np.random.default_rng(0)
     n, size, crop = 20000, 128, 64
-    ys, xs = window_origins(rng, n, size, crop, border_share=0.5)
+    ys, xs = window_origins(rng, np.full((n, 2), size), crop, border_share=0.5)
     for pos in (ys, xs):
         assert pos.min() == 0 and pos.max() == size - crop  # every window lies inside
         # a quarter on each rim (plus the 1 in 65 that uniform placement puts there anyway)
@@ -123,7 +124,8 @@ def test_training_windows_sit_on_the_image_rim_as_often_as_configured():
     on_rim = 0.5 + 1 / 65
     corner = ((ys == 0) | (ys == size - crop)) & ((xs == 0) | (xs == size - crop))
     assert abs(corner.mean() - on_rim ** 2) < 0.02
-    for pos in window_origins(np.random.default_rng(0), n, size, crop, border_share=0.0):
+    for pos in window_origins(np.random.default_rng(0), np.full((n, 2), size), crop,
+                              border_share=0.0):
         assert abs((pos == 0).mean() - 1 / 65) < 0.005  # 0 = uniform placement
 
 
@@ -213,16 +215,18 @@ def test_training_images_are_shrunk_as_read_and_take_colour_only_when_present(tm
     items = [Item(tmp_path / n) for n in ("gray.png", "g3.png", "broken.png")]
 
     images, skipped = read_training_images(items, 32)
+    images = np.stack(images)
     assert images.shape == (2, 32, 32, 1) and images.dtype == np.float32
     assert skipped == [str(tmp_path / "broken.png")]
     assert np.allclose(images[0], images[1], atol=1e-6)
 
     images, _ = read_training_images(items + [Item(tmp_path / "red.png")], 32)
+    images = np.stack(images)
     assert images.shape == (3, 32, 32, 3)
     assert images[2, ..., 0].min() > 0.99 and images[0].std(axis=2).max() < 1e-6
 
     images, skipped = read_training_images(items[2:], 32)
-    assert images.shape[0] == 0 and len(skipped) == 1
+    assert images == [] and len(skipped) == 1
 
 
 def test_too_few_held_out_normals_for_the_budget_are_said_plainly(texture_bundle, caplog):
@@ -240,3 +244,82 @@ def test_too_few_held_out_normals_for_the_budget_are_said_plainly(texture_bundle
     with caplog.at_level("WARNING"):
         enough = calibrate(insp, holdout.astype(np.float32), TrainConfig(false_alarm_rate=0.2))
     assert "fewer than" not in enough["rule"] and "false-alarm" not in caplog.text
+
+
+def test_training_windows_fit_images_of_several_shapes():
+    shapes = np.array([[128, 48], [48, 304], [64, 64]] * 2000)
+    ys, xs = window_origins(np.random.default_rng(0), shapes, 64, border_share=0.5)
+    room = np.maximum(shapes - 64, 0)
+    assert (ys >= 0).all() and (xs >= 0).all()
+    assert (ys <= room[:, 0]).all() and (xs <= room[:, 1]).all()
+    # each image's own far rim is reached, and a side shorter than the window starts at 0
+    assert (ys[::3] == 64).mean() > 0.2 and (xs[1::3] == 240).mean() > 0.2
+    assert (xs[::3] == 0).all() and (ys[1::3] == 0).all()
+    from models.train import _window
+
+    win = _window(np.random.rand(128, 48, 1).astype(np.float32), None, 10, 0, 64,
+                  np.random.default_rng(0))
+    assert win.shape == (64, 64, 1)  # the narrow side mirrored out to the window
+
+
+def test_keeping_the_aspect_changes_nothing_when_every_image_has_one_size(texture_data,
+                                                                          tmp_path):
+    # one camera, one image size: the aspect-kept model sees the same square, and trains and
+    # calibrates to the same bits as the squashing one
+    cfg = TrainConfig(epochs=2, max_minutes=0, seed=3)
+    for name, keep in (("squash", False), ("keep", True)):
+        train(texture_data, tmp_path / name, replace(TINY, keep_aspect=keep), cfg,
+              device="cpu", progress=False)
+    squash, keep = (read_info(tmp_path / n) for n in ("squash", "keep"))
+    assert keep["model_config"]["keep_aspect"] and keep["model_config"]["pixel_scale"] == 0.5
+    assert keep["files"] == squash["files"] and keep["calibration"] == squash["calibration"]
+
+
+def _sized_textures(root, sizes, rng, defects=0):
+    """Textures cut to ``sizes`` (h, w); the last ``defects`` of them get a planted pit."""
+    from PIL import Image
+
+    masks = []
+    for i, (h, w) in enumerate(sizes):
+        img = texture(rng, max(h, w))[:h, :w]
+        mask = np.zeros((h, w), bool)
+        if i >= len(sizes) - defects:
+            img, mask = plant_defect(np.ascontiguousarray(img), (w // 2, h // 2), 5)
+        root.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(root / f"{i:03d}.png")
+        masks.append(mask)
+    return masks
+
+
+def test_an_aspect_kept_bundle_inspects_images_of_several_sizes(tmp_path):
+    from PIL import Image
+
+    from models.data import read_image
+    from models.inference import model_shape
+
+    rng = np.random.default_rng(4)
+    sizes = [(64, 128), (96, 64), (64, 64), (48, 160)]
+    _sized_textures(tmp_path / "d/train/good", sizes * 6, rng)
+    _sized_textures(tmp_path / "d/test/good", sizes[:3], rng)
+    masks = _sized_textures(tmp_path / "d/test/pit", sizes[1:], rng, defects=3)
+    (tmp_path / "d/ground_truth/pit").mkdir(parents=True)
+    for i, m in enumerate(masks):
+        Image.fromarray(m.astype(np.uint8) * 255).save(tmp_path / f"d/ground_truth/pit/{i:03d}_mask.png")
+    metrics = train(tmp_path / "d", tmp_path / "b", replace(TINY, keep_aspect=True),
+                    TrainConfig(epochs=3, max_minutes=0, seed=1), device="cpu", progress=False)
+    insp = Inspector.load(tmp_path / "b", "cpu")
+    # 32 over the median geometric side (sqrt(64 * 128) and sqrt(96 * 64) lie in the middle)
+    assert insp.cfg.pixel_scale == pytest.approx(32 / np.median([math.sqrt(h * w)
+                                                                for h, w in sizes]))
+    assert model_shape(48, 160, insp.cfg) == (16, 64)  # wide stays wide, in steps of 4
+    paths = sorted((tmp_path / "d/test").glob("*/*.png"))
+    images = [read_image(p) for p in paths]
+    together = insp.inspect(images, with_reconstruction=True)
+    for im, res in zip(images, together):  # a batch of mixed shapes, back in order
+        alone = insp.inspect([im], with_reconstruction=True)[0]
+        assert res.anomaly_map.shape == im.shape[:2] == res.reconstruction_image.shape[:2]
+        # (batch size changes the float rounding of the convolutions, nothing more)
+        np.testing.assert_allclose(res.anomaly_map, alone.anomaly_map, rtol=1e-4, atol=1e-5)
+        assert abs(res.score - alone.score) < 1e-4
+    ev = metrics["evaluation"]
+    assert ev["images"] == 6 and 0 <= ev["pixel_auroc"] <= 1 and 0 <= ev["aupro"] <= 1
