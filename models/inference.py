@@ -38,7 +38,10 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-MAX_AREA_FACTOR = 4  # an aspect-keeping model input has at most this many image_size**2 pixels
+# an aspect-keeping model input has at most this many image_size**2 pixels, and no side longer
+# than this many image_size (bounded latency and memory, whatever the upload)
+MAX_AREA_FACTOR = 4
+MAX_SIDE_FACTOR = 4
 
 
 def model_shape(h: int, w: int, cfg: ModelConfig) -> tuple[int, int]:
@@ -48,14 +51,17 @@ def model_shape(h: int, w: int, cfg: ModelConfig) -> tuple[int, int]:
     is scaled by ``cfg.pixel_scale`` (the training images' scale), so a texture has the same
     size in model pixels in every image, whatever the size of the crop it came in; each side
     is a multiple of the networks' stride, and an image far larger than the training images
-    is shrunk further to at most ``MAX_AREA_FACTOR * image_size**2`` pixels (bounded latency).
+    is shrunk further to at most ``MAX_AREA_FACTOR * image_size**2`` pixels; a side is never
+    longer than ``MAX_SIDE_FACTOR * image_size`` (a 1 x 40,000 strip is squashed along its
+    length), so latency and memory stay bounded whatever is uploaded.
     """
     s = cfg.image_size
     if not cfg.keep_aspect or cfg.pixel_scale <= 0:
         return s, s
     m = stride_multiple(cfg)
     scale = min(cfg.pixel_scale, s * math.sqrt(MAX_AREA_FACTOR / (h * w)))
-    return (max(m, round(h * scale / m) * m), max(m, round(w * scale / m) * m))
+    longest = MAX_SIDE_FACTOR * s // m * m
+    return tuple(min(longest, max(m, round(d * scale / m) * m)) for d in (h, w))
 
 
 def stride_multiple(cfg: ModelConfig) -> int:

@@ -44,11 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-minutes", type=float,
                    help="training time budget in minutes (0 = no budget); training stops "
                         "cleanly, then calibrates and writes the bundle")
-    t.add_argument("--image-size", type=int, help="side of the square the model sees")
+    t.add_argument("--image-size", type=int,
+                   help="side of the square a typical training image becomes for the model "
+                        "(default 128)")
     t.add_argument("--aspect", choices=("keep", "squash"),
-                   help="keep: each image keeps its aspect ratio at the training images' "
-                        "scale; squash: every image is resized to the square (default: "
-                        "the preset's)")
+                   help="keep (default): each image keeps its aspect ratio, at the training "
+                        "images' scale; squash: every image is resized to the square")
     t.add_argument("--batch-size", type=int, help="images per training step")
     t.add_argument("--seed", type=int, help="random seed (CPU training is deterministic for a "
                                             "seed when the time budget does not bind)")

@@ -102,7 +102,7 @@ def test_with_every_flip_the_map_turns_with_the_image_and_the_score_stays(textur
 
 
 def test_the_model_sees_a_square_unless_the_aspect_is_kept():
-    from models.inference import MAX_AREA_FACTOR, model_shape
+    from models.inference import MAX_AREA_FACTOR, MAX_SIDE_FACTOR, model_shape
 
     assert model_shape(300, 100, ModelConfig()) == (128, 128)
     # a bundle trained before keep_aspect existed squashes, as it was calibrated
@@ -116,6 +116,7 @@ def test_the_model_sees_a_square_unless_the_aspect_is_kept():
     assert model_shape(5, 7, cfg) == (16, 16)  # never below one deepest-stage cell
     h, w = model_shape(3000, 4000, cfg)  # far larger than the training images: bounded
     assert h * w <= MAX_AREA_FACTOR * 128**2 * 1.1 and abs(w / h - 4 / 3) < 0.1
+    assert model_shape(1, 40_000_000, cfg) == (16, MAX_SIDE_FACTOR * 128)  # a strip: bounded
 
 
 def test_the_coarse_view_halves_each_side_of_a_wide_input():

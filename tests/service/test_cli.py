@@ -70,3 +70,17 @@ def test_train_refuses_a_bad_flips_setting_before_it_reads_anything(tmp_path, ca
                "--flips", "sideways", "--quiet"])
     assert rc != 0 and not (tmp_path / "b").exists()
     assert "flips 'sideways': use auto, none or a comma list of h, v, hv" in capsys.readouterr().err
+
+
+def test_train_keeps_the_aspect_unless_told_to_squash(tiny_bundle, tmp_path):
+    from models.bundle import read_info
+    from service.cli import main
+
+    data = tiny_bundle.parent / "data"
+    for flag, keep in (([], True), (["--aspect", "squash"], False)):
+        out = tmp_path / f"b{int(keep)}"
+        assert main(["train", "--data", str(data), "--out", str(out), "--preset", "tiny",
+                     "--epochs", "1", "--max-minutes", "0", "--quiet", *flag]) == 0
+        cfg = read_info(out)["model_config"]
+        assert cfg["keep_aspect"] is keep
+        assert (cfg["pixel_scale"] > 0) is keep  # the training images' scale, when kept

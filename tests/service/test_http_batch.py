@@ -77,3 +77,23 @@ def test_batch_larger_than_one_model_batch_keeps_order(make_client, inspector):
     scores = [e["score"] for e in r.json()["results"]]
     want = [inspector.inspect([decoded(d) for d in uploads[i:i + 2]]) for i in (0, 2, 4)]
     assert scores == [w.score for chunk in want for w in chunk]
+
+
+def test_a_batch_of_several_shapes_keeps_each_aspect_and_equals_the_inspector(client,
+                                                                               inspector):
+    # the tiny bundle keeps the aspect (the default): each upload is seen at its own shape,
+    # the batch is run a shape at a time, and the answers come back in upload order
+    assert inspector.cfg.keep_aspect
+    w = washer(3, "scratch", size=96)
+    uploads = [png(w[:48]), png(w[:, :40]), washer_png(4), png(w[10:30, :90])]
+    r = client.post("/v1/inspect/batch",
+                    files=files(*[(f"{i}.png", d, "image/png") for i, d in enumerate(uploads)]))
+    assert r.status_code == 200
+    results = r.json()["results"]
+    want = inspector.inspect([decoded(d) for d in uploads])
+    assert [(e["filename"], e["width"], e["height"]) for e in results] == [
+        (f"{i}.png", x.width, x.height) for i, x in enumerate(want)]
+    assert [(96, 48), (40, 96), (48, 48), (90, 20)] == [(x.width, x.height) for x in want]
+    assert [(e["score"], e["label"]) for e in results] == [(x.score, x.label) for x in want]
+    model = client.get("/v1/model").json()
+    assert model["keep_aspect"] is True
