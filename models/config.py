@@ -60,6 +60,9 @@ class ModelConfig:
             model inputs then average 1.17x the square's pixels (0.33-2.03x).
         pixel_scale: model pixels per image pixel under ``keep_aspect``: ``image_size`` over
             the training images' median geometric side (``sqrt(h * w)``), set by the trainer.
+        train_sides: the smallest and largest geometric side of the training images, set by
+            the trainer: an image outside this range is scaled as if it had the nearest one
+            (``models.inference.model_shape``). ``(0, 0)``: no range (bundles from before it).
     """
 
     image_size: int = 128
@@ -80,6 +83,7 @@ class ModelConfig:
     latent_map: bool = True
     keep_aspect: bool = True
     pixel_scale: float = 0.0
+    train_sides: tuple[float, float] = (0.0, 0.0)
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
@@ -88,6 +92,7 @@ class ModelConfig:
         d = {"coarse_scale": 0.0, "keep_aspect": False, **d}
         # ... and before the map grid, with one grid for the verdict and the map
         d.setdefault("map_grid", d.get("latent_grid", cls.latent_grid))
+        d = {**d, "train_sides": tuple(d.get("train_sides", (0.0, 0.0)))}
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 

@@ -49,9 +49,12 @@ def model_shape(h: int, w: int, cfg: ModelConfig) -> tuple[int, int]:
 
     Square ``image_size`` by default. With ``cfg.keep_aspect`` the image keeps its aspect and
     is scaled by ``cfg.pixel_scale`` (the training images' scale), so a texture has the same
-    size in model pixels in every image, whatever the size of the crop it came in; each side
-    is a multiple of the networks' stride, and an image far larger than the training images
-    is shrunk further to at most ``MAX_AREA_FACTOR * image_size**2`` pixels; a side is never
+    size in model pixels in every image, whatever the size of the crop it came in. That holds
+    for images whose geometric side ``sqrt(h * w)`` lies within the training images'
+    (``cfg.train_sides``); one outside it is scaled as if it had the nearest training side (a
+    camera of twice the resolution shows the same part twice as large: its upload is seen as
+    large as the training images were, not twice). Each side is a multiple of the networks'
+    stride; the input has at most ``MAX_AREA_FACTOR * image_size**2`` pixels and no side
     longer than ``MAX_SIDE_FACTOR * image_size`` (a 1 x 40,000 strip is squashed along its
     length), so latency and memory stay bounded whatever is uploaded.
     """
@@ -59,7 +62,10 @@ def model_shape(h: int, w: int, cfg: ModelConfig) -> tuple[int, int]:
     if not cfg.keep_aspect or cfg.pixel_scale <= 0:
         return s, s
     m = stride_multiple(cfg)
-    scale = min(cfg.pixel_scale, s * math.sqrt(MAX_AREA_FACTOR / (h * w)))
+    side = math.sqrt(h * w)
+    lo, hi = cfg.train_sides
+    scale = cfg.pixel_scale * (min(max(side, lo), hi) / side if 0 < lo <= hi else 1.0)
+    scale = min(scale, s * math.sqrt(MAX_AREA_FACTOR / (h * w)))
     longest = MAX_SIDE_FACTOR * s // m * m
     return tuple(min(longest, max(m, round(d * scale / m) * m)) for d in (h, w))
 

@@ -118,11 +118,15 @@ def read_training_images(items: list[Item], shape: int | Callable[[int, int], tu
     return [prepare(im, im.shape[:2], channels) for im in small], skipped
 
 
-def training_pixel_scale(items: list[Item], size: int) -> float:
-    """``ModelConfig.pixel_scale`` for these training images: ``size`` over their median
-    geometric side ``sqrt(h * w)`` (file headers only); 0 when no header reads."""
-    shapes = [sh for sh in (image_shape(it.path) for it in items) if sh]
-    return size / float(np.median([math.sqrt(h * w) for h, w in shapes])) if shapes else 0.0
+def training_scale(items: list[Item], size: int) -> dict:
+    """``ModelConfig.pixel_scale`` and ``train_sides`` for these training images: ``size``
+    over their median geometric side ``sqrt(h * w)``, and the range of those sides (file
+    headers only); no scale (0) when no header reads."""
+    sides = [math.sqrt(sh[0] * sh[1]) for sh in (image_shape(it.path) for it in items) if sh]
+    if not sides:
+        return {"pixel_scale": 0.0}
+    return {"pixel_scale": size / float(np.median(sides)),
+            "train_sides": (float(min(sides)), float(max(sides)))}
 
 
 def choose_channels(images: list[np.ndarray]) -> int:
@@ -525,7 +529,7 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
     labels = labels_file(labels)
     label_rows = match_labels(read_labels(labels), ds, labels.parent) if labels else []
     if mcfg.keep_aspect:
-        mcfg = replace(mcfg, pixel_scale=training_pixel_scale(ds.train, mcfg.image_size))
+        mcfg = replace(mcfg, **training_scale(ds.train, mcfg.image_size))
     images, skipped = read_training_images(ds.train, lambda h, w: model_shape(h, w, mcfg))
     if not images:
         raise DataError(f"none of the {len(ds.train)} training file(s) in {ds.root} decodes as "

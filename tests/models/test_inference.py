@@ -117,6 +117,13 @@ def test_the_model_sees_a_square_unless_the_aspect_is_kept():
     h, w = model_shape(3000, 4000, cfg)  # far larger than the training images: bounded
     assert h * w <= MAX_AREA_FACTOR * 128**2 * 1.1 and abs(w / h - 4 / 3) < 0.1
     assert model_shape(1, 40_000_000, cfg) == (16, MAX_SIDE_FACTOR * 128)  # a strip: bounded
+    # outside the training images' sides, an image is scaled as if at the nearest one
+    ranged = replace(cfg, train_sides=(200.0, 400.0))
+    assert model_shape(300, 100, ranged) == (176, 64)  # sqrt 173 -> as if 200
+    assert model_shape(300, 300, ranged) == model_shape(300, 300, cfg) == (144, 144)  # inside
+    one_camera = replace(cfg, train_sides=(256.0, 256.0))  # every training image 256 x 256
+    assert model_shape(512, 512, one_camera) == (128, 128)  # a sharper camera, the same view
+    assert model_shape(1024, 512, one_camera) == (176, 96)  # about 128**2 pixels, aspect kept
 
 
 def test_the_coarse_view_halves_each_side_of_a_wide_input():

@@ -272,6 +272,7 @@ def test_keeping_the_aspect_changes_nothing_when_every_image_has_one_size(textur
               device="cpu", progress=False)
     squash, keep = (read_info(tmp_path / n) for n in ("squash", "keep"))
     assert keep["model_config"]["keep_aspect"] and keep["model_config"]["pixel_scale"] == 0.5
+    assert keep["model_config"]["train_sides"] == [64, 64]
     assert keep["files"] == squash["files"] and keep["calibration"] == squash["calibration"]
 
 
