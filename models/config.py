@@ -58,7 +58,7 @@ class ModelConfig:
             0.883 / 0.788 / 0.671, 0.830 / 0.779 / 0.634 -> 0.891 / 0.781 / 0.652,
             0.849 / 0.800 / 0.630 -> 0.915 / 0.803 / 0.664, 0.861 / 0.796 / 0.623 ->
             0.883 / 0.794 / 0.629 (seeds 2 and 3 side by side), test normals over the 1 %
-            threshold 0 -> 1, 1, 0, 2 of 30; the tiles' model inputs then average 1.17x the
+            threshold 0 -> 1, 0, 1, 2 of 30; the tiles' model inputs then average 1.17x the
             square's pixels (0.33-2.03x).
         pixel_scale: model pixels per image pixel under ``keep_aspect``: ``image_size`` over
             the training images' median geometric side (``sqrt(h * w)``), set by the trainer.
