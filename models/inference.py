@@ -93,6 +93,12 @@ def prepare(image: np.ndarray, size: int | tuple[int, int], channels: int) -> np
     return out.reshape(th, tw, channels)
 
 
+def prepare_for(image: np.ndarray, cfg: ModelConfig) -> np.ndarray:
+    """One image ``(H, W, C)`` -> ``(h, w, channels)`` at its :func:`model_shape`: what the
+    reconstruction model is given (the trainer prepares its images with this too)."""
+    return prepare(image, model_shape(*image.shape[:2], cfg), cfg.channels)
+
+
 def same_shape_groups(arrays: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
     """Prepared images of possibly different shapes -> ``(indices, stacked (B, h, w, C))``
     per shape, in order of first appearance (one camera's images are one group)."""
@@ -238,10 +244,6 @@ class Inspector:
         return self.cal.image
 
     # -- scoring at model resolution -------------------------------------------------------
-    def prepare(self, image: np.ndarray) -> np.ndarray:
-        """One image ``(H, W, C)`` -> ``(h, w, channels)`` at its :func:`model_shape`."""
-        return prepare(image, model_shape(*image.shape[:2], self.cfg), self.cfg.channels)
-
     def to_tensor(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """Images ``(H, W, C)`` -> one ``(B, C, h, w)`` tensor on the inspector's device, every
         image at the model shape of the first (the benchmarks time one shape; inspection
@@ -263,7 +265,7 @@ class Inspector:
                   with_reconstruction: bool = False) -> RawScores:
         """:meth:`raw_scores` of images of any sizes, each at its own model shape, in input
         order (``maps`` and ``recon`` are then lists: the shapes may differ)."""
-        return self.grouped_scores(self.groups([self.prepare(im) for im in images]),
+        return self.grouped_scores(self.groups([prepare_for(im, self.cfg) for im in images]),
                                    with_reconstruction)
 
     def grouped_scores(self, groups: Sequence[tuple[np.ndarray, torch.Tensor]],
@@ -378,10 +380,10 @@ class Inspector:
     def latent_means(self, images: Sequence[np.ndarray], prepared: bool = False) -> np.ndarray:
         """``(N, P, D)`` latent means of images of any sizes (the VAE alone: what the latent
         classifier needs, without the reconstruction model's cost); ``prepared``: the images
-        are already at their model shapes (:meth:`prepare`, as the trainer keeps them)."""
+        are already at their model shapes (:func:`prepare_for`, as the trainer keeps them)."""
         out = np.zeros((len(images), sum(grid_cells(self.cfg)), self.cfg.latent_dim), np.float32)
         for i in range(0, len(images), self.max_batch):
-            chunk = [im if prepared else self.prepare(im) for im in images[i:i + self.max_batch]]
+            chunk = [im if prepared else prepare_for(im, self.cfg) for im in images[i:i + self.max_batch]]
             for idx, x in self.groups(chunk):
                 with torch.autocast("cuda", dtype=torch.bfloat16,
                                     enabled=self.torch_device.type == "cuda"):

@@ -46,6 +46,7 @@ from .inference import (
     model_shape,
     pick_device,
     prepare,
+    prepare_for,
     residual_map,
     same_shape_groups,
     shrink,
@@ -613,7 +614,7 @@ def _labeled_images(rows: list[tuple[Item, str]], mcfg: ModelConfig) -> list[np.
 
 
 def _preparer(mcfg: ModelConfig) -> Callable[[np.ndarray], np.ndarray]:
-    return lambda im: prepare(im, model_shape(*im.shape[:2], mcfg), mcfg.channels)
+    return lambda im: prepare_for(im, mcfg)
 
 
 def _spread_labels(insp: Inspector, train_mu: np.ndarray, rows: list[tuple[Item, str]],
