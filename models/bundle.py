@@ -62,9 +62,10 @@ def package_versions() -> dict[str, str]:
 def normalization_text(cfg: ModelConfig) -> str:
     """How an image becomes the model's input, in words (``bundle.json`` ``normalization``)."""
     lo, hi = cfg.train_sides
-    size = (f"scaled by {cfg.pixel_scale:.4g} keeping its aspect (an image whose sqrt(h * w) "
-            f"is outside {lo:.0f}-{hi:.0f} as if it were at the nearest end; sides to "
-            f"multiples of {stride_multiple(cfg)})" if cfg.keep_aspect and cfg.pixel_scale > 0
+    outside = (f"an image whose sqrt(h * w) is outside {lo:.0f}-{hi:.0f} as if it were at the "
+               "nearest end; " if 0 < lo <= hi else "")
+    size = (f"scaled by {cfg.pixel_scale:.4g} keeping its aspect ({outside}sides to multiples "
+            f"of {stride_multiple(cfg)})" if cfg.keep_aspect and cfg.pixel_scale > 0
             else f"resized to {cfg.image_size} x {cfg.image_size}")
     return (f"decoded to [0, 1]; gray<->RGB to match 'channels'; {size} (area when shrinking, "
             "bilinear else)")
