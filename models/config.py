@@ -145,11 +145,12 @@ class TrainConfig:
             (15 minutes, one core, seed 0, side by side): 783 / 757 steps instead of
             1,626 / 1,558, demo 0.892 / 0.983 / 0.873 -> 0.794 / 0.938 / 0.780, magnetic tiles
             0.831 / 0.795 / 0.643 -> 0.771 / 0.782 / 0.617 (image / pixel AUROC / AUPRO).
-            48 instead of 64 (1.6-1.9x the steps; seeds 0-2, seed 2 side by side,
+            48 instead of 64 (1.6-1.9x the steps; seeds 0-3, seeds 2 and 3 side by side,
             ``benchmarks/results/crop48-cpu-2026-12-01.json``): demo image AUROC +0.013,
-            -0.018, +0.073, AUPRO up all three times (+0.009 to +0.035); magnetic-tile image
-            AUROC level (+0.002 to +0.006), pixel AUROC down all three times (-0.002 to
-            -0.004), AUPRO both ways. Kept at 64: the tiles' pixel floor is the one at its edge.
+            -0.018, +0.073, -0.032, AUPRO +0.009, +0.012, +0.035, -0.012; magnetic tiles
+            (seeds 0-2) image AUROC level (+0.002 to +0.006), pixel AUROC down all three times
+            (-0.002 to -0.004), AUPRO both ways. Kept at 64: no gain clears the run-to-run
+            spread, and the tiles' pixel floor is the one at its edge.
         border_windows: share of window positions, per axis, placed on an image border (half
             at each side) instead of anywhere, so the networks learn the image's real rim (see
             ``models.train.window_origins``). 0.5 by default: 7-minute, one-core runs, the
