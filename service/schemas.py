@@ -177,8 +177,9 @@ class ModelInfo(BaseModel):
     keep_aspect: bool = Field(
         default=False,
         description="Whether each upload keeps its aspect ratio, scaled as the training images "
-                    "were (`kensa train --aspect keep`, the default), instead of squashed to the square.",
-        examples=[False])
+                    "were (`kensa train --aspect keep`, the default), instead of squashed to the "
+                    "square; false for bundles trained before it existed.",
+        examples=[True])
     channels: int = Field(description="1 (gray) or 3 (RGB).", examples=[1])
     thresholds: Thresholds = Field(description="The calibrated thresholds in the bundle.")
     default_threshold: float = Field(
