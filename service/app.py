@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from models import __version__ as VERSION
 from models.errors import BundleError
 
 from . import errors
@@ -29,7 +30,6 @@ from .routes import router
 
 log = logging.getLogger("kensa.service")
 
-VERSION = "0.1.0"
 DESCRIPTION = """\
 Kensa inspects images of manufactured parts and says whether each looks **normal** or
 **abnormal**, with a fused anomaly score, the threshold applied, the defect regions and,

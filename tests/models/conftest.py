@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 from texture_helpers import SIZE, plant_defect, texture
+from tiny import TEXTURE_MODEL, TEXTURE_TRAINING
 
-from models.config import ModelConfig, TrainConfig
 from models.train import train
 
 
@@ -31,13 +31,8 @@ def texture_data(tmp_path_factory) -> Path:
     return root
 
 
-TINY_MODEL = ModelConfig(image_size=SIZE, width=8, depth=3, seg_width=8, vae_image_size=32,
-                         vae_width=8, latent_dim=8)
-TINY_TRAINING = TrainConfig(epochs=60, max_minutes=0.6, batch_size=8)
-
-
 @pytest.fixture(scope="session")
 def texture_bundle(texture_data, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("bundle") / "texture"
-    metrics = train(texture_data, out, TINY_MODEL, TINY_TRAINING, device="cpu", progress=False)
+    metrics = train(texture_data, out, TEXTURE_MODEL, TEXTURE_TRAINING, device="cpu", progress=False)
     return out, metrics

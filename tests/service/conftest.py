@@ -13,16 +13,12 @@ from pathlib import Path
 
 import pytest
 from service_helpers import TestClient
+from tiny import TINY_MODEL, TINY_TRAINING
 
-from models.config import ModelConfig, TrainConfig
 from models.inference import Inspector
 from models.train import train
 from service.app import create_app
 from service.config import Settings
-
-TINY_MODEL = ModelConfig(image_size=32, width=8, depth=2, seg_width=4, vae_image_size=16,
-                         vae_width=4, latent_dim=4)
-TINY_TRAINING = TrainConfig(epochs=2, max_minutes=0.5, batch_size=8, min_holdout=4)
 
 
 @pytest.fixture(autouse=True)

@@ -10,9 +10,9 @@ import json
 import threading
 
 import pytest
-from conftest import TINY_MODEL, TINY_TRAINING
 from PIL import Image
 from service_helpers import upload, washer, washer_png
+from tiny import TINY_MODEL, TINY_TRAINING
 
 from models.data import read_labels
 from models.synth_demo import make_demo_dataset
