@@ -19,7 +19,7 @@ import os
 import platform
 import shutil
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,8 +33,9 @@ from . import __version__
 from .autoencoder import DefectModel
 from .config import ModelConfig
 from .errors import BundleError
-from .inference import Calibration, Inspector, stride_multiple
 from .latent import LatentClassifier
+from .preprocess import stride_multiple
+from .thresholds import Calibration
 from .vae import VAE
 
 # 2: the VAE's latent is a grid of codes (models.vae); format-1 bundles must be retrained
@@ -42,12 +43,35 @@ FORMAT_VERSION = 2
 WEIGHT_FILES = ("model.safetensors", "vae.safetensors", "latent.safetensors")
 
 
+@dataclass
+class Bundle:
+    """What a bundle holds: the networks rebuilt from their config, the latent classifier,
+    the calibration, and (when read) ``bundle.json`` with the stored evaluation.
+
+    Attributes:
+        cfg: the networks' shapes and how images are prepared for them.
+        model: the reconstruction autoencoder with its segmentation head.
+        vae: the VAE.
+        latent: the latent classifier.
+        cal: the thresholds and fusion rule.
+        info: ``bundle.json`` plus ``metrics`` (the stored evaluation), ``holdout_scores``
+            and ``path``; empty for a bundle not read from disk.
+    """
+
+    cfg: ModelConfig
+    model: DefectModel
+    vae: VAE
+    latent: LatentClassifier
+    cal: Calibration
+    info: dict = field(default_factory=dict)
+
+
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
+    digest = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def package_versions() -> dict[str, str]:
@@ -71,13 +95,13 @@ def normalization_text(cfg: ModelConfig) -> str:
             "bilinear else)")
 
 
-def save_bundle(out: str | Path, inspector: Inspector, meta: dict, metrics: dict) -> Path:
+def save_bundle(out: str | Path, bundle: Bundle, meta: dict, metrics: dict) -> Path:
     """Writes a bundle atomically: everything goes to a temporary sibling directory that is
     renamed into place at the end, so a crash never leaves half a bundle at ``out``.
 
     Args:
         out: the bundle directory (replaced if it exists).
-        inspector: the trained, calibrated models.
+        bundle: the trained, calibrated networks (``bundle.info`` is not written).
         meta: extra ``bundle.json`` fields (training config, data summary, threshold rule...).
         metrics: ``metrics.json`` content.
     """
@@ -86,36 +110,8 @@ def save_bundle(out: str | Path, inspector: Inspector, meta: dict, metrics: dict
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        state = {k: v.detach().cpu().contiguous() for k, v in inspector.model.state_dict().items()}
-        save_file(state, str(tmp / "model.safetensors"))
-        vstate = {k: v.detach().cpu().contiguous() for k, v in inspector.vae.state_dict().items()}
-        save_file(vstate, str(tmp / "vae.safetensors"))
-        save_numpy({k: np.ascontiguousarray(v) for k, v in inspector.latent.state().items()},
-                   str(tmp / "latent.safetensors"))
-        files = {name: sha256(tmp / name) for name in WEIGHT_FILES}
-        info = {
-            "format_version": FORMAT_VERSION,
-            "name": meta.get("name", out.name),
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "image_size": inspector.cfg.image_size,
-            "channels": inspector.cfg.channels,
-            "normalization": normalization_text(inspector.cfg),
-            "model_config": inspector.cfg.to_dict(),
-            "calibration": asdict(inspector.cal),
-            "thresholds": thresholds_view(inspector.cal),
-            "fusion": {"rule": inspector.cal.fusion, "weight": inspector.cal.fusion_weight,
-                       "description": fusion_description(inspector.cal),
-                       "chosen_by": meta.get("fusion_rule", "as configured")},
-            "latent": {"classes": inspector.latent.classes,
-                       "semi_supervised": inspector.latent.semi_supervised},
-            "packages": package_versions(),
-            "files": files,
-            **{k: v for k, v in meta.items() if k not in ("name", "fusion_rule")},
-        }
-        info["version"] = hashlib.sha256(
-            json.dumps({"files": files, "calibration": info["calibration"],
-                        "model_config": info["model_config"]}, sort_keys=True).encode()
-        ).hexdigest()[:16]
+        files = _write_weights(tmp, bundle)
+        info = _bundle_json(out, bundle, files, meta)
         (tmp / "bundle.json").write_text(json.dumps(info, indent=2, sort_keys=True))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
         _swap_into_place(tmp, out)
@@ -123,6 +119,46 @@ def save_bundle(out: str | Path, inspector: Inspector, meta: dict, metrics: dict
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _write_weights(folder: Path, bundle: Bundle) -> dict[str, str]:
+    """The three safetensors files of ``WEIGHT_FILES`` -> ``{file name: sha256}``."""
+    for name, module in (("model.safetensors", bundle.model), ("vae.safetensors", bundle.vae)):
+        state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+        save_file(state, str(folder / name))
+    save_numpy({k: np.ascontiguousarray(v) for k, v in bundle.latent.state().items()},
+               str(folder / "latent.safetensors"))
+    return {name: sha256(folder / name) for name in WEIGHT_FILES}
+
+
+def _bundle_json(out: Path, bundle: Bundle, files: dict[str, str], meta: dict) -> dict:
+    """``bundle.json``: what a user needs to know of the bundle, and its version id (a hash of
+    the weights, calibration and model config)."""
+    cfg, cal = bundle.cfg, bundle.cal
+    info = {
+        "format_version": FORMAT_VERSION,
+        "name": meta.get("name", out.name),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "image_size": cfg.image_size,
+        "channels": cfg.channels,
+        "normalization": normalization_text(cfg),
+        "model_config": cfg.to_dict(),
+        "calibration": asdict(cal),
+        "thresholds": thresholds_view(cal),
+        "fusion": {"rule": cal.fusion, "weight": cal.fusion_weight,
+                   "description": fusion_description(cal),
+                   "chosen_by": meta.get("fusion_rule", "as configured")},
+        "latent": {"classes": bundle.latent.classes,
+                   "semi_supervised": bundle.latent.semi_supervised},
+        "packages": package_versions(),
+        "files": files,
+        **{k: v for k, v in meta.items() if k not in ("name", "fusion_rule")},
+    }
+    info["version"] = hashlib.sha256(
+        json.dumps({"files": files, "calibration": info["calibration"],
+                    "model_config": info["model_config"]}, sort_keys=True).encode()
+    ).hexdigest()[:16]
+    return info
 
 
 def write_metrics(bundle: str | Path, metrics: dict) -> None:
@@ -155,13 +191,13 @@ def thresholds_view(cal: Calibration) -> dict[str, float]:
 
 
 def fusion_description(cal: Calibration) -> str:
-    r = "reconstruction_score / reconstruction_threshold"
-    lat = "latent_score / latent_threshold"
+    recon = "reconstruction_score / reconstruction_threshold"
+    latent = "latent_score / latent_threshold"
     if cal.fusion == "reconstruction":
-        return f"score = {r}"
+        return f"score = {recon}"
     if cal.fusion == "max":
-        return f"score = max({r}, {lat})"
-    return f"score = {cal.fusion_weight:g} * {r} + {1 - cal.fusion_weight:g} * {lat}"
+        return f"score = max({recon}, {latent})"
+    return f"score = {cal.fusion_weight:g} * {recon} + {1 - cal.fusion_weight:g} * {latent}"
 
 
 def read_info(path: str | Path) -> dict:
@@ -182,17 +218,18 @@ def read_info(path: str | Path) -> dict:
         raise BundleError(f"{path} has bundle format {got!r}; this Kensa reads format "
                           f"{FORMAT_VERSION}: retrain it with this version")
     for name in WEIGHT_FILES:
-        f = path / name
-        if not f.is_file():
+        file = path / name
+        if not file.is_file():
             raise BundleError(f"{path} is incomplete: {name} is missing")
-        if sha256(f) != info.get("files", {}).get(name):
-            raise BundleError(f"{f} does not match the hash in bundle.json: the file is "
+        if sha256(file) != info.get("files", {}).get(name):
+            raise BundleError(f"{file} does not match the hash in bundle.json: the file is "
                               "corrupt or was replaced; copy the bundle again or retrain")
     return info
 
 
-def load_bundle(path: str | Path, device: str = "auto") -> Inspector:
-    """Loads and verifies a bundle into an :class:`Inspector`.
+def load_bundle(path: str | Path) -> Bundle:
+    """Reads and verifies a bundle: the networks rebuilt from the stored config and loaded
+    with the stored weights (on the CPU), the latent classifier and the calibration.
 
     Raises:
         BundleError: missing directory or file, bad format version, hash mismatch, or
@@ -218,4 +255,4 @@ def load_bundle(path: str | Path, device: str = "auto") -> Inspector:
     # thresholds other false-alarm budgets would give (operating points)
     info["holdout_scores"] = stored.get("calibration", {}).get("holdout_fused_scores", [])
     info["path"] = str(path)
-    return Inspector(cfg, model, vae, latent, cal, device=device, info=info)
+    return Bundle(cfg, model, vae, latent, cal, info)

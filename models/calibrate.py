@@ -1,87 +1,241 @@
-"""Thresholds from scores of held-out normal images (or from labels, when given)."""
+"""The calibration procedure: every threshold of a trained bundle, set from held-out normal
+images (and operator-labeled defects, when there are some).
+
+The maths of each threshold is in :mod:`models.thresholds`; this module decides which scores
+feed it, in which order (each step reads what the steps before it set).
+"""
 
 from __future__ import annotations
 
+import logging
+import math
+from dataclasses import dataclass
+
 import numpy as np
-from scipy.stats import t as student_t
-from scipy.stats import wilcoxon
+import torch
 
-MIN_FLIP_IMAGES = 10  # fewer held-out normals cannot show that a flip looks normal
-FLIP_ALPHA = 0.05
+from .config import TrainConfig
+from .errors import DataError
+from .inference import FLIPS, Inspector, RawScores, residual_map
+from .latent import FOLDS
+from .metrics import auroc
+from .thresholds import (
+    FLIP_ALPHA,
+    MIN_FLIP_IMAGES,
+    f1_threshold,
+    false_alarm_threshold,
+    flip_looks_normal,
+    pixel_threshold,
+)
+
+log = logging.getLogger(__name__)
+
+FUSION_WEIGHTS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)  # tried by ``auto``; ties keep the larger
 
 
-def false_alarm_threshold(normal_scores: np.ndarray, rate: float) -> float:
-    """The score above which about ``rate`` of normal images fall.
+@dataclass
+class LabeledScores:
+    """The operator-labeled images' scores, each as if nobody had labeled it.
 
-    With a few dozen held-out images the empirical quantile at 99 % is just the largest score,
-    which under-estimates the tail; so the threshold is the larger of the empirical quantile
-    and a Student-t prediction bound for one new image under a normal distribution fitted to
-    the log scores (scores here are positive and right-skewed; the t factor and the
-    ``sqrt(1 + 1/n)`` term pay for estimating mean and spread from few images). Always strictly above the median normal score, so it can never
-    flag every normal image.
+    Attributes:
+        is_defect: ``bool (L,)`` which labeled images are defects.
+        raw: their :class:`RawScores`.
+        latent: ``(L,)`` their latent scores.
+    """
+
+    is_defect: np.ndarray
+    raw: RawScores
+    latent: np.ndarray
+
+
+def calibrate(insp: Inspector, holdout: list[np.ndarray] | np.ndarray, cfg: TrainConfig,
+              labeled: tuple[list[np.ndarray] | np.ndarray, np.ndarray] | None = None) -> dict:
+    """Sets every threshold of ``insp.cal`` from held-out normal images, prepared (``(h, w,
+    C)`` each, at their model shapes). Returns the rules that set them, for ``metrics.json``.
 
     Args:
-        normal_scores: ``(N,)`` scores of held-out normal images, higher = more anomalous.
-        rate: false-alarm budget in ``(0, 1)``.
+        labeled: optional (prepared images, is_defect ``(L,)``) operator-labeled images; with
+            defects among them and ``threshold_rule == "f1"`` the image threshold is the
+            F1-optimal one.
     """
-    s = np.asarray(normal_scores, dtype=np.float64)
-    if s.size == 0:
-        raise ValueError("no normal scores to calibrate on")
-    empirical = float(np.quantile(s, 1 - rate))
-    n = s.size
-    z = float(student_t.ppf(1 - rate, n - 1)) * np.sqrt(1 + 1 / n) if n > 2 else 0.0
-    if s.min() > 0 and n > 2:
-        logs = np.log(s)
-        parametric = float(np.exp(logs.mean() + z * logs.std(ddof=1)))
-    else:
-        parametric = float(s.mean() + z * s.std(ddof=1)) if n > 2 else empirical
-    t = max(empirical, parametric)
-    if t <= float(np.median(s)):  # all scores equal: nudge so normal images pass
-        t = float(np.median(s)) + 1e-6 * max(1.0, abs(float(np.median(s))))
-    return t
+    groups = insp.groups(list(holdout))
+    insp.cal.residual_scale = residual_scale(insp, groups)
+    insp.cal.flips, flip_rule = choose_flips(insp, groups, cfg.flips)
+    raw = normal_thresholds(insp, groups, cfg)
+    has_defects = labeled is not None and bool(labeled[1].any())
+    labeled_scores, latent_rule = None, "the distance alone (no labeled defects)"
+    if has_defects:
+        labeled_scores, latent_rule = score_labeled(insp, *labeled, raw, len(holdout))
+    latent, _, _ = insp.latent.score(raw.latent_mu, insp.cal.latent_distance,
+                                     insp.cal.latent_spread)
+    insp.cal.latent = false_alarm_threshold(latent, cfg.false_alarm_rate)
+    fusion_rule = choose_fusion(insp, cfg, raw, latent, labeled_scores)
+    fused = insp.cal.fuse(raw.recon_scores, latent)
+    insp.cal.image, rule = image_threshold(fused, cfg)
+    if labeled_scores is not None and cfg.extra.get("threshold_rule") == "f1":
+        insp.cal.image, rule = f1_image_threshold(insp, fused, labeled_scores)
+    return {"rule": rule, "fusion_rule": fusion_rule, "latent_rule": latent_rule,
+            "flips": insp.cal.flips, "flip_rule": flip_rule,
+            "holdout_images": len(holdout),
+            # full precision: evaluation replays the threshold rule on them
+            "holdout_fused_scores": [float(s) for s in fused],
+            "holdout_false_alarms": int((fused >= insp.cal.image).sum())}
 
 
-def pixel_threshold(normal_pixels: np.ndarray | list[np.ndarray], rate: float) -> float:
-    """Pixel threshold with ``rate`` of held-out normal pixels above it (empirical quantile:
-    there are hundreds of thousands of pixels). ``normal_pixels``: an array, or a list of
-    maps of different shapes."""
-    if not isinstance(normal_pixels, np.ndarray):
-        normal_pixels = np.concatenate([np.ravel(m) for m in normal_pixels])
-    p = np.asarray(normal_pixels, dtype=np.float64).ravel()
-    t = float(np.quantile(p, 1 - rate))
-    return t if t > float(p.min()) else float(p.min()) + 1e-6
+def residual_scale(insp: Inspector, groups: list[tuple[np.ndarray, torch.Tensor]]) -> float:
+    """The normal pixels' residual level (99.9th percentile, every 7th pixel) that residual
+    maps are divided by."""
+    residuals = []
+    with torch.inference_mode():  # in chunks: a forward pass over 1,500 images at once is GBs
+        for _, x in groups:
+            for i in range(0, len(x), insp.max_batch):
+                chunk = x[i:i + insp.max_batch]
+                residuals.append(
+                    residual_map(chunk, insp.model(chunk)[0].float()).cpu().numpy())
+    # numpy's quantile: torch.quantile refuses inputs over 2**24 values (about 7,000 images)
+    sample = np.concatenate([r.ravel() for r in residuals])[::7]
+    return max(float(np.quantile(sample, 0.999)), 1e-6)
 
 
-def f1_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
-    """The threshold (one of the scores) that maximises F1 of ``score >= t``; labels 1 = defect."""
-    labels = np.asarray(labels).astype(bool)
-    scores = np.asarray(scores, dtype=np.float64)
-    best, best_t = -1.0, float(scores.max())
-    for t in np.unique(scores):
-        pred = scores >= t
-        tp = float((pred & labels).sum())
-        f1 = 2 * tp / max(float(pred.sum() + labels.sum()), 1e-12)
-        if f1 > best:
-            best, best_t = f1, float(t)
-    return best_t
+def normal_thresholds(insp: Inspector, groups: list[tuple[np.ndarray, torch.Tensor]],
+                      cfg: TrainConfig) -> RawScores:
+    """Sets the thresholds the held-out normals alone decide: reconstruction, latent
+    distances, the map's latent scale and the pixel threshold. Returns their scores (maps
+    with the latent cells drawn in)."""
+    # the reconstruction maps alone first: their normal level is the unit the latent cells are
+    # shown in (Inspector.add_latent_map)
+    insp.cal.map_scale = 0.0
+    raw = insp.grouped_scores(groups)
+    rate = cfg.false_alarm_rate
+    insp.cal.reconstruction = false_alarm_threshold(raw.recon_scores, rate)
+    cells = insp.latent.cell_distances(raw.latent_mu)  # whitened once for both thresholds
+    insp.cal.latent_distance = false_alarm_threshold(cells.max(1), rate)
+    # the map grid's cells come last (with one grid they are all the cells: latent_distance)
+    insp.cal.map_distance = false_alarm_threshold(cells[:, -insp.cfg.map_grid**2:].max(1), rate)
+    if insp.cfg.latent_map:
+        insp.cal.map_scale = pixel_threshold(raw.maps, cfg.pixel_false_alarm_rate)
+        raw.maps = [insp.add_latent_map(m[None], mu[None])[0]
+                    for m, mu in zip(raw.maps, raw.latent_mu)]
+    insp.cal.pixel = pixel_threshold(raw.maps, cfg.pixel_false_alarm_rate)
+    return raw
 
 
-def flip_looks_normal(scores: np.ndarray, flipped: np.ndarray,
-                      alpha: float = FLIP_ALPHA) -> tuple[bool, float]:
-    """Whether the model finds flipped normal images as normal as the images themselves.
+def score_labeled(insp: Inspector, images: list[np.ndarray] | np.ndarray,
+                  is_defect: np.ndarray, raw: RawScores, n_holdout: int
+                  ) -> tuple[LabeledScores, str]:
+    """The labeled images' scores, and with a semi-supervised latent classifier, the share of
+    the latent score its spread labels earn (``insp.cal.latent_spread``) and why."""
+    labeled_raw = insp.grouped_scores(insp.groups(list(images)))
+    if not insp.latent.semi_supervised:
+        latent, _, _ = insp.latent.score(labeled_raw.latent_mu, insp.cal.latent_distance)
+        return (LabeledScores(is_defect, labeled_raw, latent),
+                "the distance alone (no labeled defects)")
+    # the labeled images are graph points, in label-file order (see models.labels)
+    index = np.flatnonzero(insp.latent.graph_labels >= 0)[-len(images):]
+    probs = insp.latent.held_out_probabilities(index)
+    insp.cal.latent_spread, ranking = insp.latent.choose_spread_weight(
+        index, raw.latent_mu, insp.cal.latent_distance, probs)
+    rule = (f"spread weight {insp.cal.latent_spread:g} ranked {int(is_defect.sum())} labeled "
+            f"defects above {n_holdout + int((~is_defect).sum())} normals best (AUROC "
+            f"{ranking:.3f}, labels hidden {FOLDS} folds at a time)")
+    # each scored as if nobody had labeled it
+    latent = insp.latent.held_out_scores(index, insp.cal.latent_distance,
+                                         insp.cal.latent_spread, probs)
+    return LabeledScores(is_defect, labeled_raw, latent), rule
 
-    A one-sided paired Wilcoxon signed-rank test on the log score ratios of the same held-out
-    normal images, flipped and not: the flip is refused when the flipped copies score higher
-    at level ``alpha`` (a part lit from one side, or a fixtured part, is not itself when
-    flipped; a turned washer or a texture is), and with fewer than ``MIN_FLIP_IMAGES`` images,
-    which cannot tell. Returns ``(looks normal, p-value)``; p is nan when too few.
+
+def choose_fusion(insp: Inspector, cfg: TrainConfig, raw: RawScores, latent: np.ndarray,
+                  labeled: LabeledScores | None) -> str:
+    """Sets ``insp.cal``'s fusion rule and weight; returns why. ``auto`` takes the weight of
+    :data:`FUSION_WEIGHTS` that ranks the labeled defects above the held-out normals best,
+    or ``cfg.fusion_weight`` without labeled defects."""
+    if cfg.fusion != "auto":
+        return "as configured"
+    insp.cal.fusion, insp.cal.fusion_weight = "weighted", cfg.fusion_weight
+    if labeled is None:
+        return f"auto: no labeled defects, the default weight {cfg.fusion_weight:g}"
+    truth = np.concatenate([labeled.is_defect, np.zeros(len(latent), bool)]).astype(int)
+    best, chosen = -1.0, cfg.fusion_weight
+    for weight in FUSION_WEIGHTS:
+        insp.cal.fusion, insp.cal.fusion_weight = "weighted", weight
+        ranking = auroc(truth, np.concatenate([
+            insp.cal.fuse(labeled.raw.recon_scores, labeled.latent),
+            insp.cal.fuse(raw.recon_scores, latent)]))
+        if ranking > best + 1e-9:
+            best, chosen = ranking, weight
+    insp.cal.fusion_weight = chosen
+    return (f"auto: weight {chosen:g} ranked {int(labeled.is_defect.sum())} labeled defects "
+            f"above {len(latent)} held-out normals best (AUROC {best:.3f})")
+
+
+def image_threshold(fused: np.ndarray, cfg: TrainConfig) -> tuple[float, str]:
+    """The image threshold under the false-alarm budget, and the rule in words (a warning
+    when there are too few held-out normals to show that budget)."""
+    n = len(fused)
+    rule = f"false-alarm budget {cfg.false_alarm_rate:g} on {n} held-out normals"
+    if n * cfg.false_alarm_rate < 1:
+        # the empirical quantile sits at the largest score, so the Student-t bound usually
+        # sets the threshold, cautiously
+        need = math.ceil(1 / cfg.false_alarm_rate)
+        rule += (f" (fewer than {need}: the threshold is at least the largest held-out score, "
+                 "usually a Student-t bound beyond it, cautious; more normal images or a "
+                 "larger budget lower it)")
+        log.warning("%d held-out normals cannot show a %g false-alarm rate (%d needed): the "
+                    "image threshold is a cautious Student-t bound; expect more misses, or add "
+                    "normal images or raise --false-alarm-rate", n, cfg.false_alarm_rate, need)
+    return false_alarm_threshold(fused, cfg.false_alarm_rate), rule
+
+
+def f1_image_threshold(insp: Inspector, fused: np.ndarray, labeled: LabeledScores
+                       ) -> tuple[float, str]:
+    """The F1-optimal image threshold over the labeled images and the held-out normals."""
+    labeled_fused = insp.cal.fuse(labeled.raw.recon_scores, labeled.latent)
+    threshold = f1_threshold(np.concatenate([labeled.is_defect, np.zeros(len(fused))]),
+                             np.concatenate([labeled_fused, fused]))
+    return threshold, (f"F1-optimal on {len(labeled.is_defect)} labeled + {len(fused)} "
+                       "held-out images")
+
+
+def flip_names(setting: str) -> list[str] | None:
+    """``TrainConfig.flips`` -> the flips it names, or ``None`` for ``auto``.
+
+    Raises:
+        DataError: a name that is not ``auto``, ``none`` or a comma list of ``FLIPS`` keys.
     """
-    s = np.maximum(np.asarray(scores, np.float64), 1e-12)
-    f = np.maximum(np.asarray(flipped, np.float64), 1e-12)
-    if s.size < MIN_FLIP_IMAGES:
-        return False, float("nan")
-    d = np.log(f) - np.log(s)
-    if np.allclose(d, 0.0, atol=1e-9):  # the model is exactly flip-symmetric on them
-        return True, 1.0
-    p = float(wilcoxon(d, alternative="greater").pvalue)
-    return p >= alpha, p
+    if setting == "auto":
+        return None
+    names = [] if setting == "none" else [n.strip() for n in setting.split(",") if n.strip()]
+    bad = [n for n in names if n not in FLIPS]
+    if bad or not (names or setting == "none"):
+        raise DataError(f"flips {setting!r}: use auto, none or a comma list of "
+                        f"{', '.join(FLIPS)}")
+    return list(dict.fromkeys(names))
+
+
+def choose_flips(insp: Inspector, groups: list[tuple[np.ndarray, torch.Tensor]], setting: str
+                 ) -> tuple[list[str], str]:
+    """The test-time flips for a bundle, and why. ``auto`` keeps each flip under which the
+    held-out normals (``groups``: :meth:`Inspector.groups` of them) still look normal to the
+    model (:func:`flip_looks_normal`: their flipped copies do not score higher than
+    themselves), so a symmetric part gets the averaged, steadier map and a part lit from one
+    side keeps its own orientation."""
+    named = flip_names(setting)
+    if named is not None:
+        return named, f"{', '.join(named) or 'none'} (configured)"
+    n = sum(len(idx) for idx, _ in groups)
+    if n < MIN_FLIP_IMAGES:
+        return [], (f"none: {n} held-out normals cannot show that a flipped part looks "
+                    f"normal ({MIN_FLIP_IMAGES} needed)")
+
+    def scores(flip: str | None) -> np.ndarray:  # in group order, the same for every view
+        return np.concatenate([insp.view_scores(x, flip) for _, x in groups])
+
+    base = scores(None)
+    chosen, said = [], []
+    for name in FLIPS:
+        ok, p_value = flip_looks_normal(base, scores(name))
+        chosen += [name] if ok else []
+        said.append(f"{name} {'kept' if ok else 'refused'} (p {p_value:.3g})")
+    return chosen, (f"auto on {n} held-out normals (a flip is refused when their flipped "
+                    "copies score higher, one-sided Wilcoxon p < "
+                    f"{FLIP_ALPHA:g}): " + ", ".join(said))

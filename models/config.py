@@ -190,3 +190,21 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+PRESETS: dict[str, dict] = {
+    # finishes in about 5 minutes on a 2-core CPU, for `make demo`
+    "demo": {"model": {}, "train": {"max_minutes": 4.0}},
+    # the default: a 15-minute budget, what the accuracy table in README.md uses
+    "default": {"model": {}, "train": {}},
+    # for a GPU: twice the resolution (thin scratches survive resizing), wider networks, larger
+    # windows and batches, and the test-time flips the held-out normals allow (a GPU pays
+    # little for the extra passes); far too slow for a CPU's 15 minutes. Not yet measured on a
+    # GPU: benchmarks/gpu-run.sh compares it with the default there.
+    "large": {"model": {"image_size": 256, "width": 32, "seg_width": 24},
+              "train": {"crop": 128, "batch_size": 32, "flips": "auto"}},
+    # seconds: for tests and smoke checks
+    "tiny": {"model": {"image_size": 32, "width": 8, "depth": 3, "seg_width": 8,
+                       "vae_image_size": 32, "vae_width": 8, "latent_dim": 8},
+             "train": {"max_minutes": 0.2, "epochs": 30, "batch_size": 8}},
+}

@@ -9,7 +9,6 @@ from dataclasses import fields
 
 import numpy as np
 
-from .calibrate import false_alarm_threshold
 from .config import TrainConfig
 from .data import GOOD, Item, read_image, read_mask, split_holdout
 from .errors import KensaError
@@ -27,6 +26,7 @@ from .metrics import (
     sampled_per_type_pixel_auroc,
     sampled_pixel_auroc,
 )
+from .thresholds import false_alarm_threshold
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def evaluate(insp: Inspector, items: Sequence[Item],
         if mus else {},
         "operating_points": operating_points(labels, scores, holdout_scores),
     }
-    return {k: _clean(v) for k, v in report.items()}
+    return {k: json_safe(v) for k, v in report.items()}
 
 
 def operating_points(labels: np.ndarray, scores: Sequence[float],
@@ -274,15 +274,17 @@ def _resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
                       interpolation=cv2.INTER_NEAREST).astype(bool)
 
 
-def _clean(v):
+def json_safe(v):
+    """A report value fit for JSON: NaN becomes ``None``, numpy numbers plain ones, tuples
+    lists, through nested dicts and lists."""
     if isinstance(v, float) and math.isnan(v):
         return None
     if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
+        return {k: json_safe(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
+        return [json_safe(x) for x in v]
     if isinstance(v, (np.floating, np.integer)):
-        return _clean(v.item())
+        return json_safe(v.item())
     return v
 
 

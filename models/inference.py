@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -17,110 +17,19 @@ import torch
 import torch.nn.functional as F
 
 from .autoencoder import DefectModel
+from .bundle import load_bundle
 from .config import ModelConfig
 from .data import GOOD
+from .device import pick_device, to_device
 from .latent import ANOMALY, LatentClassifier
+from .preprocess import model_shape, prepare_for, same_shape_groups, shrink, vae_input
 from .results import ABNORMAL, NORMAL, LatentVerdict, ReconstructionVerdict, Region, Result
 from .ssim import ssim_map
-from .vae import VAE, grid_cells
+from .thresholds import Calibration
+from .vae import VAE, grid_cells, latent_means
 
-GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
 # test-time flips: the tensor dimensions each one reverses in (B, C, H, W)
 FLIPS: dict[str, tuple[int, ...]] = {"h": (3,), "v": (2,), "hv": (2, 3)}
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    """``auto`` takes CUDA when present, else the CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda asked for, but torch sees no CUDA device")
-    return torch.device(device)
-
-
-# an aspect-keeping model input has at most this many image_size**2 pixels, and no side longer
-# than this many image_size (bounded latency and memory, whatever the upload)
-MAX_AREA_FACTOR = 4
-MAX_SIDE_FACTOR = 4
-
-
-def model_shape(h: int, w: int, cfg: ModelConfig) -> tuple[int, int]:
-    """The ``(height, width)`` the reconstruction model sees for an ``h x w`` image.
-
-    Square ``image_size`` by default. With ``cfg.keep_aspect`` the image keeps its aspect and
-    is scaled by ``cfg.pixel_scale`` (the training images' scale), so a texture has the same
-    size in model pixels in every image, whatever the size of the crop it came in. That holds
-    for images whose geometric side ``sqrt(h * w)`` lies within the training images'
-    (``cfg.train_sides``); one outside it is scaled as if it had the nearest training side (a
-    camera of twice the resolution shows the same part twice as large: its upload is seen as
-    large as the training images were, not twice). Each side is a multiple of the networks'
-    stride; the input has at most ``MAX_AREA_FACTOR * image_size**2`` pixels and no side
-    longer than ``MAX_SIDE_FACTOR * image_size`` (a 1 x 40,000 strip is squashed along its
-    length), so latency and memory stay bounded whatever is uploaded.
-    """
-    s = cfg.image_size
-    if not cfg.keep_aspect or cfg.pixel_scale <= 0:
-        return s, s
-    m = stride_multiple(cfg)
-    side = math.sqrt(h * w)
-    lo, hi = cfg.train_sides
-    scale = cfg.pixel_scale * (min(max(side, lo), hi) / side if 0 < lo <= hi else 1.0)
-    scale = min(scale, s * math.sqrt(MAX_AREA_FACTOR / (h * w)))
-    longest = MAX_SIDE_FACTOR * s // m * m
-    return tuple(min(longest, max(m, round(d * scale / m) * m)) for d in (h, w))
-
-
-def stride_multiple(cfg: ModelConfig) -> int:
-    """Model input sides must be multiples of this (the stride-2 stages of both networks)."""
-    return 2 ** max(cfg.depth, cfg.seg_depth)
-
-
-def prepare(image: np.ndarray, size: int | tuple[int, int], channels: int) -> np.ndarray:
-    """One image ``(H, W, C)`` in ``[0, 1]`` -> ``(h, w, channels)`` for the model, where
-    ``size`` is ``(h, w)`` (see :func:`model_shape`) or one side of a square.
-
-    Resizing to a square squashes the aspect ratio; maps are stretched back to the original
-    size, so a pixel of the answer always lies over the pixel it describes.
-    """
-    if image.shape[2] == 3 and channels == 1:
-        image = (image @ GRAY_WEIGHTS)[..., None]
-    elif image.shape[2] == 1 and channels == 3:
-        image = np.repeat(image, 3, axis=2)
-    th, tw = (size, size) if isinstance(size, int) else size
-    h, w = image.shape[:2]
-    interp = cv2.INTER_AREA if (h > th and w > tw) else cv2.INTER_LINEAR
-    out = cv2.resize(image, (tw, th), interpolation=interp)
-    return out.reshape(th, tw, channels)
-
-
-def prepare_for(image: np.ndarray, cfg: ModelConfig) -> np.ndarray:
-    """One image ``(H, W, C)`` -> ``(h, w, channels)`` at its :func:`model_shape`: what the
-    reconstruction model is given (the trainer prepares its images with this too)."""
-    return prepare(image, model_shape(*image.shape[:2], cfg), cfg.channels)
-
-
-def same_shape_groups(arrays: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Prepared images of possibly different shapes -> ``(indices, stacked (B, h, w, C))``
-    per shape, in order of first appearance (one camera's images are one group)."""
-    by_shape: dict[tuple, list[int]] = {}
-    for i, a in enumerate(arrays):
-        by_shape.setdefault(a.shape, []).append(i)
-    return [(np.array(idx), np.stack([arrays[i] for i in idx])) for idx in by_shape.values()]
-
-
-def vae_input(x: torch.Tensor, size: int) -> torch.Tensor:
-    """The VAE's view of prepared images: ``(B, C, h, w) -> (B, C, size, size)`` by area
-    averaging. Training, the latent cluster fit and inference all use this one function."""
-    return F.interpolate(x, size=(size, size), mode="area")
-
-
-def shrink(x: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
-    """The coarse view of ``cfg.coarse_scale``: ``(B, C, H, W) -> (B, C, h, w)`` by area
-    averaging, each side about ``coarse_scale`` of its own and a multiple of
-    :func:`stride_multiple`. Training and inference share this function."""
-    m = stride_multiple(cfg)
-    h, w = (max(m, round(d * cfg.coarse_scale / m) * m) for d in x.shape[-2:])
-    return F.interpolate(x, size=(h, w), mode="area")
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -134,60 +43,6 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     x = F.pad(x, (r, r, r, r), mode="reflect")
     x = F.conv2d(x, k.view(1, 1, 1, -1))
     return F.conv2d(x, k.view(1, 1, -1, 1))
-
-
-@dataclass
-class Calibration:
-    """Everything the trainer measured on held-out normals that scoring needs.
-
-    Attributes:
-        residual_scale: normal-pixel residual level; residual maps are divided by it.
-        map_scale: the reconstruction map's normal level (its 99.9th percentile on held-out
-            normal pixels): a latent cell at the latent threshold counts this much in the
-            anomaly map (see :meth:`Inspector.add_latent_map`). 0 = no latent cells in the
-            map (``ModelConfig.latent_map`` off, or a bundle written before they were).
-        map_distance: the map grid's own distance threshold (its cells' largest distance on
-            held-out normals, the rule of ``latent_distance``): map cells are shown in units
-            of it (with one grid it equals ``latent_distance``). 0 = ``latent_distance``
-            (bundles written before the map grid).
-        reconstruction: image threshold on the reconstruction score.
-        latent: threshold on the latent score.
-        latent_distance: distance scale used by the semi-supervised latent score.
-        latent_spread: weight of the label-spread defect probability in the semi-supervised
-            latent score (see ``LatentClassifier.score``), chosen at calibration.
-        image: threshold on the fused score (the label's threshold).
-        pixel: threshold on the anomaly map (the mask's threshold).
-        fusion: ``reconstruction``, ``max`` or ``weighted``.
-        fusion_weight: weight of the reconstruction score under ``weighted``.
-        flips: test-time flips (keys of ``FLIPS``): the reconstruction map is the mean of the
-            image's map and the maps of these flipped copies, flipped back. Chosen at
-            calibration (``TrainConfig.flips``); empty = the image alone (and bundles written
-            before flips).
-    """
-
-    residual_scale: float = 1.0
-    map_scale: float = 0.0
-    map_distance: float = 0.0
-    reconstruction: float = 1.0
-    latent: float = 1.0
-    latent_distance: float = 1.0
-    latent_spread: float = 0.5
-    image: float = 1.0
-    pixel: float = 0.5
-    fusion: str = "weighted"
-    fusion_weight: float = 0.8
-    flips: list[str] = field(default_factory=list)
-
-    def fuse(self, recon_score: np.ndarray, latent_score: np.ndarray) -> np.ndarray:
-        """Fused image score from both sub-scores, each first divided by its own threshold
-        (so 1.0 means "at its threshold" for either)."""
-        r = recon_score / self.reconstruction
-        lat = latent_score / self.latent
-        if self.fusion == "reconstruction":
-            return r
-        if self.fusion == "max":
-            return np.maximum(r, lat)
-        return self.fusion_weight * r + (1 - self.fusion_weight) * lat
 
 
 @dataclass
@@ -235,31 +90,19 @@ class Inspector:
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> Inspector:
         """Loads a bundle directory written by ``kensa train`` (see :mod:`models.bundle`)."""
-        from .bundle import load_bundle
-
-        return load_bundle(path, device)
+        bundle = load_bundle(path)
+        return cls(bundle.cfg, bundle.model, bundle.vae, bundle.latent, bundle.cal,
+                   device=device, info=bundle.info)
 
     @property
     def image_threshold(self) -> float:
         return self.cal.image
 
     # -- scoring at model resolution -------------------------------------------------------
-    def to_tensor(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        """Images ``(H, W, C)`` -> one ``(B, C, h, w)`` tensor on the inspector's device, every
-        image at the model shape of the first (the benchmarks time one shape; inspection
-        groups images by their own shape, :meth:`scores_of`)."""
-        shape = model_shape(*images[0].shape[:2], self.cfg)
-        return self._device_tensor(np.stack([prepare(im, shape, self.cfg.channels)
-                                             for im in images]))
-
-    def _device_tensor(self, batch: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(batch).permute(0, 3, 1, 2)
-        return x.to(self.torch_device, non_blocking=True).contiguous(
-            memory_format=torch.channels_last)
-
     def groups(self, prepared: Sequence[np.ndarray]) -> list[tuple[np.ndarray, torch.Tensor]]:
         """Prepared images ``(h, w, C)`` -> ``(indices, (B, C, h, w) tensor)`` per shape."""
-        return [(idx, self._device_tensor(b)) for idx, b in same_shape_groups(prepared)]
+        return [(idx, to_device(batch, self.torch_device))
+                for idx, batch in same_shape_groups(prepared)]
 
     def scores_of(self, images: Sequence[np.ndarray],
                   with_reconstruction: bool = False) -> RawScores:
@@ -301,10 +144,8 @@ class Inspector:
         for name in self.cal.flips:  # each flipped copy's map, flipped back over the image's
             amap = amap + self.reconstruction_map(x, name)[0]
         maps, scores = self.smoothed(amap / (1 + len(self.cal.flips)))
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device == "cuda"):
-            mu = self._latent(x).float()
+        mu = self._latent_means(x)
         rec = recon.permute(0, 2, 3, 1).cpu().numpy() if with_reconstruction else None
-        mu = mu.cpu().numpy()
         return RawScores(self.add_latent_map(maps.cpu().numpy(), mu), scores.cpu().numpy(),
                          mu, rec)
 
@@ -372,9 +213,10 @@ class Inspector:
                            mode="bilinear", align_corners=False)[:, 0].numpy()
         return np.maximum(maps, up * self.cal.map_scale)
 
-    def _latent(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, h, w)`` prepared inputs -> ``(B, P, D)`` VAE latent means."""
-        return self.vae.encode(vae_input(x, self.cfg.vae_image_size))[0]
+    def _latent_means(self, x: torch.Tensor) -> np.ndarray:
+        """``(B, C, h, w)`` prepared inputs (one shape) -> ``(B, P, D)`` VAE latent means."""
+        return latent_means(self.vae, vae_input(x, self.cfg.vae_image_size), self.max_batch,
+                            autocast=self.device == "cuda")
 
     @torch.inference_mode()
     def latent_means(self, images: Sequence[np.ndarray], prepared: bool = False) -> np.ndarray:
@@ -383,11 +225,10 @@ class Inspector:
         are already at their model shapes (:func:`prepare_for`, as the trainer keeps them)."""
         out = np.zeros((len(images), sum(grid_cells(self.cfg)), self.cfg.latent_dim), np.float32)
         for i in range(0, len(images), self.max_batch):
-            chunk = [im if prepared else prepare_for(im, self.cfg) for im in images[i:i + self.max_batch]]
+            chunk = [im if prepared else prepare_for(im, self.cfg)
+                     for im in images[i:i + self.max_batch]]
             for idx, x in self.groups(chunk):
-                with torch.autocast("cuda", dtype=torch.bfloat16,
-                                    enabled=self.torch_device.type == "cuda"):
-                    out[i + idx] = self._latent(x).float().cpu().numpy()
+                out[i + idx] = self._latent_means(x)
         return out
 
     def anomaly_map(self, x: torch.Tensor, recon: torch.Tensor,

@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-GOOD = "good"
+from .data import GOOD
+
 NAN = float("nan")
 
 
@@ -342,35 +343,6 @@ def f1_at(
         "miss_rate": fn / (tp + fn) if tp + fn else NAN,
         "tp": tp, "fp": fp, "tn": tn, "fn": fn,
     }
-
-
-def best_f1_threshold(
-    labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray
-) -> float:
-    """The score that, used as threshold (``score >= threshold``), maximises F1.
-
-    Ties between thresholds with the same F1 go to the highest one (fewest false alarms).
-
-    Args:
-        labels: ``(N,)`` 1 for defective, 0 for good.
-        scores: ``(N,)`` image anomaly scores.
-
-    Returns:
-        One of ``scores``.
-
-    Raises:
-        ValueError: no defective image (F1 is 0 at every threshold).
-    """
-    y, s = _labels_scores(labels, scores)
-    if not y.any():
-        raise ValueError("best_f1_threshold needs at least one defective image (label 1)")
-    order = np.argsort(-s, kind="stable")
-    s, y = s[order], y[order]
-    tp = np.cumsum(y)
-    fp = np.cumsum(~y)
-    last = np.flatnonzero(np.diff(s, append=-np.inf) != 0)  # thresholds admit whole ties
-    f1 = 2 * tp[last] / (2 * tp[last] + fp[last] + (tp[-1] - tp[last]))
-    return float(s[last[int(np.argmax(f1))]])
 
 
 def per_type_auroc(types: Sequence[str], scores: Sequence[float] | np.ndarray) -> dict[str, float]:

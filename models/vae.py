@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -88,3 +89,16 @@ class VAE(nn.Module):
                                                 torch.Tensor]:
         mu, logvar = self.encode(x)
         return self.decode(self.reparameterize(mu, logvar)), mu, logvar
+
+
+@torch.inference_mode()
+def latent_means(vae: VAE, x: torch.Tensor, batch_size: int,
+                 autocast: bool = False) -> np.ndarray:
+    """The VAE's latent means of its inputs: ``(N, C, V, V)`` -> ``float32 (N, P, D)`` on the
+    CPU, ``batch_size`` images per forward pass (``autocast``: in bfloat16 on CUDA). The
+    trainer's cluster fit and the Inspector both encode through this one function."""
+    out = []
+    for i in range(0, len(x), batch_size):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            out.append(vae.encode(x[i:i + batch_size])[0].float().cpu().numpy())
+    return np.concatenate(out)

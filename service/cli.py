@@ -126,9 +126,9 @@ def cmd_make_demo_data(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from models.config import ModelConfig, TrainConfig
+    from models.config import PRESETS, ModelConfig, TrainConfig
     from models.evaluate import format_table
-    from models.train import PRESETS, train
+    from models.train import train
 
     preset = PRESETS[a.preset]
     mkw = dict(preset["model"])

@@ -21,7 +21,7 @@ def test_round_trip_gives_identical_scores(texture_bundle, tmp_path):
     a = Inspector.load(path, "cpu").inspect([img])[0]
     copy = tmp_path / "copy"
     shutil.copytree(path, copy)
-    b = load_bundle(copy, "cpu").inspect([img])[0]
+    b = Inspector.load(copy, "cpu").inspect([img])[0]
     assert a.score == b.score and a.label == b.label
     np.testing.assert_array_equal(a.anomaly_map, b.anomaly_map)
 
@@ -89,7 +89,7 @@ def test_a_bundle_from_before_the_latent_map_loads_and_keeps_its_maps(texture_bu
     info = json.loads((copy / "bundle.json").read_text())
     assert info["calibration"].pop("map_scale") > 0
     (copy / "bundle.json").write_text(json.dumps(info))
-    old, new = load_bundle(copy, "cpu"), load_bundle(path, "cpu")
+    old, new = Inspector.load(copy, "cpu"), Inspector.load(path, "cpu")
     assert old.cal.map_scale == 0.0
     img = np.random.default_rng(2).random((40, 50, 1), dtype=np.float32)
     a, b = old.inspect([img])[0], new.inspect([img])[0]
@@ -119,12 +119,12 @@ def test_a_bundle_with_one_latent_grid_loads_and_draws_its_map_from_it(texture_b
     info["files"] = {name: sha256(copy / name) for name in WEIGHT_FILES}
     (copy / "bundle.json").write_text(json.dumps(info))
 
-    old, new = load_bundle(copy, "cpu"), load_bundle(path, "cpu")
+    old, new = Inspector.load(copy, "cpu"), Inspector.load(path, "cpu")
     assert old.vae.map_vae is None and old.cfg.map_grid == g and old.cal.map_distance == 0.0
     img = np.random.default_rng(3).random((40, 50, 1), dtype=np.float32)
-    mu = old.raw_scores(old.to_tensor([img])).latent_mu
+    mu = old.scores_of([img]).latent_mu
     assert mu.shape[1] == g * g
-    new_mu = new.raw_scores(new.to_tensor([img])).latent_mu
+    new_mu = new.scores_of([img]).latent_mu
     np.testing.assert_allclose(mu, new_mu[:, :g * g], rtol=1e-5, atol=1e-6)
     # the map's cells are the verdict grid's, in units of the latent threshold: a far cell
     # (row 1, column 2) lights its own part of the map
@@ -145,5 +145,5 @@ def test_a_bundle_from_before_test_time_flips_loads_without_them(texture_bundle,
     assert info["calibration"].pop("flips") == []
     (copy / "bundle.json").write_text(json.dumps(info))
     img = np.random.default_rng(4).random((40, 50, 1), dtype=np.float32)
-    old, new = load_bundle(copy, "cpu"), load_bundle(path, "cpu")
+    old, new = Inspector.load(copy, "cpu"), Inspector.load(path, "cpu")
     assert old.cal.flips == [] and old.inspect([img])[0].score == new.inspect([img])[0].score

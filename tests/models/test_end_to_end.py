@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from texture_helpers import plant_defect, texture
 
-from models.calibrate import false_alarm_threshold
 from models.data import open_dataset, read_image
 from models.evaluate import evaluate
 from models.inference import Inspector
+from models.thresholds import false_alarm_threshold
 
 
 def test_planted_defect_scores_above_normals_and_its_mask_overlaps(texture_bundle):

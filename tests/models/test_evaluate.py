@@ -7,7 +7,6 @@ import pytest
 from PIL import Image
 
 from models import evaluate
-from models.calibrate import false_alarm_threshold
 from models.data import Item, open_dataset
 from models.evaluate import (
     PixelTruth,
@@ -19,6 +18,7 @@ from models.evaluate import (
 from models.inference import Inspector
 from models.latent import LatentClassifier
 from models.metrics import aupro, pixel_auroc
+from models.thresholds import false_alarm_threshold
 
 
 def test_operating_points_count_false_alarms_and_misses_at_each_budgets_threshold():

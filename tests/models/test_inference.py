@@ -1,27 +1,17 @@
-"""models.inference helpers: the coarse view's size, the latent cells in the anomaly map, and
-bundles from before either existed."""
+"""The Inspector's maps: the latent cells in the anomaly map, test-time flips, and bundles
+from before either existed."""
 
 from dataclasses import replace
 
 import numpy as np
-import torch
 from texture_helpers import far_cell_codes
 
 from models.config import ModelConfig
-from models.inference import Calibration, Inspector, shrink
+from models.device import to_device
+from models.inference import Inspector
+from models.preprocess import prepare_for
+from models.thresholds import Calibration
 from models.vae import grid_cells
-
-
-def test_coarse_view_is_half_size_and_fits_the_stride_stages():
-    cfg = ModelConfig(image_size=128, depth=4, seg_depth=3, coarse_scale=0.5)
-    x = torch.rand(2, 1, 128, 128)
-    small = shrink(x, cfg)
-    assert small.shape == (2, 1, 64, 64)
-    # area averaging: every coarse pixel is the mean of a 2x2 block
-    torch.testing.assert_close(small[0, 0, 0, 0], x[0, 0, :2, :2].mean())
-    # never smaller than one cell of the deepest stage, whatever the scale
-    tiny = ModelConfig(image_size=32, depth=4, seg_depth=3, coarse_scale=0.25)
-    assert shrink(torch.rand(1, 1, 32, 32), tiny).shape[-1] == 16
 
 
 def test_a_model_config_without_coarse_scale_loads_without_the_coarse_view():
@@ -86,7 +76,8 @@ def test_with_every_flip_the_map_turns_with_the_image_and_the_score_stays(textur
     insp = Inspector.load(texture_bundle[0], "cpu")
     insp.cal = replace(insp.cal, map_scale=0.0)  # the reconstruction map alone
     img = np.random.default_rng(3).random((40, 40, 1), dtype=np.float32)
-    x = insp.to_tensor([img, img[:, ::-1], img[::-1]])
+    x = to_device(np.stack([prepare_for(im, insp.cfg) for im in (img, img[:, ::-1], img[::-1])]),
+                  insp.torch_device)
     plain = insp.raw_scores(x)
     insp.cal = replace(insp.cal, flips=["h", "v", "hv"])
     tta = insp.raw_scores(x)
@@ -99,33 +90,3 @@ def test_with_every_flip_the_map_turns_with_the_image_and_the_score_stays(textur
     # one view alone, flipped, is what calibration compares
     np.testing.assert_allclose(insp.view_scores(x[:1], "h"), plain.recon_scores[1:2], rtol=1e-5)
     assert Calibration().flips == []
-
-
-def test_the_model_sees_a_square_unless_the_aspect_is_kept():
-    from models.inference import MAX_AREA_FACTOR, MAX_SIDE_FACTOR, model_shape
-
-    assert model_shape(300, 100, ModelConfig()) == (128, 128)
-    # a bundle trained before keep_aspect existed squashes, as it was calibrated
-    old = ModelConfig(keep_aspect=True, pixel_scale=0.5).to_dict()
-    del old["keep_aspect"]
-    assert model_shape(300, 100, ModelConfig.from_dict(old)) == (128, 128)
-    cfg = ModelConfig(keep_aspect=True, pixel_scale=0.5)  # depth 4: sides in multiples of 16
-    assert model_shape(256, 256, cfg) == (128, 128)  # the training size: the usual square
-    assert model_shape(300, 100, cfg) == (144, 48)  # 150 x 50, to the stride
-    assert model_shape(100, 618, cfg) == (48, 304)
-    assert model_shape(5, 7, cfg) == (16, 16)  # never below one deepest-stage cell
-    h, w = model_shape(3000, 4000, cfg)  # far larger than the training images: bounded
-    assert h * w <= MAX_AREA_FACTOR * 128**2 * 1.1 and abs(w / h - 4 / 3) < 0.1
-    assert model_shape(1, 40_000_000, cfg) == (16, MAX_SIDE_FACTOR * 128)  # a strip: bounded
-    # outside the training images' sides, an image is scaled as if at the nearest one
-    ranged = replace(cfg, train_sides=(200.0, 400.0))
-    assert model_shape(300, 100, ranged) == (176, 64)  # sqrt 173 -> as if 200
-    assert model_shape(300, 300, ranged) == model_shape(300, 300, cfg) == (144, 144)  # inside
-    one_camera = replace(cfg, train_sides=(256.0, 256.0))  # every training image 256 x 256
-    assert model_shape(512, 512, one_camera) == (128, 128)  # a sharper camera, the same view
-    assert model_shape(1024, 512, one_camera) == (176, 96)  # about 128**2 pixels, aspect kept
-
-
-def test_the_coarse_view_halves_each_side_of_a_wide_input():
-    cfg = ModelConfig(depth=4, seg_depth=3, coarse_scale=0.5)
-    assert shrink(torch.rand(1, 1, 144, 320), cfg).shape == (1, 1, 64, 160)

@@ -4,8 +4,9 @@ import json
 
 import numpy as np
 import pytest
+from tiny import TINY_MODEL
 
-from models.config import ModelConfig, TrainConfig
+from models.config import TrainConfig
 from models.inference import Inspector
 from models.latent import NEIGHBOURS, SPREAD_WEIGHTS, LatentClassifier, _neighbour_probabilities
 from models.metrics import auroc
@@ -63,9 +64,7 @@ def test_train_with_labels_builds_a_semi_supervised_bundle(texture_data, tmp_pat
     labels.write_text("path,label\ntest/pit/000.png,pit\ntest/pit/001.png,pit\n"
                       "test/good/000.png,good\n")
     out = tmp_path / "b"
-    cfg = ModelConfig(image_size=32, width=8, depth=2, seg_width=8, vae_image_size=16,
-                      vae_width=8, latent_dim=4)
-    metrics = train(texture_data, out, cfg, TrainConfig(epochs=2, max_minutes=0.1),
+    metrics = train(texture_data, out, TINY_MODEL, TrainConfig(epochs=2, max_minutes=0.1),
                     labels=labels, device="cpu", progress=False)
     info = json.loads((out / "bundle.json").read_text())
     assert info["latent"] == {"classes": ["good", "pit"], "semi_supervised": True}
@@ -86,9 +85,7 @@ def test_train_with_labels_builds_a_semi_supervised_bundle(texture_data, tmp_pat
 
 def test_auto_fusion_without_labels_mixes_both_scores_at_the_configured_weight(texture_data,
                                                                               tmp_path):
-    cfg = ModelConfig(image_size=32, width=8, depth=2, seg_width=8, vae_image_size=16,
-                      vae_width=8, latent_dim=4)
-    train(texture_data, tmp_path / "b", cfg,
+    train(texture_data, tmp_path / "b", TINY_MODEL,
           TrainConfig(epochs=1, max_minutes=0, fusion_weight=0.7), device="cpu", progress=False)
     info = json.loads((tmp_path / "b" / "bundle.json").read_text())
     assert info["fusion"]["rule"] == "weighted" and info["fusion"]["weight"] == 0.7

@@ -8,7 +8,6 @@ from models.metrics import (
     auroc,
     auroc_gain_interval,
     auroc_interval,
-    best_f1_threshold,
     f1_at,
     per_type_auroc,
     per_type_pixel_auroc,
@@ -234,19 +233,6 @@ def test_f1_at_hand_case():
 def test_f1_at_threshold_is_inclusive():
     r = f1_at([0, 1], [0.2, 0.5], 0.5)
     assert r["tp"] == 1 and r["f1"] == pytest.approx(1.0) and r["false_alarm_rate"] == 0.0
-
-
-def test_best_f1_threshold():
-    labels = [0, 0, 0, 0, 1, 1, 1]
-    scores = [0.1, 0.2, 0.6, 0.3, 0.7, 0.5, 0.4]
-    # t=0.4: tp 3, fp 1 -> F1 6/7, the best (t=0.5: 2/3, t=0.7: 1/2, t=0.3: 3/4)
-    assert best_f1_threshold(labels, scores) == pytest.approx(0.4)
-    assert best_f1_threshold([0, 1, 1], [0.1, 0.8, 0.9]) == pytest.approx(0.8)
-
-
-def test_best_f1_threshold_needs_a_defect():
-    with pytest.raises(ValueError, match="defective"):
-        best_f1_threshold([0, 0], [0.1, 0.2])
 
 
 def test_per_type_auroc():

@@ -19,9 +19,8 @@ def test_every_training_preset_is_offered_by_the_cli_and_builds_working_networks
     import torch
 
     from models.autoencoder import DefectModel
-    from models.config import ModelConfig, TrainConfig
-    from models.inference import shrink
-    from models.train import PRESETS
+    from models.config import PRESETS, ModelConfig, TrainConfig
+    from models.preprocess import shrink
     from service.cli import build_parser
 
     parser = build_parser()
