@@ -334,6 +334,12 @@ def make_demo_dataset(
     shutil.rmtree(staging, ignore_errors=True)
     counts = _render_all(staging, seed, size, n_train, n_test_good, n_per_defect)
     summary = {"seed": seed, "size": size, "counts": counts, "defects": list(DEFECT_KINDS)}
+    _move_into_place(staging, out, params, summary)
+    return {**summary, "root": str(out), "reused": False}
+
+
+def _move_into_place(staging: Path, out: Path, params: dict, summary: dict) -> None:
+    """Replaces ``out``'s demo folders with the rendered ones; the marker says complete last."""
     # Claim the folders before touching them, so an interrupted swap is ours to redo.
     _write_marker(out, {"complete": False, "params": params})
     for name in _FOLDERS:
@@ -341,7 +347,6 @@ def make_demo_dataset(
         os.replace(staging / name, out / name)
     staging.rmdir()
     _write_marker(out, {"complete": True, "params": params, "summary": summary})
-    return {**summary, "root": str(out), "reused": False}
 
 
 def _render_all(root: Path, seed, size, n_train, n_test_good, n_per_defect) -> dict:

@@ -34,6 +34,29 @@ LATENT_BATCH = 64  # VAE views per forward pass when the trainer encodes its nor
 
 
 @dataclass
+class RunData:
+    """The images of a training run, read and split.
+
+    Attributes:
+        mcfg: the model config completed with the training images' scale and channels.
+        fit_images: prepared images the networks train on (operator-confirmed normals last).
+        holdout: prepared held-out normals that calibration sees.
+        label_rows: every operator label matched to a file.
+        good_rows: labeled normals that joined ``fit_images``.
+        defect_rows: labeled defects (calibration and label spreading).
+        summary: what ``bundle.json`` says of the data.
+    """
+
+    mcfg: ModelConfig
+    fit_images: list[np.ndarray]
+    holdout: list[np.ndarray]
+    label_rows: LabelRows
+    good_rows: LabelRows
+    defect_rows: LabelRows
+    summary: dict
+
+
+@dataclass
 class Fitted:
     """The trained networks and what training them measured.
 
@@ -60,49 +83,66 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
     Raises:
         DataError: no usable training image, or a bad labels file.
     """
-    mcfg, tcfg = model_cfg or ModelConfig(), train_cfg or TrainConfig()
+    tcfg = train_cfg or TrainConfig()
     check_settings(tcfg)
     torch.manual_seed(tcfg.seed)
-    rng = np.random.default_rng(tcfg.seed)
     dev = pick_device(device)
     started = time.monotonic()
     ds = open_dataset(data)
-    label_rows = read_label_rows(labels, ds)
-    mcfg, images, skipped = read_images(ds, mcfg)
-    fit_idx, hold_idx = split_holdout(len(images), tcfg, rng)
-    good_rows, defect_rows = split_rows(label_rows, ds.train)
-    fit_images = [images[i] for i in fit_idx] + labeled_images(good_rows, mcfg)
-    holdout = [images[i] for i in hold_idx]
-    fitted = fit_networks(mcfg, tcfg, fit_images, holdout, dev, Progress(progress), started)
-    insp = Inspector(mcfg, fitted.model, fitted.vae, LatentClassifier.fit(fitted.normal_mu),
+    run = read_run_data(ds, labels, model_cfg or ModelConfig(), tcfg)
+    fitted = fit_networks(run.mcfg, tcfg, run.fit_images, run.holdout, dev, Progress(progress),
+                          started)
+    insp = Inspector(run.mcfg, fitted.model, fitted.vae, LatentClassifier.fit(fitted.normal_mu),
                      Calibration(fusion=tcfg.fusion, fusion_weight=tcfg.fusion_weight),
                      device=dev.type)
-    defect_images = labeled_images(defect_rows, mcfg)
-    labeled_paths = {str(it.path) for it, _ in label_rows}
-    if defect_rows:
-        spread_labels(insp, fitted.normal_mu, defect_rows, defect_images, ds, labeled_paths)
-    calib = calibrate(insp, holdout, tcfg, labeled=(defect_images, np.ones(len(defect_rows), bool))
-                      if defect_rows else None)
+    calib = calibrate_run(insp, run, ds, fitted.normal_mu, tcfg)
     train_s = time.monotonic() - started
+    meta = {"name": name or Path(out).name, "train_config": tcfg.to_dict(), "seed": tcfg.seed,
+            "threshold_rule": calib["rule"], "fusion_rule": calib["fusion_rule"],
+            "data": run.summary, "device": dev.type, "training_seconds": round(train_s, 1)}
+    metrics = {"training": {**fitted.history, "seconds": train_s},
+               "calibration": calib, "evaluation": {}}
+    # the bundle first: nothing the evaluation meets (a test file, memory) can cost the model
+    save_bundle(out, Bundle(run.mcfg, insp.model, insp.vae, insp.latent, insp.cal), meta, metrics)
+    if ds.test:
+        labeled_paths = {str(it.path) for it, _ in run.label_rows}
+        test_items = [it for it in ds.test if str(it.path) not in labeled_paths]
+        normals = (fitted.normal_mu[:run.summary["used_train_images"]],
+                   latent_means(fitted.vae, to_device(fitted.holdout_views, dev), LATENT_BATCH))
+        metrics["evaluation"] = evaluate_written(insp, out, data, test_items,
+                                                 calib["holdout_fused_scores"], normals)
+        write_metrics(out, metrics)
+    return metrics
+
+
+def read_run_data(ds: Dataset, labels: str | Path | None, mcfg: ModelConfig,
+                  tcfg: TrainConfig) -> RunData:
+    """Reads the training images and the operator labels, and splits the held-out normals off
+    (seeded by ``tcfg.seed``)."""
+    label_rows = read_label_rows(labels, ds)
+    mcfg, images, skipped = read_images(ds, mcfg)
+    fit_idx, hold_idx = split_holdout(len(images), tcfg, np.random.default_rng(tcfg.seed))
+    good_rows, defect_rows = split_rows(label_rows, ds.train)
+    fit_images = [images[i] for i in fit_idx] + labeled_images(good_rows, mcfg)
     summary = ds.summary() | {"used_train_images": len(fit_idx), "holdout_images": len(hold_idx),
                               "skipped_files": skipped, "skipped": len(skipped),
                               "labeled_images": len(label_rows),
                               "labeled_good_trained": len(good_rows)}
-    meta = {"name": name or Path(out).name, "train_config": tcfg.to_dict(), "seed": tcfg.seed,
-            "threshold_rule": calib["rule"], "fusion_rule": calib["fusion_rule"],
-            "data": summary, "device": dev.type, "training_seconds": round(train_s, 1)}
-    metrics = {"training": {**fitted.history, "seconds": train_s},
-               "calibration": calib, "evaluation": {}}
-    # the bundle first: nothing the evaluation meets (a test file, memory) can cost the model
-    save_bundle(out, Bundle(mcfg, insp.model, insp.vae, insp.latent, insp.cal), meta, metrics)
-    if ds.test:
-        test_items = [it for it in ds.test if str(it.path) not in labeled_paths]
-        holdout_mu = latent_means(fitted.vae, to_device(fitted.holdout_views, dev), LATENT_BATCH)
-        metrics["evaluation"] = evaluate_written(
-            insp, out, data, test_items, calib["holdout_fused_scores"],
-            (fitted.normal_mu[:len(fit_idx)], holdout_mu))
-        write_metrics(out, metrics)
-    return metrics
+    return RunData(mcfg, fit_images, [images[i] for i in hold_idx], label_rows, good_rows,
+                   defect_rows, summary)
+
+
+def calibrate_run(insp: Inspector, run: RunData, ds: Dataset, normal_mu: np.ndarray,
+                  tcfg: TrainConfig) -> dict:
+    """Spreads the labeled defects' names over the latent graph (when there are some), then
+    calibrates on the held-out normals and those defects (:func:`models.calibrate.calibrate`)."""
+    defect_images = labeled_images(run.defect_rows, run.mcfg)
+    if run.defect_rows:
+        labeled_paths = {str(it.path) for it, _ in run.label_rows}
+        spread_labels(insp, normal_mu, run.defect_rows, defect_images, ds, labeled_paths)
+    labeled = ((defect_images, np.ones(len(run.defect_rows), bool)) if run.defect_rows
+               else None)
+    return calibrate(insp, run.holdout, tcfg, labeled=labeled)
 
 
 def check_settings(tcfg: TrainConfig) -> None:
