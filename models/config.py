@@ -29,10 +29,8 @@ class ModelConfig:
         map_grid: the grid of the latent cells drawn into the anomaly map; when it differs
             from ``latent_grid`` a second VAE with this grid trains beside the first (see
             :mod:`models.vae`) and the verdict takes the most unusual cell of both grids.
-            16 and 8 by default: against one 8 x 8 grid for both (the same four 15-minute
-            bundles, the VAEs retrained in the same 108 s, one core), latent AUROC demo
-            0.660 -> 0.777 and 0.684 -> 0.802, magnetic tiles 0.762 -> 0.807 and
-            0.775 -> 0.818; fused image AUROC -0.001 to +0.007; pixel AUROC -0.009 to +0.028.
+            16 and 8 by default: against one 8 x 8 grid for both, latent AUROC rose on both
+            data sets while image and pixel AUROC moved little (``benchmarks/HISTORY.md``).
         map_sigma: Gaussian smoothing of the anomaly map, in pixels at ``image_size``.
         map_mode: ``segmentation`` (the head's probability), ``residual`` (input minus
             reconstruction, normalised) or ``combined`` (their mean).
@@ -42,29 +40,24 @@ class ModelConfig:
             this factor and the two maps are averaged: large defects whose inside looks
             locally normal (a discoloured area, a worn patch) fit in its view there. Training
             then shows it such shrunk images too (half the windows). 0 = one scale. 0.5 by
-            default: on magnetic tiles (7 CPU-minutes, one core) image AUROC 0.62 -> 0.82 and
-            pixel AUROC 0.61 -> 0.64; on the demo washers 0.83 -> 0.80 and 0.968 -> 0.964.
+            default: it lifted magnetic tiles' image AUROC far more than it cost the demo
+            washers (``benchmarks/HISTORY.md``).
         latent_map: the anomaly map also shows the VAE's latent cells: each pixel the larger
             of the reconstruction map and its cell's latent distance (in units of the latent
             threshold), so a large defect that the reconstruction model rebuilds as it is still
             lights up (see ``Inspector.add_latent_map``).
         keep_aspect: the reconstruction model sees each image at its own aspect ratio, scaled
             by ``pixel_scale``, instead of squashed to ``image_size`` square (see
-            ``models.inference.model_shape``); the VAE's view stays square. Images that all
+            ``models.preprocess.model_shape``); the VAE's view stays square. Images that all
             have one size (one camera) get the same square as without it, bit for bit. On by
-            default: magnetic tiles (crops 116-615 wide, 222-403 high, so squashing stretched
-            the grinding texture by up to 6x between images), 15-minute one-core runs, seeds
-            0-3, squash -> keep (image / pixel AUROC / AUPRO): 0.831 / 0.795 / 0.643 ->
-            0.883 / 0.788 / 0.671, 0.830 / 0.779 / 0.634 -> 0.891 / 0.781 / 0.652,
-            0.849 / 0.800 / 0.630 -> 0.915 / 0.803 / 0.664, 0.861 / 0.796 / 0.623 ->
-            0.883 / 0.794 / 0.629 (seeds 2 and 3 side by side), test normals over the 1 %
-            threshold 0 -> 1, 0, 1, 2 of 30; the tiles' model inputs then average 1.17x the
-            square's pixels (0.33-2.03x).
+            default: magnetic tiles come in crops of many shapes, squashing stretched their
+            texture by up to 6x between images, and keeping the aspect raised their image
+            AUROC and AUPRO on every seed (``benchmarks/HISTORY.md``).
         pixel_scale: model pixels per image pixel under ``keep_aspect``: ``image_size`` over
             the training images' median geometric side (``sqrt(h * w)``), set by the trainer.
         train_sides: the smallest and largest geometric side of the training images, set by
             the trainer: an image outside this range is scaled as if it had the nearest one
-            (``models.inference.model_shape``). ``(0, 0)``: no range (bundles from before it).
+            (``models.preprocess.model_shape``). ``(0, 0)``: no range (bundles from before it).
     """
 
     image_size: int = 128
@@ -112,13 +105,8 @@ class TrainConfig:
         max_minutes: wall-clock budget for the whole of training (both models); calibration
             and writing the bundle come after it.
         batch_size: images per optimisation step.
-        lr: Adam learning rate (peak of a cosine schedule). 5e-4: against 1e-3, 7-minute runs,
-            one core each, side by side, seeds 0 and 1 (image / pixel AUROC / AUPRO): demo
-            0.843 / 0.968 / 0.809 -> 0.857 / 0.971 / 0.841 and 0.844 / 0.963 / 0.811 ->
-            0.861 / 0.972 / 0.853; magnetic tiles 0.812 / 0.661 / 0.596 -> 0.842 / 0.669 /
-            0.628 and 0.789 / 0.649 / 0.630 -> 0.780 / 0.668 / 0.654. AUPRO rose on all four
-            (+0.024 to +0.042), pixel AUROC on all four; 2e-3 lost 0.13 image AUROC on the
-            tiles.
+        lr: Adam learning rate (peak of a cosine schedule). 5e-4: against 1e-3, AUPRO and
+            pixel AUROC rose on both data sets; 2e-3 lost image AUROC on the tiles (``benchmarks/HISTORY.md``).
         seed: seeds every random choice; CPU training is deterministic for a given seed.
         holdout_fraction: share of normal training images kept out of training to calibrate
             thresholds (at least ``min_holdout`` images).
@@ -130,43 +118,26 @@ class TrainConfig:
         fusion: how the reconstruction and latent verdicts combine (``FUSION_RULES``).
             ``auto`` decides at calibration: with operator-labeled defects, the weight of
             ``weighted`` (1.0 down to 0.5) that ranks the labeled defects above the held-out
-            normals best; without them, ``weighted`` at ``fusion_weight``. Measured with the
-            latent grid (4 bundles, 7 minutes, one core, the same test images scored both
-            ways): image AUROC at weight 0.8 against the reconstruction score alone, demo
-            0.850 -> 0.858 and 0.863 -> 0.867, magnetic tiles 0.792 -> 0.807 and
-            0.800 -> 0.823. (With the earlier single-code VAE, near chance, the mix only
-            lowered it, and ``auto`` then meant ``reconstruction`` alone.)
+            normals best; without them, ``weighted`` at ``fusion_weight``, which ranked
+            defects better than the reconstruction score alone on both data sets
+            (``benchmarks/HISTORY.md``).
         fusion_weight: weight of the reconstruction score under the ``weighted`` rule.
         anomaly_prob: share of training images that get a synthetic defect.
         crop: the reconstruction model trains on random ``crop`` x ``crop`` windows of the
             resized images (0 = whole images; with ``keep_aspect``, ``image_size`` windows,
-            sides shorter than the window mirrored out). The networks are fully convolutional, so this
-            buys several times more optimisation steps per CPU-minute. 96 instead of 64
-            (15 minutes, one core, seed 0, side by side): 783 / 757 steps instead of
-            1,626 / 1,558, demo 0.892 / 0.983 / 0.873 -> 0.794 / 0.938 / 0.780, magnetic tiles
-            0.831 / 0.795 / 0.643 -> 0.771 / 0.782 / 0.617 (image / pixel AUROC / AUPRO).
-            48 instead of 64 (1.6-1.9x the steps; seeds 0-3, seeds 2 and 3 side by side,
-            ``benchmarks/results/crop48-cpu-2026-12-01.json``): demo image AUROC +0.013,
-            -0.018, +0.073, -0.032, AUPRO +0.009, +0.012, +0.035, -0.012; magnetic tiles
-            (seeds 0-2) image AUROC level (+0.002 to +0.006), pixel AUROC down all three times
-            (-0.002 to -0.004), AUPRO both ways. Kept at 64: no gain clears the run-to-run
-            spread, and the tiles' pixel floor is the one at its edge.
+            sides shorter than the window mirrored out). The networks are fully
+            convolutional, so this buys several times more optimisation steps per CPU-minute.
+            64: 96 took half the steps and lost accuracy, and 48's gains stayed within the
+            run-to-run spread (``benchmarks/HISTORY.md``).
         border_windows: share of window positions, per axis, placed on an image border (half
             at each side) instead of anywhere, so the networks learn the image's real rim (see
-            ``models.train.window_origins``). 0.5 by default: 7-minute, one-core runs, the
-            same seeds with and without, demo (3 seeds) image AUROC 0.800 -> 0.844 (every seed
-            +0.03 to +0.055), pixel AUROC 0.960 -> 0.970, AUPRO 0.807 -> 0.815; magnetic tiles
-            (4 seeds) image AUROC 0.774 -> 0.797 (-0.03 to +0.10 per seed), pixel AUROC
-            0.641 -> 0.652 and AUPRO 0.608 -> 0.627 (higher for every seed).
+            ``models.fit.window_origins``). 0.5 by default: on average image AUROC, pixel
+            AUROC and AUPRO rose on both data sets (``benchmarks/HISTORY.md``).
         flips: test-time flips (``h``, ``v``, ``hv``): ``auto`` keeps those under which the
-            held-out normals still look normal (``models.train.choose_flips``), ``none`` or a
-            comma list sets them. Each kept flip costs one more forward pass per image (batch
-            of 8, 2 CPU threads: 1.93x with one, 3.95x with three). ``none`` by default:
-            six 15-minute one-core bundles (seeds 0-2) recalibrated both ways, ``auto`` kept
-            all three flips on the demo washers (image AUROC +0.026, -0.012, +0.010) and
-            ``h`` alone on the side-lit magnetic tiles (+0.023, +0.029, +0.041), pixel AUROC
-            and AUPRO level (-0.010 to +0.008): better verdicts, not better maps, for 2-4x
-            the inference time (README, "Test-time flips").
+            held-out normals still look normal (``models.calibrate.choose_flips``), ``none``
+            or a comma list sets them. Each kept flip costs one more forward pass per image.
+            ``none`` by default: ``auto`` gave better verdicts, not better maps, for 2-4x the
+            inference time (``benchmarks/HISTORY.md``).
     """
 
     epochs: int = 1000

@@ -200,9 +200,8 @@ class Inspector:
         Why: the reconstruction model sees 64-pixel windows and a half-size view; a large
         defect whose inside is smooth (a dark stain, a worn patch) gets rebuilt as it is and
         only its edges light up, while the VAE's cell for that part of the image falls far
-        from the normal cluster. On magnetic tiles (7-minute bundles, the same bundles scored
-        both ways) pixel AUROC rose 0.673 -> 0.766 and 0.673 -> 0.769 (the large "fray"
-        stains 0.62 -> 0.89), AUPRO stayed (+0.001, +0.002); demo pixel AUROC 0.971 -> 0.970.
+        from the normal cluster. It raised magnetic tiles' pixel AUROC and left AUPRO and the
+        demo level (``benchmarks/HISTORY.md``).
         """
         if self.cal.map_scale <= 0:  # calibration leaves it 0 when cfg.latent_map is off
             return maps

@@ -2,13 +2,12 @@
 
 The latent is a grid of codes, not one vector: each of the ``latent_grid x latent_grid`` cells
 has its own mean and log-variance and describes its part of the image. A defect a few pixels
-wide barely moves a single code for the whole image (the latent AUROC of that design measured
-0.45-0.58 on every data set tried), but it moves the code of the cell it lies in.
+wide barely moves a single code for the whole image (that design's latent verdict was near
+chance on every data set tried), but it moves the code of the cell it lies in.
 
-Two grids: the verdict wants small cells (a 16 x 16 grid ranked defects better than 8 x 8:
-latent AUROC demo 0.64 -> 0.78, magnetic tiles 0.75 -> 0.81), the anomaly map wants large ones
-(a large, smooth stain fills a 16 x 16 cell and looks normal there; tile pixel AUROC with the
-cells in the map 0.77 at 8 x 8, 0.71 at 16 x 16). So when ``map_grid`` differs from
+Two grids: the verdict wants small cells (16 x 16 ranked defects better than 8 x 8), the
+anomaly map wants large ones (a large, smooth stain fills a 16 x 16 cell and looks normal
+there); figures in ``benchmarks/HISTORY.md``. So when ``map_grid`` differs from
 ``latent_grid`` a second, independent VAE with ``map_grid`` cells trains beside the first
 (``VAE.map_vae``), and :meth:`VAE.encode` returns both grids' cells, the first grid's first.
 """
