@@ -36,13 +36,13 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Smooths ``(B, 1, H, W)`` maps with a separable Gaussian."""
     if sigma <= 0:
         return x
-    r = max(1, math.ceil(3 * sigma))
-    t = torch.arange(-r, r + 1, dtype=torch.float32, device=x.device)
-    k = torch.exp(-(t**2) / (2 * sigma**2))
-    k = (k / k.sum()).to(x.dtype)
-    x = F.pad(x, (r, r, r, r), mode="reflect")
-    x = F.conv2d(x, k.view(1, 1, 1, -1))
-    return F.conv2d(x, k.view(1, 1, -1, 1))
+    radius = max(1, math.ceil(3 * sigma))
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32, device=x.device)
+    kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
+    kernel = (kernel / kernel.sum()).to(x.dtype)
+    x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1))
+    return F.conv2d(x, kernel.view(1, 1, -1, 1))
 
 
 @dataclass
@@ -262,43 +262,46 @@ class Inspector:
         if not images:
             return [], None
         raw = self.scores_of(images, with_reconstruction)
-        lat_score, lat_dist, clusters = self.latent.score(raw.latent_mu, self.cal.latent_distance,
-                                                             self.cal.latent_spread)
-        fused = self.cal.fuse(raw.recon_scores, lat_score)
-        t = self.cal.image if threshold is None else float(threshold)
-        results = [self._result(im, raw, i, float(fused[i]), t, float(lat_score[i]),
-                                float(lat_dist[i]), clusters[i])
+        latent_scores, distances, clusters = self.latent.score(
+            raw.latent_mu, self.cal.latent_distance, self.cal.latent_spread)
+        fused = self.cal.fuse(raw.recon_scores, latent_scores)
+        applied = self.cal.image if threshold is None else float(threshold)
+        results = [self._result(im, raw, i, float(fused[i]), applied,
+                                self.latent_verdict(float(latent_scores[i]), float(distances[i]),
+                                                    clusters[i]))
                    for i, im in enumerate(images)]
         return results, raw
 
-    def _result(self, image: np.ndarray, raw: RawScores, i: int, score: float, t: float,
-                lat_score: float, lat_dist: float, cluster: str) -> Result:
+    def _result(self, image: np.ndarray, raw: RawScores, i: int, score: float,
+                threshold: float, latent: LatentVerdict) -> Result:
+        """The :class:`Result` of image ``i`` of ``raw``, its maps stretched to the image."""
         h, w = image.shape[:2]
         amap = cv2.resize(raw.maps[i], (w, h), interpolation=cv2.INTER_LINEAR)
         mask, regions = self.regions(amap)
-        rs = float(raw.recon_scores[i])
-        recon_v = ReconstructionVerdict(rs, self.cal.reconstruction,
-                                        ABNORMAL if rs >= self.cal.reconstruction else NORMAL)
-        rec_img = None
+        recon_score = float(raw.recon_scores[i])
+        recon_label = ABNORMAL if recon_score >= self.cal.reconstruction else NORMAL
+        cleaned = None
         if raw.recon is not None:
-            rec_img = cv2.resize(raw.recon[i], (w, h), interpolation=cv2.INTER_LINEAR)
-            rec_img = rec_img.reshape(h, w, -1)
+            cleaned = cv2.resize(raw.recon[i], (w, h), interpolation=cv2.INTER_LINEAR)
+            cleaned = cleaned.reshape(h, w, -1)
         return Result(
-            label=ABNORMAL if score >= t else NORMAL, score=score, threshold=t,
-            pixel_threshold=self.cal.pixel, width=w, height=h, reconstruction=recon_v,
-            latent=self.latent_verdict(lat_score, lat_dist, cluster), anomaly_map=amap,
-            mask=mask, regions=regions, reconstruction_image=rec_img)
+            label=ABNORMAL if score >= threshold else NORMAL, score=score, threshold=threshold,
+            pixel_threshold=self.cal.pixel, width=w, height=h,
+            reconstruction=ReconstructionVerdict(recon_score, self.cal.reconstruction,
+                                                 recon_label),
+            latent=latent, anomaly_map=amap, mask=mask, regions=regions,
+            reconstruction_image=cleaned)
 
     def latent_verdict(self, score: float, distance: float, cluster: str) -> LatentVerdict:
-        t = self.cal.latent
-        abnormal = score >= t
+        threshold = self.cal.latent
+        abnormal = score >= threshold
         if not self.latent.semi_supervised or not cluster:  # no label names this image
             cluster = ANOMALY if abnormal else GOOD
         # confidence: how far the score sits from the threshold, in units of the threshold
-        margin = abs(score - t) / max(t, 1e-12)
+        margin = abs(score - threshold) / max(threshold, 1e-12)
         confidence = float(1 - math.exp(-3 * margin)) * 0.5 + 0.5
-        return LatentVerdict(ABNORMAL if abnormal else NORMAL, distance, t, cluster, confidence,
-                             score)
+        return LatentVerdict(ABNORMAL if abnormal else NORMAL, distance, threshold, cluster,
+                             confidence, score)
 
     def regions(self, amap: np.ndarray) -> tuple[np.ndarray, list[Region]]:
         """Mask ``bool (H, W)`` and its regions; specks smaller than ``min_region_area`` (in
@@ -309,23 +312,23 @@ class Inspector:
         h, w = amap.shape
         mh, mw = model_shape(h, w, self.cfg)
         min_area = self.cfg.min_region_area * (h * w) / (mh * mw)
-        n, lab, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
-        keep = np.zeros(n, bool)
+        count, components, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+        keep = np.zeros(count, bool)
         regions = []
-        for j in range(1, n):
+        for j in range(1, count):
             x, y, bw, bh, area = (int(v) for v in stats[j])
             if area < min_area:
                 continue
             keep[j] = True
-            peak = float(amap[y:y + bh, x:x + bw][lab[y:y + bh, x:x + bw] == j].max())
-            regions.append(Region(x, y, bw, bh, area, peak))
+            inside = components[y:y + bh, x:x + bw] == j
+            regions.append(Region(x, y, bw, bh, area, float(amap[y:y + bh, x:x + bw][inside].max())))
         regions.sort(key=lambda r: -r.score)
-        return keep[lab], regions
+        return keep[components], regions
 
 
 def residual_map(x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
     """Input-minus-reconstruction, ``(B, 1, h, w)``: half structural (1 - SSIM), half L1,
     averaged over channels."""
-    s = (1 - ssim_map(x, recon, size=7)).mean(1, keepdim=True)
+    structural = (1 - ssim_map(x, recon, size=7)).mean(1, keepdim=True)
     l1 = (x - recon).abs().mean(1, keepdim=True)
-    return 0.5 * (s + l1)
+    return 0.5 * (structural + l1)

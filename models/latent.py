@@ -63,9 +63,9 @@ class LatentClassifier:
         normal = _cells(normal)
         means, whitens = [], []
         for p in range(normal.shape[1]):  # float64 one cell at a time: (N, P, D) whole is GBs
-            lw = LedoitWolf().fit(normal[:, p].astype(np.float64))
-            evals, evecs = np.linalg.eigh(lw.covariance_)
-            means.append(lw.location_)
+            shrunk = LedoitWolf().fit(normal[:, p].astype(np.float64))
+            evals, evecs = np.linalg.eigh(shrunk.covariance_)
+            means.append(shrunk.location_)
             whitens.append(evecs / np.sqrt(np.maximum(evals, 1e-8)))
         d = normal.shape[2]
         return cls(np.array(means, np.float32), np.array(whitens, np.float32),
