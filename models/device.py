@@ -1,4 +1,4 @@
-"""Device placement: which torch device runs the networks, and image batches moved onto it."""
+"""Device placement: the torch device to run on, image batches moved onto it."""
 
 from __future__ import annotations
 
