@@ -83,3 +83,8 @@ def test_f1_threshold_takes_the_best_of_unsorted_scores():
 def test_f1_threshold_needs_a_defect():
     with pytest.raises(ValueError, match="defective"):
         f1_threshold([0, 0], [0.1, 0.2])
+
+
+def test_f1_threshold_ties_go_to_the_lowest_threshold():
+    # >= 0.9 and >= 0.6 both give F1 2/3: the lower one catches both defects
+    assert f1_threshold([1, 0, 0, 1], [0.9, 0.8, 0.7, 0.6]) == 0.6
