@@ -221,13 +221,9 @@ def latent_label_gain(insp: Inspector, mus: np.ndarray, types: list[str],
     types_arr = np.array(types)
     out = {}
     for k in per_type:
-        rng = np.random.default_rng(seed)
-        chosen = np.zeros(len(types), bool)
-        for t in np.unique(types_arr):
-            idx = np.flatnonzero(types_arr == t)
-            if len(idx) <= k:
-                return out
-            chosen[rng.choice(idx, k, replace=False)] = True
+        chosen = labeled_sample(types_arr, k, seed)
+        if chosen is None:
+            return out
         clf = LatentClassifier(insp.latent.mean, insp.latent.whiten, np.zeros((0, 1)),
                                np.zeros((0, 1)), [GOOD])
         clf.spread(np.concatenate([known, mus]),
@@ -242,6 +238,19 @@ def latent_label_gain(insp: Inspector, mus: np.ndarray, types: list[str],
                                 "auroc_without_labels": auroc(y, dist),
                                 "auroc_with_labels": auroc(y, score)}
     return out
+
+
+def labeled_sample(types: np.ndarray, k: int, seed: int) -> np.ndarray | None:
+    """``bool (N,)``: ``k`` images of every type of ``types`` drawn at random (seeded), or
+    ``None`` when some type has no more than ``k`` images (none would be left to judge)."""
+    rng = np.random.default_rng(seed)
+    chosen = np.zeros(len(types), bool)
+    for name in np.unique(types):
+        idx = np.flatnonzero(types == name)
+        if len(idx) <= k:
+            return None
+        chosen[rng.choice(idx, k, replace=False)] = True
+    return chosen
 
 
 def bundle_normals(insp: Inspector, train_items: Sequence[Item]
