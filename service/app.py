@@ -22,9 +22,9 @@ from models.errors import BundleError
 from . import errors
 from .batcher import Batcher
 from .config import Settings, get_settings
-from .imaging import BodyLimitMiddleware
 from .labels import LabelStore
-from .metrics import Metrics, RequestMetricsMiddleware, configure_logging
+from .middleware import BodyLimitMiddleware, RequestMetricsMiddleware
+from .monitoring import Metrics, configure_logging
 from .routes import router
 
 log = logging.getLogger("kensa.service")

@@ -45,7 +45,7 @@ def test_openapi_documents_every_field_and_status(client):
         assert path.endswith("overlay") or params["include"]["description"]
     assert "image/jpeg" in paths["/v1/inspect/overlay"]["post"]["responses"]["200"]["content"]
     schemas = spec["components"]["schemas"]
-    for name in ("InspectionResult", "ReconstructionVerdict", "LatentVerdict", "Defect",
+    for name in ("InspectionResult", "ReconstructionOpinion", "LatentOpinion", "Defect",
                  "ModelInfo", "Thresholds", "BatchItemResult", "BatchItemError", "ErrorBody",
                  "Health"):
         for field, prop in schemas[name]["properties"].items():
