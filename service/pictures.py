@@ -83,9 +83,9 @@ def overlay_image(image: np.ndarray, anomaly_map: np.ndarray, pixel_threshold: f
         areas keep their look and defects glow.
     """
     base = to_bgr8(image)
-    h = heat(anomaly_map, pixel_threshold)
-    colour = cv2.applyColorMap((h * 255.0 + 0.5).astype(np.uint8), cv2.COLORMAP_JET)
-    alpha = (0.2 + 0.5 * h)[..., None]
+    strength = heat(anomaly_map, pixel_threshold)
+    colour = cv2.applyColorMap((strength * 255.0 + 0.5).astype(np.uint8), cv2.COLORMAP_JET)
+    alpha = (0.2 + 0.5 * strength)[..., None]
     out = (base * (1.0 - alpha) + colour * alpha + 0.5).astype(np.uint8)
     if mask.any():
         contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
