@@ -39,8 +39,8 @@ class InflightGate:
     encoded pictures) from decode until its answer is built. A request that would pass
     ``max_bytes`` waits until others finish; after ``wait_s`` it gets :class:`Overloaded`
     (503 with Retry-After). One request larger than the whole cap still runs, alone. Without
-    it memory grew with the number of concurrent clients times their batch size (2 GB at
-    512x512 with 8 batch clients, ``kensa bench``).
+    it memory grows with the number of concurrent clients times their batch size
+    (benchmarks/HISTORY.md).
     """
 
     def __init__(self, max_bytes: int, wait_s: float = 30.0) -> None:
