@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-DEVICES = ("auto", "cpu", "cuda")
+from service.cli import DEVICES
 
 
 def build_parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
