@@ -23,9 +23,9 @@ from models.errors import BundleError
 from . import errors
 from .batcher import Batcher
 from .config import Settings, get_settings
-from .imaging import BodyLimitMiddleware
 from .labels import LabelStore
-from .metrics import Metrics, RequestMetricsMiddleware, configure_logging
+from .middleware import BodyLimitMiddleware, RequestMetricsMiddleware
+from .monitoring import Metrics, configure_logging
 from .routes import router
 
 log = logging.getLogger("kensa.service")
@@ -68,6 +68,41 @@ def load_inspector(settings: Settings) -> Any:
     return Inspector.load(settings.model, device=settings.device)
 
 
+def lifespan(settings: Settings, metrics: Metrics, inspector: Any = None):
+    """The app's lifespan: loads the bundle (unless ``inspector`` is given), starts the
+    batcher and puts both on ``app.state``; stops the batcher at shutdown."""
+
+    @asynccontextmanager
+    async def span(app: FastAPI):
+        try:
+            loaded = inspector if inspector is not None else await run_in_threadpool(
+                load_inspector, settings)
+        except BundleError as exc:
+            log.error("cannot start: %s", exc)
+            raise
+        batcher = Batcher(loaded, max_size=settings.batch_max_size,
+                          wait_ms=settings.batch_wait_ms, queue_size=settings.queue_size,
+                          max_inflight_bytes=settings.max_inflight_bytes,
+                          on_batch=metrics.batch_size.observe, on_queue=metrics.queue_depth.set)
+        await batcher.start()
+        app.state.inspector, app.state.batcher = loaded, batcher
+        info = loaded.info
+        metrics.model_info.labels(str(info.get("name", "")), str(info.get("version", "")),
+                                  str(loaded.device)).set(1)
+        log.info("ready", extra={"fields": {
+            "model": str(settings.model), "version": info.get("version"),
+            "device": loaded.device, "image_threshold": loaded.image_threshold,
+            "threshold_override": settings.threshold}})
+        try:
+            yield
+        finally:
+            app.state.inspector = app.state.batcher = None
+            await batcher.stop()
+            log.info("stopped", extra={"fields": {"version": info.get("version")}})
+
+    return span
+
+
 def create_app(settings: Settings | None = None, *, inspector: Any = None) -> FastAPI:
     """Builds the app; the bundle loads when the lifespan starts.
 
@@ -78,37 +113,8 @@ def create_app(settings: Settings | None = None, *, inspector: Any = None) -> Fa
     """
     settings = settings or get_settings()
     metrics = Metrics()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        try:
-            insp = inspector if inspector is not None else await run_in_threadpool(
-                load_inspector, settings)
-        except BundleError as exc:
-            log.error("cannot start: %s", exc)
-            raise
-        batcher = Batcher(insp, max_size=settings.batch_max_size,
-                          wait_ms=settings.batch_wait_ms, queue_size=settings.queue_size,
-                          max_inflight_bytes=settings.max_inflight_bytes,
-                          on_batch=metrics.batch_size.observe, on_queue=metrics.queue_depth.set)
-        await batcher.start()
-        app.state.inspector, app.state.batcher = insp, batcher
-        info = insp.info
-        metrics.model_info.labels(str(info.get("name", "")), str(info.get("version", "")),
-                                  str(insp.device)).set(1)
-        log.info("ready", extra={"fields": {
-            "model": str(settings.model), "version": info.get("version"),
-            "device": insp.device, "image_threshold": insp.image_threshold,
-            "threshold_override": settings.threshold}})
-        try:
-            yield
-        finally:
-            app.state.inspector = app.state.batcher = None
-            await batcher.stop()
-            log.info("stopped", extra={"fields": {"version": info.get("version")}})
-
     app = FastAPI(title="Kensa inspection service", version=VERSION, description=DESCRIPTION,
-                  openapi_tags=TAGS, lifespan=lifespan,
+                  openapi_tags=TAGS, lifespan=lifespan(settings, metrics, inspector),
                   form_limits={"max_files": settings.max_batch, "max_fields": 16})
     app.state.settings = settings
     app.state.metrics = metrics

@@ -1,4 +1,4 @@
-"""The plain AE-L2 baseline: the reference Kensa is measured against in ``kensa bench``.
+"""The plain AE-L2 baseline: the reference Kensa is measured against in the benchmarks.
 
 A small convolutional autoencoder (four stride-2 stages down, four up, no skips), trained
 with an L2 loss on the same normal images, with the same held-out split and time budget as
@@ -8,7 +8,7 @@ false-alarm budgets as Kensa's, and it is scored with the same metric functions 
 original image size. It is deliberately plain (Bergmann et al. 2019 call it the L2-AE): it
 shows what the denoising objective, the segmentation head and the fused verdict buy.
 
-It lives beside the benchmark, not in ``models/``: nothing serves it.
+It lives in ``benchmarks/``, not in ``models/``: nothing serves it.
 """
 
 from __future__ import annotations
@@ -25,13 +25,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.calibrate import false_alarm_threshold, pixel_threshold
 from models.config import TrainConfig
 from models.data import Item, open_dataset, split_holdout
+from models.device import pick_device, to_device
 from models.errors import DataError
-from models.evaluate import PixelTruth, TestImages, _clean, score_report
-from models.inference import gaussian_blur, pick_device, prepare
-from models.train import Progress, _cosine, _loop, _to_device, read_training_images
+from models.evaluate import PixelTruth, TestImages, json_safe, score_report
+from models.fit import Progress, cosine_lr, run_loop
+from models.inference import gaussian_blur
+from models.preprocess import prepare
+from models.thresholds import false_alarm_threshold, pixel_threshold
+from models.training_images import read_training_images
 
 MAP_SIGMA = 2.0  # same smoothing as Kensa's default ModelConfig.map_sigma
 # the baseline keeps the learning rate its figures were measured with; Kensa's own default
@@ -102,9 +105,17 @@ class Baseline:
     def anomaly_maps(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Kensa images ``(H, W, C)`` -> maps ``(H, W)`` at each image's own size."""
         batch = np.stack([prepare(im, self.image_size, self.channels) for im in images])
-        small = self.maps(_to_device(batch, self.device))
+        small = self.maps(to_device(batch, self.device))
         return [cv2.resize(m, (im.shape[1], im.shape[0]), interpolation=cv2.INTER_LINEAR)
                 for m, im in zip(small, images)]
+
+    def calibrate(self, held_out: np.ndarray, cfg: TrainConfig) -> None:
+        """Sets both thresholds from held-out normal images ``(N, S, S, C)`` at ``cfg``'s
+        false-alarm budgets, as Kensa's calibration does."""
+        maps = self.maps(to_device(held_out, self.device))
+        self.image_threshold = false_alarm_threshold(maps.reshape(len(maps), -1).max(1),
+                                                     cfg.false_alarm_rate)
+        self.pixel_threshold = pixel_threshold(maps, cfg.pixel_false_alarm_rate)
 
     def evaluate(self, items: Sequence[Item]) -> dict:
         """The report of :func:`models.evaluate.evaluate` (same keys, same metric functions,
@@ -119,7 +130,7 @@ class Baseline:
                 pixels.add(it, amap)
         report = score_report(types, scores, self.image_threshold, pixels, images.skipped)
         report |= {"reconstruction_auroc": report["image_auroc"], "latent_auroc": math.nan}
-        return {k: _clean(v) for k, v in report.items()}
+        return {k: json_safe(v) for k, v in report.items()}
 
 
 def train_baseline(data: str | Path, minutes: float, image_size: int = 128, seed: int = 0,
@@ -146,25 +157,31 @@ def train_baseline(data: str | Path, minutes: float, image_size: int = 128, seed
                       **({"epochs": epochs} if epochs is not None else {}))
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    dev = pick_device(device)
-    t0 = time.monotonic()
-    ds = open_dataset(data)
-    squares, _ = read_training_images(ds.train, image_size)
-    if not squares:
-        raise DataError(f"none of the {len(ds.train)} training file(s) in {ds.root} decodes "
-                        "as an image")
-    images = np.stack(squares)
+    torch_device = pick_device(device)
+    started = time.monotonic()
+    images = _training_squares(data, image_size)
     channels = images.shape[3]
     fit_idx, hold_idx = split_holdout(len(images), cfg, rng)
-    model = BaselineAE(channels).to(dev)
-    history = _fit(model, images[fit_idx], cfg, dev, minutes * 60, Progress(progress))
-    base = Baseline(model, image_size, channels, dev, history=history)
-    hold = base.maps(_to_device(images[hold_idx], dev))
-    base.image_threshold = false_alarm_threshold(hold.reshape(len(hold), -1).max(1),
-                                                 cfg.false_alarm_rate)
-    base.pixel_threshold = pixel_threshold(hold, cfg.pixel_false_alarm_rate)
-    base.train_seconds = time.monotonic() - t0
+    model = BaselineAE(channels).to(torch_device)
+    history = _fit(model, images[fit_idx], cfg, torch_device, minutes * 60, Progress(progress))
+    base = Baseline(model, image_size, channels, torch_device, history=history)
+    base.calibrate(images[hold_idx], cfg)
+    base.train_seconds = time.monotonic() - started
     return base
+
+
+def _training_squares(data: str | Path, image_size: int) -> np.ndarray:
+    """The dataset's normal training images as ``(N, S, S, C)``, as Kensa's trainer reads them.
+
+    Raises:
+        DataError: no usable training image.
+    """
+    dataset = open_dataset(data)
+    squares, _ = read_training_images(dataset.train, image_size)
+    if not squares:
+        raise DataError(f"none of the {len(dataset.train)} training file(s) in {dataset.root} "
+                        "decodes as an image")
+    return np.stack(squares)
 
 
 def _fit(model: BaselineAE, images: np.ndarray, cfg: TrainConfig, device: torch.device,
@@ -175,13 +192,13 @@ def _fit(model: BaselineAE, images: np.ndarray, cfg: TrainConfig, device: torch.
     model.train()
 
     def step(i: int, frac: float) -> float:
-        x = _to_device(images[rng.integers(0, len(images), cfg.batch_size)], device)
+        x = to_device(images[rng.integers(0, len(images), cfg.batch_size)], device)
         for g in opt.param_groups:
-            g["lr"] = _cosine(frac, cfg.lr)
+            g["lr"] = cosine_lr(frac, cfg.lr)
         loss = F.mse_loss(model(x), x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         return float(loss.detach())
 
-    return _loop("L2AE", step, cfg, len(images), budget_s, progress)
+    return run_loop("L2AE", step, cfg, len(images), budget_s, progress)
