@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from models.config import ModelConfig, TrainConfig
+from models.config import PRESETS, ModelConfig, TrainConfig
 from models.synth_demo import make_demo_dataset
-from models.train import PRESETS, train
+from models.train import train
 
 
 @pytest.fixture(scope="session")
