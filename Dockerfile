@@ -49,9 +49,11 @@ USER 10001:10001
 EXPOSE 8000
 
 # No curl in the slim image: the probe is Python's urllib. Non-2xx raises, so "not ready"
-# (model not loaded yet) counts as unhealthy.
+# (model not loaded yet) counts as unhealthy. The code has no whitespace on purpose: podman's
+# Docker-compatible API (podman 4.3, Debian 12) splits exec-form healthcheck arguments at
+# spaces, which turned the old probe into a SyntaxError (always unhealthy) under docker compose.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health/ready' % os.environ.get('KENSA_PORT', '8000'), timeout=4)"]
+    CMD ["python", "-c", "__import__('urllib.request').request.urlopen('http://127.0.0.1:%s/health/ready'%__import__('os').environ.get('KENSA_PORT','8000'),timeout=4)"]
 
 ENTRYPOINT ["kensa"]
 CMD ["serve"]

@@ -289,6 +289,8 @@ def test_healthchecks_probe_health_ready_on_the_configured_port():
     assert compose_probe[1:] == _dockerfile_probe()
     code = compose_probe[-1]
     assert f"127.0.0.1:%s{HEALTH_PATH}" in code and "KENSA_PORT" in code
+    # podman's Docker-compatible API re-splits exec-form arguments at whitespace
+    assert not any(re.search(r"\s", arg) for arg in compose_probe), compose_probe
 
 
 def _dockerfile_probe() -> list[str]:
