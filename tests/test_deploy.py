@@ -39,7 +39,8 @@ MAKEFILE = ROOT / "Makefile"
 
 # Variables that only docker compose reads (interpolation); every other KENSA_* name is a
 # server setting and must be a field of service.config.Settings.
-COMPOSE_ONLY_VARS = {"KENSA_CATEGORY", "KENSA_TORCH_VARIANT", "KENSA_TRAIN_MAX_MINUTES"}
+COMPOSE_ONLY_VARS = {"KENSA_CATEGORY", "KENSA_TORCH_VARIANT", "KENSA_TRAIN_PRESET",
+                     "KENSA_TRAIN_MAX_MINUTES"}
 HEALTH_PATH = "/health/ready"
 REQUIRE_TOOLS = os.environ.get("KENSA_REQUIRE_DEPLOY_TOOLS") == "1"
 VAR = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
