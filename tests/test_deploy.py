@@ -486,10 +486,27 @@ def test_makefile_commands_use_real_cli_options():
 def test_make_demo_and_test_are_well_formed():
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    for target in ["demo", "test", "install", "deploy-tools", "clean"]:
+    for target in ["demo", "test", "install", "deploy-tools", "image-check", "clean"]:
         proc = subprocess.run(["make", "-n", target], check=False, cwd=ROOT,
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, f"make -n {target}: {proc.stderr}"
+
+
+def test_image_check_runs_in_ci_and_deploys_with_the_compose_files():
+    """scripts/image-check.sh (make image-check, every CI run) builds and runs the image for
+    real; here only that it stays wired to CI and to the compose files' own variables."""
+    script = (ROOT / "scripts" / "image-check.sh").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make image-check" in ci
+    assert re.search(r"^image-check:.*\n\tbash scripts/image-check\.sh$", MAKEFILE.read_text(),
+                     flags=re.MULTILINE)
+    assert "-f docker-compose.yml -f docker-compose.cpu.yml" in script
+    assert "--format docker" in script  # OCI format would drop the HEALTHCHECK
+    env_block = script.split('cat >"$deploy/.env" <<EOF', 1)[1].split("\nEOF", 1)[0]
+    written = dict(line.split("=", 1) for line in env_block.strip().splitlines())
+    assert set(written) - set(compose_vars(load_compose())) <= {"KENSA_DEVICE"}
+    assert written["KENSA_TORCH_VARIANT"] == "cpu"
+    assert "KENSA_DEVICE" in compose_vars(load_compose())
 
 
 # --- real tools, where installed ----------------------------------------------------------
