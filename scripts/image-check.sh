@@ -62,9 +62,11 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "${KENSA_IMAGE_CHECK_INSTALL:-1}" = 1 ] && command -v apt-get >/dev/null; then
         say "installing ${missing[*]} (apt-get: podman runc debootstrap curl)"
-        apt-get update -qq >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap curl \
-            >/dev/null || cannot_run "apt-get install podman runc debootstrap failed"
+        apt-get update -qq >/tmp/kensa-image-check-apt.log 2>&1 \
+            && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap curl \
+                >>/tmp/kensa-image-check-apt.log 2>&1 \
+            || { tail -n 20 /tmp/kensa-image-check-apt.log
+                 cannot_run "apt-get install podman runc debootstrap curl failed"; }
     else
         cannot_run "missing ${missing[*]} (apt-get install podman runc debootstrap curl)"
     fi
