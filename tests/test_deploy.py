@@ -39,7 +39,8 @@ MAKEFILE = ROOT / "Makefile"
 
 # Variables that only docker compose reads (interpolation); every other KENSA_* name is a
 # server setting and must be a field of service.config.Settings.
-COMPOSE_ONLY_VARS = {"KENSA_CATEGORY", "KENSA_TORCH_VARIANT", "KENSA_TRAIN_MAX_MINUTES"}
+COMPOSE_ONLY_VARS = {"KENSA_CATEGORY", "KENSA_TORCH_VARIANT", "KENSA_TRAIN_PRESET",
+                     "KENSA_TRAIN_MAX_MINUTES"}
 HEALTH_PATH = "/health/ready"
 REQUIRE_TOOLS = os.environ.get("KENSA_REQUIRE_DEPLOY_TOOLS") == "1"
 VAR = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
@@ -289,6 +290,8 @@ def test_healthchecks_probe_health_ready_on_the_configured_port():
     assert compose_probe[1:] == _dockerfile_probe()
     code = compose_probe[-1]
     assert f"127.0.0.1:%s{HEALTH_PATH}" in code and "KENSA_PORT" in code
+    # podman's Docker-compatible API re-splits exec-form arguments at whitespace
+    assert not any(re.search(r"\s", arg) for arg in compose_probe), compose_probe
 
 
 def _dockerfile_probe() -> list[str]:
@@ -483,10 +486,27 @@ def test_makefile_commands_use_real_cli_options():
 def test_make_demo_and_test_are_well_formed():
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    for target in ["demo", "test", "install", "deploy-tools", "clean"]:
+    for target in ["demo", "test", "install", "deploy-tools", "image-check", "clean"]:
         proc = subprocess.run(["make", "-n", target], check=False, cwd=ROOT,
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, f"make -n {target}: {proc.stderr}"
+
+
+def test_image_check_runs_in_ci_and_deploys_with_the_compose_files():
+    """scripts/image-check.sh (make image-check, every CI run) builds and runs the image for
+    real; here only that it stays wired to CI and to the compose files' own variables."""
+    script = (ROOT / "scripts" / "image-check.sh").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make image-check" in ci
+    assert re.search(r"^image-check:.*\n\tbash scripts/image-check\.sh$", MAKEFILE.read_text(),
+                     flags=re.MULTILINE)
+    assert "-f docker-compose.yml -f docker-compose.cpu.yml" in script
+    assert "--format docker" in script  # OCI format would drop the HEALTHCHECK
+    env_block = script.split('cat >"$deploy/.env" <<EOF', 1)[1].split("\nEOF", 1)[0]
+    written = dict(line.split("=", 1) for line in env_block.strip().splitlines())
+    assert set(written) - set(compose_vars(load_compose())) <= {"KENSA_DEVICE"}
+    assert written["KENSA_TORCH_VARIANT"] == "cpu"
+    assert "KENSA_DEVICE" in compose_vars(load_compose())
 
 
 # --- real tools, where installed ----------------------------------------------------------
