@@ -24,7 +24,9 @@ from .batcher import Batcher
 from .config import Settings, get_settings
 from .imaging import BodyLimitMiddleware
 from .labels import LabelStore
+from .inspections import router as inspections_router
 from .metrics import Metrics, RequestMetricsMiddleware, configure_logging
+from .recording import open_store
 from .routes import router
 
 log = logging.getLogger("kensa.service")
@@ -50,6 +52,8 @@ TAGS = [
     {"name": "inspection", "description": "Verdicts on uploaded images."},
     {"name": "labels", "description": "Operator feedback: labeled images for the next "
                                       "`kensa train --labels`."},
+    {"name": "records", "description": "Every inspected image's record, its kept image and "
+                                       "its review; counts per hour or day."},
     {"name": "health", "description": "Liveness and readiness for orchestrators."},
     {"name": "operations", "description": "Prometheus metrics."},
 ]
@@ -87,6 +91,10 @@ def create_app(settings: Settings | None = None, *, inspector: Any = None) -> Fa
         except BundleError as exc:
             log.error("cannot start: %s", exc)
             raise
+        store = open_store(settings, metrics.registry)
+        if store is not None:
+            await run_in_threadpool(store.open)  # brings the schema up to date
+        app.state.store = store
         batcher = Batcher(insp, max_size=settings.batch_max_size,
                           wait_ms=settings.batch_wait_ms, queue_size=settings.queue_size,
                           max_inflight_bytes=settings.max_inflight_bytes,
@@ -105,6 +113,9 @@ def create_app(settings: Settings | None = None, *, inspector: Any = None) -> Fa
         finally:
             app.state.inspector = app.state.batcher = None
             await batcher.stop()
+            if store is not None:
+                app.state.store = None
+                await run_in_threadpool(store.close)
             log.info("stopped", extra={"fields": {"version": info.get("version")}})
 
     app = FastAPI(title="Kensa inspection service", version=VERSION, description=DESCRIPTION,
@@ -114,9 +125,11 @@ def create_app(settings: Settings | None = None, *, inspector: Any = None) -> Fa
     app.state.metrics = metrics
     app.state.inspector = None
     app.state.batcher = None
+    app.state.store = None
     app.state.labels = LabelStore(settings.labels_dir) if settings.labels_dir else None
     errors.register(app)
     app.include_router(router)
+    app.include_router(inspections_router)
     # the last added is the outermost: metrics see the body limiter's 413s too
     app.add_middleware(BodyLimitMiddleware, max_upload_bytes=settings.max_upload_bytes,
                        max_batch=settings.max_batch)
@@ -142,6 +155,14 @@ def run(model: str | None = None, host: str | None = None, port: int | None = No
                              for e in exc.errors())
         _fail(f"invalid settings: {problems}")
     configure_logging(settings.log_level)
+    if settings.records:
+        try:
+            writable_folder(settings.data_dir)
+        except OSError as exc:
+            _fail(f"KENSA_DATA_DIR {settings.data_dir} is not a writable folder "
+                  f"({exc.strerror or exc}): kept images and the records journal go there; "
+                  "fix its permissions or mount, point KENSA_DATA_DIR elsewhere, or set "
+                  "KENSA_RECORDS=off")
     if settings.labels_dir is not None:
         try:
             LabelStore(settings.labels_dir).check()
@@ -157,6 +178,21 @@ def run(model: str | None = None, host: str | None = None, port: int | None = No
     app = create_app(settings, inspector=inspector)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                 access_log=False, workers=1)
+
+
+def writable_folder(folder) -> None:
+    """Creates ``folder`` if needed and proves it writable.
+
+    Raises:
+        OSError: it cannot be created or written.
+    """
+    import os
+    from pathlib import Path
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    probe = Path(folder) / f".write-test.{os.getpid()}"
+    probe.write_bytes(b"")
+    probe.unlink()
 
 
 def _fail(message: str) -> None:

@@ -88,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, help="port (env KENSA_PORT, default 8000)")
     s.add_argument("--device", choices=DEVICES, help="env KENSA_DEVICE, default auto")
 
+    db = sub.add_parser("db", help="the inspection records database")
+    dbsub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    up = dbsub.add_parser("upgrade", help="bring the records schema up to date (kensa serve "
+                                          "does it at start)")
+    up.add_argument("--database-url",
+                    help="default KENSA_DATABASE_URL, else the SQLite file in the data folder")
+    up.add_argument("--data-dir", type=Path, help="default KENSA_DATA_DIR, else ./kensa-data")
+
     b = sub.add_parser("bench", help="accuracy and speed benchmarks (prints tables, writes JSON)")
     b.add_argument("--data", type=Path, action="append", default=[],
                    help="dataset for the accuracy half (repeatable); none = speed only")
@@ -221,8 +229,28 @@ def cmd_bench(a: argparse.Namespace) -> int:
     return run_bench(a)
 
 
+def cmd_db(a: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from service.config import Settings
+    from service.store.database import current_revision, database_url, make_engine, upgrade
+
+    settings = Settings()
+    url = database_url(a.data_dir or settings.data_dir, a.database_url or settings.database_url)
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        revision = current_revision(engine)
+    except SQLAlchemyError as exc:
+        raise KensaError(f"cannot upgrade {engine.url.render_as_string()}: {exc}") from None
+    finally:
+        engine.dispose()
+    print(f"records database {engine.url.render_as_string()} is at revision {revision}")
+    return 0
+
+
 COMMANDS = {"make-demo-data": cmd_make_demo_data, "train": cmd_train, "eval": cmd_eval,
-            "serve": cmd_serve, "bench": cmd_bench}
+            "serve": cmd_serve, "db": cmd_db, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

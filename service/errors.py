@@ -6,6 +6,8 @@ Every error body is ``{"detail": "<what is wrong and how to fix it>"}``::
     ├── ImageError ................ 400  bytes that do not decode as an image
     │   └── ImageTooLargeError .... 413  more pixels than KENSA_MAX_PIXELS
     ├── BundleError ............... 503  (at start-up it stops the server instead)
+    ├── BadCursor (store) ......... 422  a pagination cursor we never handed out
+    ├── RecordingFailed (store) ... 503  neither the records database nor the journal took it
     └── ServiceError (here)
         ├── UnsupportedMediaType .. 415  the part's Content-Type is not an image type
         ├── FileTooLarge .......... 413  a file over KENSA_MAX_UPLOAD_MB
@@ -13,6 +15,8 @@ Every error body is ``{"detail": "<what is wrong and how to fix it>"}``::
         ├── NotReady .............. 503  no model loaded yet
         ├── Overloaded ............ 503  the inference queue is full (with Retry-After)
         ├── LabelingOff ........... 503  POST /v1/labels without KENSA_LABELS_DIR
+        ├── RecordsOff ............ 503  /v1/inspections on a server with KENSA_RECORDS=off
+        ├── NotFound .............. 404  no such record, or its image was not kept
         └── Unauthorized .......... 401  missing or wrong X-API-Key
     UploadTooLarge (HTTPException)  413  a request body over its endpoint's cap
     RequestValidationError ........ 422  missing field, wrong type (one readable sentence)
@@ -31,6 +35,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from models.errors import BundleError, ImageError, ImageTooLargeError, KensaError
+
+from .store.recorder import RecordingFailed
+from .store.records import BadCursor
 
 log = logging.getLogger("kensa.service")
 
@@ -62,6 +69,14 @@ class NotReady(ServiceError):
 
 class LabelingOff(ServiceError):
     status = 503
+
+
+class RecordsOff(ServiceError):
+    status = 503
+
+
+class NotFound(ServiceError):
+    status = 404
 
 
 class Unauthorized(ServiceError):
@@ -98,6 +113,10 @@ def status_of(exc: KensaError) -> int:
     if isinstance(exc, ImageError):
         return 400
     if isinstance(exc, BundleError):
+        return 503
+    if isinstance(exc, BadCursor):
+        return 422
+    if isinstance(exc, RecordingFailed):
         return 503
     return 500
 

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from models.errors import KensaError
 from models.results import Result
 
-from . import imaging
+from . import imaging, recording
 from .deps import (
     LABELS_OFF,
     BatcherDep,
@@ -34,6 +34,7 @@ from .deps import (
 from .errors import FileTooLarge, InvalidParameter, status_of
 from .labels import LABEL_PATTERN
 from .metrics import LOG_KEY
+from .recording import OriginDep, records_state
 from .schemas import (
     BatchItemError,
     BatchItemResult,
@@ -102,8 +103,9 @@ async def live() -> Health:
 @health.get("/health/ready", response_model=Health, summary="Readiness",
             description="200 once a model is loaded and the batcher runs, else 503.",
             responses=E503)
-async def ready(inspector: InspectorDep, batcher: BatcherDep) -> Health:
-    return Health(status="ready", model_version=str(inspector.info.get("version", "")))
+async def ready(request: Request, inspector: InspectorDep, batcher: BatcherDep) -> Health:
+    return Health(status="ready", model_version=str(inspector.info.get("version", "")),
+                  records=records_state(request))
 
 
 # -------------------------------------------------------------------------- model
@@ -136,16 +138,17 @@ async def model_info(inspector: InspectorDep, settings: SettingsDep) -> ModelInf
                      "defect regions, plus the pictures named in `include`.")
 async def inspect(request: Request, file: UploadField, batcher: BatcherDep,
                   inspector: InspectorDep, settings: SettingsDep, metrics: MetricsDep,
-                  include: IncludeDep, threshold: ThresholdDep) -> InspectionResult:
+                  include: IncludeDep, threshold: ThresholdDep,
+                  origin: OriginDep) -> InspectionResult:
     started = time.perf_counter()
     data = await imaging.read_upload(file, settings.max_upload_bytes)
     async with batcher.gate.hold(imaging.inflight_bytes(data)):
         image = await run_in_threadpool(imaging.decode, data, settings.max_pixels)
-        del data
         [result] = await batcher.inspect([image], _threshold(threshold, settings),
                                          "reconstruction" in include)
         body = await run_in_threadpool(
             build_result, InspectionResult, image, result, include, inspector, started)
+        await recording.record(request, [(body, data)], origin, inspector.info)
     metrics.inspections.labels(body.label).inc()
     request.scope[LOG_KEY] = {"id": str(body.id), "label": body.label, "score": body.score}
     return body
@@ -159,7 +162,8 @@ async def inspect(request: Request, file: UploadField, batcher: BatcherDep,
                      "an `error` entry and does not fail the others.")
 async def inspect_batch(request: Request, files: UploadsField, batcher: BatcherDep,
                         inspector: InspectorDep, settings: SettingsDep, metrics: MetricsDep,
-                        include: IncludeDep, threshold: ThresholdDep) -> BatchResponse:
+                        include: IncludeDep, threshold: ThresholdDep,
+                        origin: OriginDep) -> BatchResponse:
     if len(files) > settings.max_batch:
         raise FileTooLarge(f"too many files: a batch takes at most {settings.max_batch} images "
                            "(KENSA_MAX_BATCH); split it into several requests")
@@ -167,8 +171,8 @@ async def inspect_batch(request: Request, files: UploadsField, batcher: BatcherD
     # in chunks of one model batch, so a big batch never holds every decoded image at once
     for start in range(0, len(files), settings.batch_max_size):
         chunk = files[start:start + settings.batch_max_size]
-        entries.extend(await _inspect_chunk(chunk, batcher, inspector, settings, include,
-                                            threshold))
+        entries.extend(await _inspect_chunk(request, chunk, batcher, inspector, settings,
+                                            include, threshold, origin))
     for entry in entries:
         metrics.inspections.labels(getattr(entry, "label", "error")).inc()
     request.scope[LOG_KEY] = {
@@ -178,8 +182,9 @@ async def inspect_batch(request: Request, files: UploadsField, batcher: BatcherD
     return BatchResponse(results=entries)
 
 
-async def _inspect_chunk(files: list[UploadFile], batcher, inspector, settings, include,
-                         threshold) -> list[BatchItemResult | BatchItemError]:
+async def _inspect_chunk(request: Request, files: list[UploadFile], batcher, inspector,
+                         settings, include, threshold, origin
+                         ) -> list[BatchItemResult | BatchItemError]:
     started = time.perf_counter()
     entries: list = [None] * len(files)
     uploads: list[tuple[int, bytes]] = []
@@ -189,11 +194,12 @@ async def _inspect_chunk(files: list[UploadFile], batcher, inspector, settings, 
         except KensaError as exc:
             entries[n] = _item_error(file, exc)
     async with batcher.gate.hold(sum(imaging.inflight_bytes(d) for _, d in uploads)):
-        images, slots = [], []
+        images, slots, kept = [], [], []
         for n, data in uploads:
             try:
                 images.append(await run_in_threadpool(imaging.decode, data, settings.max_pixels))
                 slots.append(n)
+                kept.append(data)
             except KensaError as exc:
                 entries[n] = _item_error(files[n], exc)
         del uploads
@@ -206,6 +212,8 @@ async def _inspect_chunk(files: list[UploadFile], batcher, inspector, settings, 
                                           started, filename=files[n].filename)
 
         await run_in_threadpool(encode_all)
+        await recording.record(request, [(entries[n], data) for n, data in zip(slots, kept)],
+                               origin, inspector.info)
     return entries
 
 
@@ -222,16 +230,18 @@ def _item_error(file: UploadFile, exc: KensaError) -> BatchItemError:
                           "description": "JPEG of the upload with heatmap and defect contours."}}
          | INSPECT_ERRORS)
 async def inspect_overlay(request: Request, file: UploadField, batcher: BatcherDep,
-                          settings: SettingsDep, metrics: MetricsDep,
-                          threshold: ThresholdDep) -> Response:
+                          inspector: InspectorDep, settings: SettingsDep, metrics: MetricsDep,
+                          threshold: ThresholdDep, origin: OriginDep) -> Response:
+    started = time.perf_counter()
     data = await imaging.read_upload(file, settings.max_upload_bytes)
     async with batcher.gate.hold(imaging.inflight_bytes(data)):
         image = await run_in_threadpool(imaging.decode, data, settings.max_pixels)
-        del data
         [result] = await batcher.inspect([image], _threshold(threshold, settings))
         jpeg = await run_in_threadpool(imaging.overlay_jpeg, image, result.anomaly_map,
                                        result.pixel_threshold, result.mask)
-    ident = str(uuid4())
+        body = build_result(InspectionResult, image, result, frozenset(), inspector, started)
+        await recording.record(request, [(body, data)], origin, inspector.info)
+    ident = str(body.id)
     metrics.inspections.labels(result.label).inc()
     request.scope[LOG_KEY] = {"id": ident, "label": result.label, "score": float(result.score)}
     return Response(jpeg, media_type="image/jpeg", headers={

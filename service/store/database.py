@@ -11,14 +11,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, inspect
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_FILE = "kensa.db"
 
 log = logging.getLogger("kensa.store")
+# alembic announces each of its plugins at INFO when it is imported
+logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def database_url(data_dir: Path, url: str | None = None) -> str:
@@ -49,7 +49,9 @@ def make_engine(url: str) -> Engine:
                          connect_args={"connect_timeout": 5} if "psycopg" in url else {})
 
 
-def alembic_config(url: str) -> Config:
+def alembic_config(url: str):
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -62,6 +64,8 @@ def upgrade(engine: Engine) -> None:
     Several servers may start at once against one PostgreSQL: the migration holds an
     advisory lock (see ``migrations/env.py``), so one upgrades and the others wait.
     """
+    from alembic import command
+
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn

@@ -1,6 +1,6 @@
 """Store fixtures: every store test runs against SQLite and a real PostgreSQL server.
 
-PostgreSQL comes from Debian's ``postgresql`` package (``/usr/lib/postgresql/15/bin``); where
+PostgreSQL comes from Debian's ``postgresql`` package (``/usr/lib/postgresql/*/bin``); where
 it is absent the PostgreSQL cases skip, unless ``KENSA_REQUIRE_POSTGRES=1`` (set by
 ``.ci/run``), where they fail.
 """
@@ -20,8 +20,8 @@ def need_postgres() -> None:
     if available():
         return
     if REQUIRE:
-        pytest.fail("PostgreSQL is required here (KENSA_REQUIRE_POSTGRES=1) but "
-                    "/usr/lib/postgresql/15/bin/initdb is missing: apt-get install postgresql")
+        pytest.fail("PostgreSQL is required here (KENSA_REQUIRE_POSTGRES=1) but no "
+                    "/usr/lib/postgresql/*/bin/initdb is installed: apt-get install postgresql")
     pytest.skip("PostgreSQL is not installed (apt-get install postgresql); the SQLite cases "
                 "still ran")
 
@@ -46,10 +46,11 @@ def fresh_cluster() -> Iterator[Cluster]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path) -> str:
-    """An empty database: an SQLite file, or a new database on the session's PostgreSQL."""
+def db_url(request, data_dir) -> str:
+    """An empty database: an SQLite file in the test's records folder (the one
+    ``make_settings`` names), or a new database on the session's PostgreSQL."""
     if request.param == "sqlite":
-        return default_url(tmp_path / "kensa-data")
+        return default_url(data_dir)
     return request.getfixturevalue("pg_cluster").new_database()
 
 

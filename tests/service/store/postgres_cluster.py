@@ -1,5 +1,5 @@
 """A throwaway PostgreSQL server for the store tests: ``initdb`` + ``pg_ctl`` from Debian's
-``postgresql`` package, in a temporary folder, listening on a Unix socket only.
+``postgresql`` package (found under /usr/lib/postgresql/<version>/bin), in a temporary folder, listening on a Unix socket only.
 
 PostgreSQL refuses to run as root: as root the cluster runs as the ``postgres`` user (or
 ``nobody``) through ``runuser``.
@@ -15,7 +15,17 @@ import tempfile
 from itertools import count
 from pathlib import Path
 
-PG_BIN = Path(os.environ.get("KENSA_PG_BIN", "/usr/lib/postgresql/15/bin"))
+def _pg_bin() -> Path:
+    """KENSA_PG_BIN, else the newest /usr/lib/postgresql/<version>/bin (15 on Debian 12)."""
+    if os.environ.get("KENSA_PG_BIN"):
+        return Path(os.environ["KENSA_PG_BIN"])
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit()
+                   else 0)
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _pg_bin()
 REQUIRE = os.environ.get("KENSA_REQUIRE_POSTGRES") == "1"
 USER = "kensa"
 

@@ -29,3 +29,27 @@ def test_the_migrations_match_the_tables(engine):
     kinds = {d[0] if isinstance(d, tuple) else d[0][0] for d in diff}
     assert not kinds & {"add_table", "remove_table", "add_column", "remove_column",
                         "add_index", "remove_index"}, diff
+
+
+def test_kensa_db_upgrade_brings_the_schema_up_to_date(db_url, data_dir, capsys):
+    from service.cli import main
+
+    args = ["--database-url", db_url] if db_url.startswith("postgresql") else [
+        "--data-dir", str(data_dir)]
+    assert main(["db", "upgrade", *args]) == 0
+    assert main(["db", "upgrade", *args]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1].endswith("is at revision 0001")
+    eng = make_engine(db_url)
+    assert current_revision(eng) == "0001"
+    eng.dispose()
+
+
+def test_kensa_db_upgrade_names_an_unreachable_database(tmp_path, capsys):
+    from service.cli import main
+
+    url = f"postgresql+psycopg://kensa@/none?host={tmp_path}"
+    assert main(["db", "upgrade", "--database-url", url]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kensa db: error: cannot upgrade postgresql+psycopg://kensa@/none")
+    assert "connection" in err
