@@ -510,7 +510,8 @@ def match_labels(labels: dict[str, str], ds: Dataset,
 
 
 def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = None,
-          train_cfg: TrainConfig | None = None, labels: str | Path | None = None,
+          train_cfg: TrainConfig | None = None,
+          labels: str | Path | dict[str, str] | None = None,
           device: str = "auto", progress: bool = True, name: str | None = None) -> dict:
     """Trains, calibrates, evaluates and writes a bundle. Returns the bundle's metrics.
 
@@ -527,8 +528,11 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
     bar = Progress(progress)
     t0 = time.monotonic()
     ds = open_dataset(data)
-    labels = labels_file(labels)
-    label_rows = match_labels(read_labels(labels), ds, labels.parent) if labels else []
+    if isinstance(labels, dict):  # already read, e.g. reviewed records (paths -> labels)
+        label_rows = match_labels(labels, ds)
+    else:
+        labels = labels_file(labels)
+        label_rows = match_labels(read_labels(labels), ds, labels.parent) if labels else []
     if mcfg.keep_aspect:
         mcfg = replace(mcfg, **training_scale(ds.train, mcfg.image_size))
     images, skipped = read_training_images(ds.train, lambda h, w: model_shape(h, w, mcfg))

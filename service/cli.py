@@ -54,12 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, help="random seed (CPU training is deterministic for a "
                                             "seed when the time budget does not bind)")
     t.add_argument("--device", choices=DEVICES, default="auto", help="default auto")
-    t.add_argument("--labels", type=Path,
+    t.add_argument("--labels",
                    help="CSV of operator labels, rows 'path,label' (label 'good' or a defect "
                         "name), or a folder holding labels.csv (KENSA_LABELS_DIR of kensa "
-                        "serve; none there yet = no labels): images labeled good train with "
+                        "serve; none there yet = no labels), or the records store: the data "
+                        "folder (KENSA_DATA_DIR) or a database URL, whose reviewed records "
+                        "with kept images are the labels: images labeled good train with "
                         "the normals, defect labels sharpen the latent classifier by label "
                         "spreading")
+    t.add_argument("--data-dir", type=Path,
+                   help="with --labels DATABASE_URL: where the kept images are (default "
+                        "KENSA_DATA_DIR, else ./kensa-data)")
     t.add_argument("--false-alarm-rate", type=float,
                    help="share of normal images allowed over the image threshold (default 0.01)")
     t.add_argument("--threshold-rule", choices=("false-alarm", "f1"), default="false-alarm",
@@ -154,8 +159,9 @@ def cmd_train(a: argparse.Namespace) -> int:
     tkw["extra"] = {"threshold_rule": "f1" if a.threshold_rule == "f1" else "false-alarm",
                     "preset": a.preset}
     _check_fields(ModelConfig, mkw)
-    metrics = train(a.data, a.out, ModelConfig(**mkw), TrainConfig(**tkw), labels=a.labels,
-                    device=a.device, progress=not a.quiet)
+    metrics = train(a.data, a.out, ModelConfig(**mkw), TrainConfig(**tkw),
+                    labels=_labels(a.labels, a.data_dir), device=a.device,
+                    progress=not a.quiet)
     cal = metrics["calibration"]
     print(f"wrote bundle {a.out} (calibration: {cal['rule']}; test-time flips: "
           f"{cal['flip_rule']})")
@@ -166,6 +172,22 @@ def cmd_train(a: argparse.Namespace) -> int:
     elif report:
         print(format_table(report))
     return 0
+
+
+def _labels(value: str | None, data_dir: Path | None) -> str | dict[str, str] | None:
+    """``--labels`` as the trainer takes it: a path, or, for the records store, the reviewed
+    records read here and handed over as ``{image path: label}``."""
+    from service.store.training import is_store, reviewed_labels
+
+    if value is None or not is_store(value):
+        return value
+    if data_dir is None:
+        from service.config import Settings
+
+        data_dir = Settings().data_dir
+    labels = reviewed_labels(value, data_dir)
+    print(f"labels: {len(labels)} reviewed record(s) with kept images in the records store")
+    return labels
 
 
 def _check_fields(cls, kw: dict) -> None:
