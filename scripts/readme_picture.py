@@ -18,7 +18,7 @@ import numpy as np
 
 from models.data import open_dataset, read_image
 from models.inference import Inspector
-from service.imaging import overlay_image, to_bgr8
+from service.pictures import overlay_image, to_bgr8
 
 
 def main() -> None:

@@ -22,10 +22,9 @@ from models.errors import BundleError
 from . import errors
 from .batcher import Batcher
 from .config import Settings, get_settings
-from .imaging import BodyLimitMiddleware
 from .labels import LabelStore
-from .inspections import router as inspections_router
-from .metrics import Metrics, RequestMetricsMiddleware, configure_logging
+from .middleware import BodyLimitMiddleware, RequestMetricsMiddleware
+from .monitoring import Metrics, configure_logging
 from .recording import open_store
 from .routes import router
 
@@ -72,41 +71,35 @@ def load_inspector(settings: Settings) -> Any:
     return Inspector.load(settings.model, device=settings.device)
 
 
-def create_app(settings: Settings | None = None, *, inspector: Any = None) -> FastAPI:
-    """Builds the app; the bundle loads when the lifespan starts.
-
-    Args:
-        settings: defaults to :func:`get_settings` (the environment).
-        inspector: an already loaded inspector to serve instead of loading
-            ``settings.model`` (``run`` loads it first to fail fast).
-    """
-    settings = settings or get_settings()
-    metrics = Metrics()
+def lifespan(settings: Settings, metrics: Metrics, inspector: Any = None):
+    """The app's lifespan: loads the bundle (unless ``inspector`` is given), opens the records
+    store (bringing its schema up to date), starts the batcher and puts them on
+    ``app.state``; stops the batcher, then the store, at shutdown."""
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def span(app: FastAPI):
         try:
-            insp = inspector if inspector is not None else await run_in_threadpool(
+            loaded = inspector if inspector is not None else await run_in_threadpool(
                 load_inspector, settings)
         except BundleError as exc:
             log.error("cannot start: %s", exc)
             raise
         store = open_store(settings, metrics.registry)
         if store is not None:
-            await run_in_threadpool(store.open)  # brings the schema up to date
+            await run_in_threadpool(store.open)
         app.state.store = store
-        batcher = Batcher(insp, max_size=settings.batch_max_size,
+        batcher = Batcher(loaded, max_size=settings.batch_max_size,
                           wait_ms=settings.batch_wait_ms, queue_size=settings.queue_size,
                           max_inflight_bytes=settings.max_inflight_bytes,
                           on_batch=metrics.batch_size.observe, on_queue=metrics.queue_depth.set)
         await batcher.start()
-        app.state.inspector, app.state.batcher = insp, batcher
-        info = insp.info
+        app.state.inspector, app.state.batcher = loaded, batcher
+        info = loaded.info
         metrics.model_info.labels(str(info.get("name", "")), str(info.get("version", "")),
-                                  str(insp.device)).set(1)
+                                  str(loaded.device)).set(1)
         log.info("ready", extra={"fields": {
             "model": str(settings.model), "version": info.get("version"),
-            "device": insp.device, "image_threshold": insp.image_threshold,
+            "device": loaded.device, "image_threshold": loaded.image_threshold,
             "threshold_override": settings.threshold}})
         try:
             yield
@@ -118,8 +111,21 @@ def create_app(settings: Settings | None = None, *, inspector: Any = None) -> Fa
                 await run_in_threadpool(store.close)
             log.info("stopped", extra={"fields": {"version": info.get("version")}})
 
+    return span
+
+
+def create_app(settings: Settings | None = None, *, inspector: Any = None) -> FastAPI:
+    """Builds the app; the bundle loads when the lifespan starts.
+
+    Args:
+        settings: defaults to :func:`get_settings` (the environment).
+        inspector: an already loaded inspector to serve instead of loading
+            ``settings.model`` (``run`` loads it first to fail fast).
+    """
+    settings = settings or get_settings()
+    metrics = Metrics()
     app = FastAPI(title="Kensa inspection service", version=VERSION, description=DESCRIPTION,
-                  openapi_tags=TAGS, lifespan=lifespan,
+                  openapi_tags=TAGS, lifespan=lifespan(settings, metrics, inspector),
                   form_limits={"max_files": settings.max_batch, "max_fields": 16})
     app.state.settings = settings
     app.state.metrics = metrics
@@ -129,7 +135,6 @@ def create_app(settings: Settings | None = None, *, inspector: Any = None) -> Fa
     app.state.labels = LabelStore(settings.labels_dir) if settings.labels_dir else None
     errors.register(app)
     app.include_router(router)
-    app.include_router(inspections_router)
     # the last added is the outermost: metrics see the body limiter's 413s too
     app.add_middleware(BodyLimitMiddleware, max_upload_bytes=settings.max_upload_bytes,
                        max_batch=settings.max_batch)

@@ -39,8 +39,8 @@ class InflightGate:
     encoded pictures) from decode until its answer is built. A request that would pass
     ``max_bytes`` waits until others finish; after ``wait_s`` it gets :class:`Overloaded`
     (503 with Retry-After). One request larger than the whole cap still runs, alone. Without
-    it memory grew with the number of concurrent clients times their batch size (2 GB at
-    512x512 with 8 batch clients, ``kensa bench``).
+    it memory grows with the number of concurrent clients times their batch size
+    (benchmarks/HISTORY.md).
     """
 
     def __init__(self, max_bytes: int, wait_s: float = 30.0) -> None:
@@ -51,22 +51,22 @@ class InflightGate:
 
     @contextlib.asynccontextmanager
     async def hold(self, nbytes: int) -> AsyncIterator[None]:
-        n = min(max(0, int(nbytes)), self.max_bytes)
+        share = min(max(0, int(nbytes)), self.max_bytes)
         async with self._cond:
             try:
                 await asyncio.wait_for(
-                    self._cond.wait_for(lambda: self.used + n <= self.max_bytes), self.wait_s)
+                    self._cond.wait_for(lambda: self.used + share <= self.max_bytes), self.wait_s)
             except TimeoutError:
                 raise Overloaded(
                     f"the server is busy: images of other requests fill its "
                     f"{self.max_bytes // MB} MiB in-flight budget (KENSA_MAX_INFLIGHT_MB); "
                     "retry after the Retry-After delay", retry_after_s=1) from None
-            self.used += n
+            self.used += share
         try:
             yield
         finally:
             async with self._cond:
-                self.used -= n
+                self.used -= share
                 self._cond.notify_all()
 
 

@@ -1,4 +1,5 @@
-"""``kensa``: make demo data, train, evaluate, serve and benchmark."""
+"""``kensa``: make demo data, train, evaluate, serve (and ``kensa bench``, an alias of
+``python -m benchmarks`` in a checkout of the repository)."""
 
 from __future__ import annotations
 
@@ -11,166 +12,160 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-# Before torch loads: OpenMP threads that busy-wait made a forward pass 20-30x slower when
-# another process held a core (kensa bench); passive waiting cost nothing measurable.
+# Before torch loads: busy-waiting OpenMP threads slow a forward pass many times over when
+# another process holds a core; passive waiting costs nothing measurable (benchmarks/HISTORY.md).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from models.errors import KensaError
 
 DEVICES = ("auto", "cpu", "cuda")
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
+NO_BENCHMARKS = ("kensa bench: the benchmarks are not installed here (the image ships only the "
+                 "server and the trainer): run them from a checkout of the repository, "
+                 "`python -m benchmarks --help`, or `kensa bench` after `make install`")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="kensa",
         description="Kensa: visual anomaly inspection that learns from defect-free parts.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    d = sub.add_parser("make-demo-data", help="render the demo part dataset (MVTec AD layout)")
-    d.add_argument("out", type=Path, help="folder to write (reused if already complete)")
-    d.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-
-    t = sub.add_parser("train", help="train a bundle on normal images")
-    t.add_argument("--data", type=Path, required=True,
-                   help="MVTec AD layout folder (DIR/train/good, optional DIR/test) or a plain "
-                        "folder of normal images")
-    t.add_argument("--out", type=Path, required=True, help="bundle directory to write")
-    t.add_argument("--preset", choices=("default", "demo", "large", "tiny"), default="default",
-                   help="starting settings: default (15-minute budget), demo (about 5 minutes "
-                        "in all on a 2-core CPU), large (for a GPU: 256-pixel input, wider "
-                        "networks), tiny (seconds; smoke tests)")
-    t.add_argument("--epochs", type=int, help="upper bound on passes over the images")
-    t.add_argument("--max-minutes", type=float,
-                   help="training time budget in minutes (0 = no budget); training stops "
-                        "cleanly, then calibrates and writes the bundle")
-    t.add_argument("--image-size", type=int,
-                   help="side of the square a typical training image becomes for the model "
-                        "(default 128)")
-    t.add_argument("--aspect", choices=("keep", "squash"),
-                   help="keep (default): each image keeps its aspect ratio, at the training "
-                        "images' scale; squash: every image is resized to the square")
-    t.add_argument("--batch-size", type=int, help="images per training step")
-    t.add_argument("--seed", type=int, help="random seed (CPU training is deterministic for a "
-                                            "seed when the time budget does not bind)")
-    t.add_argument("--device", choices=DEVICES, default="auto", help="default auto")
-    t.add_argument("--labels",
-                   help="CSV of operator labels, rows 'path,label' (label 'good' or a defect "
-                        "name), or a folder holding labels.csv (KENSA_LABELS_DIR of kensa "
-                        "serve; none there yet = no labels), or the records store: the data "
-                        "folder (KENSA_DATA_DIR) or a database URL, whose reviewed records "
-                        "with kept images are the labels: images labeled good train with "
-                        "the normals, defect labels sharpen the latent classifier by label "
-                        "spreading")
-    t.add_argument("--data-dir", type=Path,
-                   help="with --labels DATABASE_URL: where the kept images are (default "
-                        "KENSA_DATA_DIR, else ./kensa-data)")
-    t.add_argument("--false-alarm-rate", type=float,
-                   help="share of normal images allowed over the image threshold (default 0.01)")
-    t.add_argument("--threshold-rule", choices=("false-alarm", "f1"), default="false-alarm",
-                   help="f1: with --labels that include defects, use the F1-optimal threshold")
-    t.add_argument("--fusion", choices=("auto", "reconstruction", "max", "weighted"),
-                   help="how the reconstruction and latent scores combine (default auto: "
-                        "weighted at --fusion-weight, or with labeled defects the weight "
-                        "that ranks them best)")
-    t.add_argument("--fusion-weight", type=float,
-                   help="weight of the reconstruction score under 'weighted' (default 0.8)")
-    t.add_argument("--flips",
-                   help="test-time flips: none (default), auto (those under which the "
-                        "held-out normals still look normal), or a comma list of h, v, hv; "
-                        "each one costs another forward pass per image")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
-
-    e = sub.add_parser("eval", help="evaluate a bundle on a dataset's test split")
-    e.add_argument("--model", type=Path, required=True, help="bundle directory")
-    e.add_argument("--data", type=Path, required=True, help="MVTec AD layout folder with test/")
-    e.add_argument("--json", type=Path, help="also write the report as JSON here")
-    e.add_argument("--device", choices=DEVICES, default="auto", help="default auto")
-
-    s = sub.add_parser("serve", help="serve a bundle over HTTP (Swagger UI at /docs)")
-    s.add_argument("--model", help="bundle directory (env KENSA_MODEL)")
-    s.add_argument("--host", help="bind address (env KENSA_HOST, default 127.0.0.1)")
-    s.add_argument("--port", type=int, help="port (env KENSA_PORT, default 8000)")
-    s.add_argument("--device", choices=DEVICES, help="env KENSA_DEVICE, default auto")
-
-    db = sub.add_parser("db", help="the inspection records database")
-    dbsub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
-    up = dbsub.add_parser("upgrade", help="bring the records schema up to date (kensa serve "
-                                          "does it at start)")
-    up.add_argument("--database-url",
-                    help="default KENSA_DATABASE_URL, else the SQLite file in the data folder")
-    up.add_argument("--data-dir", type=Path, help="default KENSA_DATA_DIR, else ./kensa-data")
-
-    b = sub.add_parser("bench", help="accuracy and speed benchmarks (prints tables, writes JSON)")
-    b.add_argument("--data", type=Path, action="append", default=[],
-                   help="dataset for the accuracy half (repeatable); none = speed only")
-    b.add_argument("--max-minutes", type=float, default=15.0,
-                   help="training budget per model for the accuracy half (default 15)")
-    b.add_argument("--sizes", default="256,512", help="image sides for the speed half")
-    b.add_argument("--skip-speed", action="store_true", help="accuracy half only")
-    b.add_argument("--skip-http", action="store_true", help="no end-to-end HTTP runs")
-    b.add_argument("--seconds", type=float, default=5.0, help="time per speed measurement")
-    b.add_argument("--device", choices=DEVICES, default="auto", help="default auto")
-    b.add_argument("--json", type=Path, default=Path("benchmarks/results/latest.json"),
-                   help="where to write the results")
-    b.add_argument("--model", type=Path,
-                   help="bundle for the speed half (default: train a default-architecture "
-                        "bundle on demo data for a few seconds)")
-    b.add_argument("--epochs", type=int,
-                   help="upper bound on passes over the images for every model trained "
-                        "(default: the trainer's; the time budget usually binds first)")
-    b.add_argument("--skip-accuracy", action="store_true", help="speed half only")
-    b.add_argument("--concurrency", default="1,8,64",
-                   help="concurrent HTTP clients to try (default 1,8,64)")
-    b.add_argument("--http-batch", type=int, default=32,
-                   help="images per /v1/inspect/batch request (default 32)")
-    b.add_argument("--work-dir", type=Path, default=Path("runs/bench"),
-                   help="where trained bundles and demo data go (default runs/bench)")
-    return p
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_make_demo_data(commands)
+    add_train(commands)
+    add_eval(commands)
+    add_serve(commands)
+    add_db(commands)
+    add_bench(commands)
+    return parser
 
 
-def cmd_make_demo_data(a: argparse.Namespace) -> int:
+def add_make_demo_data(commands) -> None:
+    demo = commands.add_parser("make-demo-data",
+                               help="render the demo part dataset (MVTec AD layout)")
+    demo.add_argument("out", type=Path, help="folder to write (reused if already complete)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def add_train(commands) -> None:
+    train = commands.add_parser("train", help="train a bundle on normal images")
+    _add_training_options(train)
+    _add_calibration_options(train)
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_training_options(train: argparse.ArgumentParser) -> None:
+    train.add_argument("--data", type=Path, required=True,
+                       help="MVTec AD layout folder (DIR/train/good, optional DIR/test) or a "
+                            "plain folder of normal images")
+    train.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+    train.add_argument("--preset", choices=("default", "demo", "large", "tiny"),
+                       default="default",
+                       help="starting settings: default (15-minute budget), demo (about 5 "
+                            "minutes in all on a 2-core CPU), large (for a GPU: 256-pixel "
+                            "input, wider networks), tiny (seconds; smoke tests)")
+    train.add_argument("--epochs", type=int, help="upper bound on passes over the images")
+    train.add_argument("--max-minutes", type=float,
+                       help="training time budget in minutes (0 = no budget); training stops "
+                            "cleanly, then calibrates and writes the bundle")
+    train.add_argument("--image-size", type=int,
+                       help="side of the square a typical training image becomes for the "
+                            "model (default 128)")
+    train.add_argument("--aspect", choices=("keep", "squash"),
+                       help="keep (default): each image keeps its aspect ratio, at the "
+                            "training images' scale; squash: every image is resized to the "
+                            "square")
+    train.add_argument("--batch-size", type=int, help="images per training step")
+    train.add_argument("--seed", type=int, help="random seed (CPU training is deterministic "
+                                                "for a seed when the time budget does not bind)")
+    train.add_argument("--device", choices=DEVICES, default="auto", help="default auto")
+
+
+def _add_calibration_options(train: argparse.ArgumentParser) -> None:
+    train.add_argument("--labels",
+                       help="CSV of operator labels, rows 'path,label' (label 'good' or a "
+                            "defect name), or a folder holding labels.csv (KENSA_LABELS_DIR of "
+                            "kensa serve; none there yet = no labels), or the records store: "
+                            "the data folder (KENSA_DATA_DIR) or a database URL, whose "
+                            "reviewed records with kept images are the labels: images labeled "
+                            "good train with the normals, defect labels sharpen the latent "
+                            "classifier by label spreading")
+    train.add_argument("--data-dir", type=Path,
+                       help="with --labels DATABASE_URL: where the kept images are (default "
+                            "KENSA_DATA_DIR, else ./kensa-data)")
+    train.add_argument("--false-alarm-rate", type=float,
+                       help="share of normal images allowed over the image threshold "
+                            "(default 0.01)")
+    train.add_argument("--threshold-rule", choices=("false-alarm", "f1"), default="false-alarm",
+                       help="f1: with --labels that include defects, use the F1-optimal "
+                            "threshold")
+    train.add_argument("--fusion", choices=("auto", "reconstruction", "max", "weighted"),
+                       help="how the reconstruction and latent scores combine (default auto: "
+                            "weighted at --fusion-weight, or with labeled defects the weight "
+                            "that ranks them best)")
+    train.add_argument("--fusion-weight", type=float,
+                       help="weight of the reconstruction score under 'weighted' (default 0.8)")
+    train.add_argument("--flips",
+                       help="test-time flips: none (default), auto (those under which the "
+                            "held-out normals still look normal), or a comma list of h, v, hv; "
+                            "each one costs another forward pass per image")
+
+
+def add_eval(commands) -> None:
+    evaluate = commands.add_parser("eval", help="evaluate a bundle on a dataset's test split")
+    evaluate.add_argument("--model", type=Path, required=True, help="bundle directory")
+    evaluate.add_argument("--data", type=Path, required=True,
+                          help="MVTec AD layout folder with test/")
+    evaluate.add_argument("--json", type=Path, help="also write the report as JSON here")
+    evaluate.add_argument("--device", choices=DEVICES, default="auto", help="default auto")
+
+
+def add_serve(commands) -> None:
+    serve = commands.add_parser("serve", help="serve a bundle over HTTP (Swagger UI at /docs)")
+    serve.add_argument("--model", help="bundle directory (env KENSA_MODEL)")
+    serve.add_argument("--host", help="bind address (env KENSA_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (env KENSA_PORT, default 8000)")
+    serve.add_argument("--device", choices=DEVICES, help="env KENSA_DEVICE, default auto")
+
+
+def add_db(commands) -> None:
+    db = commands.add_parser("db", help="the inspection records database")
+    actions = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    upgrade = actions.add_parser("upgrade", help="bring the records schema up to date "
+                                                 "(kensa serve does it at start)")
+    upgrade.add_argument("--database-url", help="default KENSA_DATABASE_URL, else the SQLite "
+                                                "file in the data folder")
+    upgrade.add_argument("--data-dir", type=Path,
+                         help="default KENSA_DATA_DIR, else ./kensa-data")
+
+
+def add_bench(commands) -> None:
+    """Listed in ``kensa --help`` only: :func:`main` hands ``kensa bench ...`` to
+    ``benchmarks.cli`` before this parser sees it."""
+    commands.add_parser("bench", add_help=False,
+                        help="accuracy and speed benchmarks (prints tables, writes JSON)")
+
+
+def cmd_make_demo_data(args: argparse.Namespace) -> int:
     from models.synth_demo import make_demo_dataset
 
-    summary = make_demo_dataset(a.out, seed=a.seed)
+    summary = make_demo_dataset(args.out, seed=args.seed)
     state = "reused" if summary.get("reused") else "wrote"
-    print(f"{state} demo dataset in {a.out}: {json.dumps(summary['counts'])}")
+    print(f"{state} demo dataset in {args.out}: {json.dumps(summary['counts'])}")
     return 0
 
 
-def cmd_train(a: argparse.Namespace) -> int:
-    from models.config import ModelConfig, TrainConfig
-    from models.evaluate import format_table
-    from models.train import PRESETS, train
+TRAIN_OPTIONS = ("epochs", "max_minutes", "batch_size", "seed", "false_alarm_rate", "fusion",
+                 "fusion_weight", "flips")  # given on the command line -> TrainConfig field
 
-    preset = PRESETS[a.preset]
-    mkw = dict(preset["model"])
-    tkw = dict(preset["train"])
-    if a.image_size is not None:
-        mkw["image_size"] = a.image_size
-    if a.aspect is not None:
-        mkw["keep_aspect"] = a.aspect == "keep"
-    for opt, key in (("epochs", "epochs"), ("max_minutes", "max_minutes"),
-                     ("batch_size", "batch_size"), ("seed", "seed"),
-                     ("false_alarm_rate", "false_alarm_rate"), ("fusion", "fusion"),
-                     ("fusion_weight", "fusion_weight"), ("flips", "flips")):
-        if getattr(a, opt) is not None:
-            tkw[key] = getattr(a, opt)
-    tkw["extra"] = {"threshold_rule": "f1" if a.threshold_rule == "f1" else "false-alarm",
-                    "preset": a.preset}
-    _check_fields(ModelConfig, mkw)
-    metrics = train(a.data, a.out, ModelConfig(**mkw), TrainConfig(**tkw),
-                    labels=_labels(a.labels, a.data_dir), device=a.device,
-                    progress=not a.quiet)
-    cal = metrics["calibration"]
-    print(f"wrote bundle {a.out} (calibration: {cal['rule']}; test-time flips: "
-          f"{cal['flip_rule']})")
-    report = metrics["evaluation"]
-    if "error" in report:
-        print(f"evaluation on the test split failed ({report['error']}); the bundle is sound: "
-              f"retry with 'kensa eval --model {a.out} --data {a.data}'")
-    elif report:
-        print(format_table(report))
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from models.train import train
+
+    model_config, train_config = training_configs(args)
+    metrics = train(args.data, args.out, model_config, train_config,
+                    labels=_labels(args.labels, args.data_dir), device=args.device,
+                    progress=not args.quiet)
+    print_training_summary(args, metrics)
     return 0
 
 
@@ -190,6 +185,41 @@ def _labels(value: str | None, data_dir: Path | None) -> str | dict[str, str] | 
     return labels
 
 
+def training_configs(args: argparse.Namespace):
+    """The preset's ModelConfig and TrainConfig, with the options given on the command line."""
+    from models.config import ModelConfig, TrainConfig
+    from models.train import PRESETS
+
+    preset = PRESETS[args.preset]
+    model_kw = dict(preset["model"])
+    train_kw = dict(preset["train"])
+    if args.image_size is not None:
+        model_kw["image_size"] = args.image_size
+    if args.aspect is not None:
+        model_kw["keep_aspect"] = args.aspect == "keep"
+    for option in TRAIN_OPTIONS:
+        if getattr(args, option) is not None:
+            train_kw[option] = getattr(args, option)
+    train_kw["extra"] = {"threshold_rule": "f1" if args.threshold_rule == "f1" else "false-alarm",
+                         "preset": args.preset}
+    _check_fields(ModelConfig, model_kw)
+    return ModelConfig(**model_kw), TrainConfig(**train_kw)
+
+
+def print_training_summary(args: argparse.Namespace, metrics: dict) -> None:
+    from models.evaluate import format_table
+
+    calibration = metrics["calibration"]
+    print(f"wrote bundle {args.out} (calibration: {calibration['rule']}; test-time flips: "
+          f"{calibration['flip_rule']})")
+    report = metrics["evaluation"]
+    if "error" in report:
+        print(f"evaluation on the test split failed ({report['error']}); the bundle is sound: "
+              f"retry with 'kensa eval --model {args.out} --data {args.data}'")
+    elif report:
+        print(format_table(report))
+
+
 def _check_fields(cls, kw: dict) -> None:
     names = {f.name for f in fields(cls)}
     bad = set(kw) - names
@@ -197,37 +227,38 @@ def _check_fields(cls, kw: dict) -> None:
         raise KensaError(f"unknown {cls.__name__} fields {sorted(bad)}")
 
 
-def cmd_eval(a: argparse.Namespace) -> int:
+def cmd_eval(args: argparse.Namespace) -> int:
     from models.data import open_dataset
     from models.evaluate import bundle_normals, evaluate, format_table
     from models.inference import Inspector
 
-    insp = Inspector.load(a.model, a.device)
-    ds = open_dataset(a.data)
-    if not ds.test:
-        raise KensaError(f"{a.data} has no test split: evaluation needs DIR/test/<type>/ images "
-                         "(and DIR/ground_truth/<type>/<stem>_mask.png for pixel metrics)")
-    normals = bundle_normals(insp, ds.train)
+    inspector = Inspector.load(args.model, args.device)
+    dataset = open_dataset(args.data)
+    if not dataset.test:
+        raise KensaError(f"{args.data} has no test split: evaluation needs DIR/test/<type>/ "
+                         "images (and DIR/ground_truth/<type>/<stem>_mask.png for pixel "
+                         "metrics)")
+    normals = bundle_normals(inspector, dataset.train)
     if normals is None:
         print("note: these training images are not the ones the bundle was trained on, so the "
               "with-labels check uses the test images alone")
-    report = evaluate(insp, ds.test, normals=normals)
-    print(f"model {a.model} (version {insp.info.get('version')}) on {a.data}")
+    report = evaluate(inspector, dataset.test, normals=normals)
+    print(f"model {args.model} (version {inspector.info.get('version')}) on {args.data}")
     print(format_table(report))
-    if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(report, indent=2, sort_keys=True))
-        print(f"wrote {a.json}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2, sort_keys=True))
+        print(f"wrote {args.json}")
     return 0
 
 
 def limit_malloc_arenas(arenas: int = 2) -> bool:
     """Caps glibc's malloc arenas before the server starts its threads (``mallopt``, the
     runtime twin of ``MALLOC_ARENA_MAX``). Each thread that decodes or encodes an image
-    otherwise gets an arena of its own that keeps freed memory: at 512x512 uploads the
-    server's peak RSS was 1,433 MiB with them and 946 MiB with 2 (kensa bench, 2-core CPU),
-    for no measurable loss of speed. A ``MALLOC_ARENA_MAX`` in the environment wins; on a
-    C library without ``mallopt`` nothing happens. Returns whether the cap was set."""
+    otherwise gets an arena of its own that keeps freed memory, which raises the server's
+    peak RSS with large uploads for no measurable gain in speed (benchmarks/HISTORY.md). A
+    ``MALLOC_ARENA_MAX`` in the environment wins; on a C library without ``mallopt`` nothing
+    happens. Returns whether the cap was set."""
     if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
         return False
     try:
@@ -237,29 +268,36 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
         return False
 
 
-def cmd_serve(a: argparse.Namespace) -> int:
+def cmd_serve(args: argparse.Namespace) -> int:
     limit_malloc_arenas()
     from service.app import run
 
-    run(model=a.model, host=a.host, port=a.port, device=a.device)
+    run(model=args.model, host=args.host, port=args.port, device=args.device)
     return 0
 
 
-def cmd_bench(a: argparse.Namespace) -> int:
-    from service.bench import run_bench
+def cmd_bench(argv: list[str]) -> int:
+    """``kensa bench ARGS`` is ``python -m benchmarks ARGS``; 2 where benchmarks/ is absent."""
+    try:
+        from benchmarks.cli import main as bench_main
+    except ModuleNotFoundError as exc:
+        if exc.name != "benchmarks" and not (exc.name or "").startswith("benchmarks."):
+            raise
+        print(NO_BENCHMARKS, file=sys.stderr)
+        return 2
+    return bench_main(argv, prog="kensa bench")
 
-    return run_bench(a)
 
-
-def cmd_db(a: argparse.Namespace) -> int:
+def cmd_db(args: argparse.Namespace) -> int:
+    """``kensa db upgrade``: the records schema to the newest migration."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from service.config import Settings
     from service.store.database import current_revision, database_url, make_engine, upgrade
 
     settings = Settings()
-    url = database_url(a.data_dir or settings.data_dir, a.database_url or settings.database_url)
-    engine = make_engine(url)
+    engine = make_engine(database_url(args.data_dir or settings.data_dir,
+                                      args.database_url or settings.database_url))
     try:
         upgrade(engine)
         revision = current_revision(engine)
@@ -272,10 +310,13 @@ def cmd_db(a: argparse.Namespace) -> int:
 
 
 COMMANDS = {"make-demo-data": cmd_make_demo_data, "train": cmd_train, "eval": cmd_eval,
-            "serve": cmd_serve, "db": cmd_db, "bench": cmd_bench}
+            "serve": cmd_serve, "db": cmd_db}
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        return cmd_bench(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -17,7 +17,7 @@ from .batcher import Batcher
 from .config import Settings
 from .errors import InvalidParameter, LabelingOff, NotReady, Unauthorized
 from .labels import LabelStore
-from .metrics import Metrics
+from .monitoring import Metrics
 
 if TYPE_CHECKING:
     from models.inference import Inspector

@@ -85,10 +85,10 @@ class LabelStore:
                 os.replace(tmp, target)
             header = not self.csv.exists() or self.csv.stat().st_size == 0
             with open(self.csv, "a", newline="") as fh:
-                w = csv.writer(fh)
+                writer = csv.writer(fh)
                 if header:
-                    w.writerow(["path", "label"])
-                w.writerow([rel, label])
+                    writer.writerow(["path", "label"])
+                writer.writerow([rel, label])
                 fh.flush()
                 os.fsync(fh.fileno())
         return Stored(rel, label, digest, new)

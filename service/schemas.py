@@ -26,7 +26,8 @@ class ErrorBody(BaseModel):
                                    "file (8- or 16-bit; gray, RGB or RGBA)")])
 
 
-class ReconstructionVerdict(BaseModel):
+# the answer form of models.results.ReconstructionVerdict (a docstring here would reach OpenAPI)
+class ReconstructionOpinion(BaseModel):
     """The reconstruction model's own opinion."""
 
     score: float = Field(description="Reconstruction anomaly score (unitless).",
@@ -37,7 +38,8 @@ class ReconstructionVerdict(BaseModel):
                          examples=["normal"])
 
 
-class LatentVerdict(BaseModel):
+# the answer form of models.results.LatentVerdict
+class LatentOpinion(BaseModel):
     """The VAE latent classifier's opinion."""
 
     label: str = Field(description="'abnormal' when score >= threshold, else 'normal'.",
@@ -101,9 +103,9 @@ class InspectionResult(BaseModel):
     elapsed_ms: float = Field(
         description="Server time for this image in milliseconds: decoding, waiting for and "
                     "running the model, encoding the pictures.", examples=[14.2])
-    reconstruction: ReconstructionVerdict = Field(
+    reconstruction: ReconstructionOpinion = Field(
         description="The reconstruction model's own verdict.")
-    latent: LatentVerdict = Field(description="The VAE latent classifier's own verdict.")
+    latent: LatentOpinion = Field(description="The VAE latent classifier's own verdict.")
     defects: list[Defect] = Field(
         description="Defect regions (connected parts of the mask), strongest first; empty "
                     "when none.", examples=[[{"bbox": [112, 40, 18, 9], "area": 131,

@@ -84,3 +84,24 @@ def test_train_keeps_the_aspect_unless_told_to_squash(tiny_bundle, tmp_path):
         cfg = read_info(out)["model_config"]
         assert cfg["keep_aspect"] is keep
         assert (cfg["pixel_scale"] > 0) is keep  # the training images' scale, when kept
+
+
+def test_kensa_bench_is_python_m_benchmarks(capsys):
+    from service.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["bench", "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: kensa bench") and "--skip-accuracy" in out
+
+
+def test_kensa_bench_says_how_to_get_the_benchmarks_where_they_are_absent(monkeypatch, capsys):
+    from service.cli import NO_BENCHMARKS, main
+
+    for name in [n for n in sys.modules if n == "benchmarks" or n.startswith("benchmarks.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "benchmarks", None)  # as in the image: no such package
+
+    assert main(["bench", "--help"]) == 2
+    assert capsys.readouterr().err == NO_BENCHMARKS + "\n"

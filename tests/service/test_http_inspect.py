@@ -13,7 +13,7 @@ import pytest
 from service_helpers import decoded, png, upload, washer, washer_png
 
 from models.data import read_image
-from service.imaging import heatmap_u16
+from service.pictures import heatmap_u16
 
 INCLUDE_ALL = "mask,heatmap,overlay,reconstruction"
 

@@ -1,5 +1,5 @@
-"""The records API: list, read, review and export recorded inspections; their kept images,
-overlays and counts. Every route is behind the API keys like the rest of /v1.
+"""``/v1/inspections`` and ``/v1/stats``: list, read, review and export recorded inspections;
+their kept images, overlays and counts. Every route is behind the API keys like the rest of /v1.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from . import imaging
-from .deps import BatcherDep, require_api_key
-from .errors import InvalidParameter, NotFound, RecordsOff
-from .labels import LABEL_PATTERN
-from .schemas import (
+from .. import pictures, uploads
+from ..deps import BatcherDep, require_api_key
+from ..errors import InvalidParameter, NotFound, RecordsOff
+from ..labels import LABEL_PATTERN
+from ..schemas import (
     ErrorBody,
     InspectionPage,
     InspectionRecord,
@@ -28,8 +28,8 @@ from .schemas import (
     Stats,
     StatsBucket,
 )
-from .store.records import GOOD, MAX_LIMIT, Filters
-from .store.store import Store
+from ..store.records import GOOD, MAX_LIMIT, Filters
+from ..store.store import Store
 
 RECORDS_OFF = ("recording is off on this server (KENSA_RECORDS=off): start it without it to "
                "record inspections")
@@ -208,10 +208,10 @@ async def get_overlay(store: StoreDep, batcher: BatcherDep, request: Request,
                       ident: str) -> Response:
     row, data = await _kept_image(store, ident)
     settings = request.app.state.settings
-    async with batcher.gate.hold(imaging.inflight_bytes(data)):
-        image = await run_in_threadpool(imaging.decode, data, settings.max_pixels)
+    async with batcher.gate.hold(uploads.inflight_bytes(data)):
+        image = await run_in_threadpool(uploads.decode, data, settings.max_pixels)
         [result] = await batcher.inspect([image], row["threshold"])
-        jpeg = await run_in_threadpool(imaging.overlay_jpeg, image, result.anomaly_map,
+        jpeg = await run_in_threadpool(pictures.overlay_jpeg, image, result.anomaly_map,
                                        result.pixel_threshold, result.mask)
     return Response(jpeg, media_type="image/jpeg")
 

@@ -1,4 +1,5 @@
-"""Prometheus metrics and the one-line-per-request log.
+"""Prometheus metrics and the JSON log lines (one per request, see
+:class:`service.middleware.RequestMetricsMiddleware`).
 
 Each app owns its :class:`Metrics` with its own ``CollectorRegistry``, so several apps in one
 process (the test suite) never collide. ``/metrics`` is open like the health endpoints: it
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from datetime import UTC, datetime
 
 from prometheus_client import (
@@ -21,7 +21,6 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 access_log = logging.getLogger("kensa.access")
 
@@ -36,67 +35,27 @@ class Metrics:
     content_type = CONTENT_TYPE_LATEST
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
+        self.registry = registry = CollectorRegistry()
         self.requests = Counter(
             "kensa_http_requests", "HTTP requests answered, by endpoint and status.",
-            ["endpoint", "method", "status"], registry=r)
+            ["endpoint", "method", "status"], registry=registry)
         self.latency = Histogram(
             "kensa_http_request_duration_seconds", "Time to answer a request, in seconds.",
-            ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
+            ["endpoint"], buckets=LATENCY_BUCKETS, registry=registry)
         self.inspections = Counter(
             "kensa_inspections", "Images inspected, by verdict (normal, abnormal, error).",
-            ["label"], registry=r)
+            ["label"], registry=registry)
         self.batch_size = Histogram(
             "kensa_batch_size", "Images per model call (dynamic batching).",
-            buckets=BATCH_BUCKETS, registry=r)
+            buckets=BATCH_BUCKETS, registry=registry)
         self.queue_depth = Gauge(
-            "kensa_queue_depth", "Requests waiting for the model.", registry=r)
+            "kensa_queue_depth", "Requests waiting for the model.", registry=registry)
         self.model_info = Gauge(
             "kensa_model_info", "The loaded bundle (value 1).",
-            ["name", "version", "device"], registry=r)
+            ["name", "version", "device"], registry=registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-class RequestMetricsMiddleware:
-    """Counts and times every HTTP request and writes its one log line (ASGI middleware).
-
-    The log record carries ``fields``: method, path, status, elapsed_ms, plus whatever the
-    route put in ``scope["kensa.log"]`` (for inspections: id, label, score);
-    :class:`JsonFormatter` writes them as one JSON line.
-    """
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            elapsed = time.perf_counter() - start
-            route = scope.get("route")
-            endpoint = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(endpoint, scope["method"], str(status)).inc()
-            self.metrics.latency.labels(endpoint).observe(elapsed)
-            fields = {"method": scope["method"], "path": scope["path"], "status": status,
-                      "elapsed_ms": round(elapsed * 1000.0, 2)}
-            fields.update(scope.get(LOG_KEY, {}))
-            access_log.info("request", extra={"fields": fields})
 
 
 class JsonFormatter(logging.Formatter):

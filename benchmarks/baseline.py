@@ -1,4 +1,4 @@
-"""The plain AE-L2 baseline: the reference Kensa is measured against in ``kensa bench``.
+"""The plain AE-L2 baseline: the reference Kensa is measured against in the benchmarks.
 
 A small convolutional autoencoder (four stride-2 stages down, four up, no skips), trained
 with an L2 loss on the same normal images, with the same held-out split and time budget as
@@ -8,7 +8,7 @@ false-alarm budgets as Kensa's, and it is scored with the same metric functions 
 original image size. It is deliberately plain (Bergmann et al. 2019 call it the L2-AE): it
 shows what the denoising objective, the segmentation head and the fused verdict buy.
 
-It lives beside the benchmark, not in ``models/``: nothing serves it.
+It lives in ``benchmarks/``, not in ``models/``: nothing serves it.
 """
 
 from __future__ import annotations
@@ -106,6 +106,14 @@ class Baseline:
         return [cv2.resize(m, (im.shape[1], im.shape[0]), interpolation=cv2.INTER_LINEAR)
                 for m, im in zip(small, images)]
 
+    def calibrate(self, held_out: np.ndarray, cfg: TrainConfig) -> None:
+        """Sets both thresholds from held-out normal images ``(N, S, S, C)`` at ``cfg``'s
+        false-alarm budgets, as Kensa's calibration does."""
+        maps = self.maps(_to_device(held_out, self.device))
+        self.image_threshold = false_alarm_threshold(maps.reshape(len(maps), -1).max(1),
+                                                     cfg.false_alarm_rate)
+        self.pixel_threshold = pixel_threshold(maps, cfg.pixel_false_alarm_rate)
+
     def evaluate(self, items: Sequence[Item]) -> dict:
         """The report of :func:`models.evaluate.evaluate` (same keys, same metric functions,
         maps at the original size), for the baseline. It has no latent verdict:
@@ -146,25 +154,31 @@ def train_baseline(data: str | Path, minutes: float, image_size: int = 128, seed
                       **({"epochs": epochs} if epochs is not None else {}))
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    dev = pick_device(device)
-    t0 = time.monotonic()
-    ds = open_dataset(data)
-    squares, _ = read_training_images(ds.train, image_size)
-    if not squares:
-        raise DataError(f"none of the {len(ds.train)} training file(s) in {ds.root} decodes "
-                        "as an image")
-    images = np.stack(squares)
+    torch_device = pick_device(device)
+    started = time.monotonic()
+    images = _training_squares(data, image_size)
     channels = images.shape[3]
     fit_idx, hold_idx = split_holdout(len(images), cfg, rng)
-    model = BaselineAE(channels).to(dev)
-    history = _fit(model, images[fit_idx], cfg, dev, minutes * 60, Progress(progress))
-    base = Baseline(model, image_size, channels, dev, history=history)
-    hold = base.maps(_to_device(images[hold_idx], dev))
-    base.image_threshold = false_alarm_threshold(hold.reshape(len(hold), -1).max(1),
-                                                 cfg.false_alarm_rate)
-    base.pixel_threshold = pixel_threshold(hold, cfg.pixel_false_alarm_rate)
-    base.train_seconds = time.monotonic() - t0
+    model = BaselineAE(channels).to(torch_device)
+    history = _fit(model, images[fit_idx], cfg, torch_device, minutes * 60, Progress(progress))
+    base = Baseline(model, image_size, channels, torch_device, history=history)
+    base.calibrate(images[hold_idx], cfg)
+    base.train_seconds = time.monotonic() - started
     return base
+
+
+def _training_squares(data: str | Path, image_size: int) -> np.ndarray:
+    """The dataset's normal training images as ``(N, S, S, C)``, as Kensa's trainer reads them.
+
+    Raises:
+        DataError: no usable training image.
+    """
+    dataset = open_dataset(data)
+    squares, _ = read_training_images(dataset.train, image_size)
+    if not squares:
+        raise DataError(f"none of the {len(dataset.train)} training file(s) in {dataset.root} "
+                        "decodes as an image")
+    return np.stack(squares)
 
 
 def _fit(model: BaselineAE, images: np.ndarray, cfg: TrainConfig, device: torch.device,

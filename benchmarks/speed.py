@@ -1,0 +1,132 @@
+"""The speed half: every device x upload size, (a) raw forward, (b) in-process pipeline and
+(c) HTTP side by side, with memory and the ratios between them."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .accuracy import train_config
+from .http_load import Server
+from .inprocess import best_batch, pipeline, raw_forward, stages
+from .machine import device_name
+from .resources import memory
+from .workload import rendered_uploads
+
+SPEED_BUNDLE_MINUTES = 0.25  # training budget of the bundle made when --model is not given
+SPEED_BUNDLE_EPOCHS = 20
+
+
+def speed(args: argparse.Namespace, work: Path) -> dict:
+    """The speed half: every device x size, raw / pipeline / http side by side."""
+    from models.bundle import read_info
+
+    sizes = [int(s) for s in str(args.sizes).split(",") if s.strip()]
+    concurrency = [int(c) for c in str(getattr(args, "concurrency", "1,8,64")).split(",")
+                   if c.strip()]
+    http_batch = int(getattr(args, "http_batch", 32))
+    bundle = Path(args.model) if getattr(args, "model", None) else speed_bundle(
+        work, min(args.max_minutes, SPEED_BUNDLE_MINUTES), args.device,
+        getattr(args, "epochs", None) or SPEED_BUNDLE_EPOCHS)
+    info = read_info(bundle)
+    http = not args.skip_http
+    out = {"bundle": str(bundle), "model_version": info.get("version"),
+           "image_size": info.get("image_size"), "channels": info.get("channels"),
+           "model_config": info.get("model_config"), "http_batch_files": http_batch,
+           "http": http, "runs": []}
+    for device in devices(args.device):
+        server = Server(bundle, device) if http else None
+        out["runs"] += speed_on(device, bundle, sizes, args.seconds, concurrency, http_batch,
+                                server)
+    return out
+
+
+def devices(choice: str) -> list[str]:
+    """``auto``: the CPU, plus CUDA when present (side by side); otherwise just the one."""
+    if choice == "auto":
+        return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    return [choice]
+
+
+def speed_bundle(work: Path, minutes: float, device: str, epochs: int) -> Path:
+    """A default-architecture bundle trained for seconds on demo data (weights barely matter
+    for speed; the shapes and the code path are the real ones)."""
+    from models.config import ModelConfig
+    from models.synth_demo import make_demo_dataset
+    from models.train import train
+
+    data, bundle = work / "demo-data", work / "demo-bundle"
+    make_demo_dataset(data, seed=0, n_train=32, n_test_good=2, n_per_defect=1, size=128)
+    print(f"[speed] training a default-architecture bundle for {minutes * 60:.0f} s on demo "
+          f"data -> {bundle} (pass --model to reuse one)", flush=True)
+    train(data, bundle, ModelConfig(), train_config(minutes, epochs), device=device,
+          progress=False, name="bench-demo")
+    return bundle
+
+
+def speed_on(device: str, bundle: Path, sizes: list[int], seconds: float,
+             concurrency: list[int], http_batch: int, server: Server | None) -> list[dict]:
+    """All sizes on one device; one server process (when given) serves them all."""
+    from models.inference import Inspector
+
+    inspector = Inspector.load(bundle, device=device)
+    runs, best = [], None
+    try:
+        if server is not None:
+            server.start()
+        for size in sizes:
+            print(f"[speed] {device} {size}x{size}: rendering uploads", flush=True)
+            jpegs = rendered_uploads(size)
+            if best is None:
+                best = best_batch(inspector, jpegs, seconds, device)
+            run = speed_at(inspector, device, size, jpegs, best, seconds)
+            if server is not None:
+                print(f"[speed] {device} {size}: (c) HTTP", flush=True)
+                run["http"] = server.load_all(
+                    jpegs, concurrency, http_batch, seconds,
+                    run["pipeline"]["verdict"]["best"]["images_per_s"])
+            run["memory"] = memory(device, server)
+            run["ratios"] = ratios(run)
+            runs.append(run)
+    finally:
+        if server is not None:
+            server.stop()
+    return runs
+
+
+def speed_at(inspector, device: str, size: int, jpegs: list[bytes], best: dict,
+             seconds: float) -> dict:
+    """(a) and (b) at one upload size, with the per-stage costs."""
+    run = {"device": device, "device_name": device_name(device), "size": size,
+           "upload_bytes_mean": int(np.mean([len(j) for j in jpegs]))}
+    print(f"[speed] {device} {size}: (a) raw forward", flush=True)
+    run["raw"] = {"best_batch": best["best_batch"], "search": best["search"],
+                  **raw_forward(inspector, jpegs, best["best_batch"], seconds)}
+    print(f"[speed] {device} {size}: (b) in-process pipeline", flush=True)
+    run["pipeline"] = pipeline(inspector, jpegs, best["best_batch"], seconds)
+    run["stages_ms_per_image"] = stages(inspector, jpegs, best["best_batch"], seconds)
+    return run
+
+
+def ratios(run: dict) -> dict:
+    """(b)/(a), (c)/(a), (c)/(b) in images/s, each at its best batch or concurrency."""
+    raw = run["raw"]["images_per_s"]
+    verdict = run["pipeline"]["verdict"]["best"]["images_per_s"]
+    with_pictures = run["pipeline"]["pictures"]["best"]["images_per_s"]
+    out = {"pipeline_over_raw": _ratio(verdict, raw),
+           "pipeline_pictures_over_raw": _ratio(with_pictures, raw)}
+    if "http" in run:
+        inspect = run["http"]["inspect"]["best"]["images_per_s"]
+        batch = run["http"]["batch"]["best"]["images_per_s"]
+        out.update(http_inspect_over_raw=_ratio(inspect, raw),
+                   http_batch_over_raw=_ratio(batch, raw),
+                   http_inspect_over_pipeline=_ratio(inspect, verdict),
+                   http_batch_over_pipeline=_ratio(batch, verdict))
+    return out
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 3) if b else None

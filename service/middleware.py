@@ -1,0 +1,128 @@
+"""The ASGI middlewares: the request body limit, and the metrics and log line of each request.
+
+They wrap the whole app (``service.app.create_app``), so they see every answer, the error
+answers included.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .config import MB
+from .errors import UploadTooLarge
+from .monitoring import LOG_KEY, Metrics, access_log
+from .uploads import human_size
+
+PART_OVERHEAD = 64 * 1024  # multipart boundary and part headers, generously
+OTHER_BODY_LIMIT = 1 * MB  # any request that carries no image
+
+
+class BodyLimitMiddleware:
+    """Refuses request bodies over a cap, before and while they stream in (ASGI middleware).
+
+    The cap depends on the endpoint: one file plus multipart overhead for the single-image
+    endpoints and ``/v1/labels``, ``max_batch`` files for the batch endpoint, 1 MiB for the
+    rest. A declared ``Content-Length`` over the cap is refused before a byte is read; a
+    chunked body is counted and refused as soon as it passes the cap.
+    """
+
+    def __init__(self, app: ASGIApp, max_upload_bytes: int, max_batch: int) -> None:
+        self.app = app
+        self.single = max_upload_bytes + PART_OVERHEAD
+        self.batch = max_batch * (max_upload_bytes + PART_OVERHEAD) + PART_OVERHEAD
+        self.max_upload_bytes = max_upload_bytes
+
+    def cap(self, path: str) -> int:
+        if path.rstrip("/").endswith("/inspect/batch"):
+            return self.batch
+        if path.startswith(("/v1/inspect", "/v1/labels")):
+            return self.single
+        return OTHER_BODY_LIMIT
+
+    def detail(self, cap: int) -> str:
+        return (f"the request body is over {human_size(cap)}; each file may be at most "
+                f"{human_size(self.max_upload_bytes)}: compress or resize the images, or "
+                "raise KENSA_MAX_UPLOAD_MB")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cap = self.cap(scope["path"])
+        declared = _content_length(scope)
+        if declared is not None and declared > cap:
+            await _send_json(send, 413, {"detail": self.detail(cap)})
+            return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > cap:
+                    raise UploadTooLarge(self.detail(cap))
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _send_json(send: Send, status: int, body: dict) -> None:
+    data = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(data)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": data})
+
+
+class RequestMetricsMiddleware:
+    """Counts and times every HTTP request and writes its one log line (ASGI middleware).
+
+    The log record carries ``fields``: method, path, status, elapsed_ms, plus whatever the
+    route put in ``scope["kensa.log"]`` (for inspections: id, label, score);
+    :class:`JsonFormatter` writes them as one JSON line.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = scope.get("route")
+            endpoint = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests.labels(endpoint, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(endpoint).observe(elapsed)
+            fields = {"method": scope["method"], "path": scope["path"], "status": status,
+                      "elapsed_ms": round(elapsed * 1000.0, 2)}
+            fields.update(scope.get(LOG_KEY, {}))
+            access_log.info("request", extra={"fields": fields})

@@ -1,0 +1,197 @@
+"""``/v1/inspect``, ``/v1/inspect/batch`` and ``/v1/inspect/overlay``: verdicts on uploads.
+
+Every inspection takes the same path: bounded read -> ``decode_image`` (off the loop) ->
+the batcher (off the loop) -> encode only what was asked (off the loop).
+"""
+
+from __future__ import annotations
+
+import time
+from uuid import uuid4
+
+import numpy as np
+from fastapi import APIRouter, Depends, Request, Response, UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from models.errors import KensaError
+from models.results import Result
+
+from .. import pictures, recording, uploads
+from ..deps import (
+    BatcherDep,
+    IncludeDep,
+    InspectorDep,
+    MetricsDep,
+    SettingsDep,
+    ThresholdDep,
+    require_api_key,
+)
+from ..errors import FileTooLarge, status_of
+from ..monitoring import LOG_KEY
+from ..recording import OriginDep
+from ..schemas import (
+    BatchItemError,
+    BatchItemResult,
+    BatchResponse,
+    Defect,
+    InspectionResult,
+    LatentOpinion,
+    ReconstructionOpinion,
+)
+from .forms import UploadField, UploadsField
+from .responses import INSPECT_ERRORS
+
+router = APIRouter(prefix="/v1", tags=["inspection"], dependencies=[Depends(require_api_key)])
+
+
+@router.post("/inspect", response_model=InspectionResult, response_model_exclude_none=True,
+             summary="Inspect one image", responses=INSPECT_ERRORS,
+             response_description="The verdict, scores, defect regions and the asked pictures.",
+             description="Upload one image as multipart field `file`; get its verdict, scores "
+                         "and defect regions, plus the pictures named in `include`.")
+async def inspect(request: Request, file: UploadField, batcher: BatcherDep,
+                  inspector: InspectorDep, settings: SettingsDep, metrics: MetricsDep,
+                  include: IncludeDep, threshold: ThresholdDep,
+                  origin: OriginDep) -> InspectionResult:
+    started = time.perf_counter()
+    data = await uploads.read_upload(file, settings.max_upload_bytes)
+    async with batcher.gate.hold(uploads.inflight_bytes(data)):
+        image = await run_in_threadpool(uploads.decode, data, settings.max_pixels)
+        [result] = await batcher.inspect([image], _threshold(threshold, settings),
+                                         "reconstruction" in include)
+        body = await run_in_threadpool(
+            build_result, InspectionResult, image, result, include, inspector, started)
+        await recording.record(request, [(body, data)], origin, inspector.info)
+    metrics.inspections.labels(body.label).inc()
+    request.scope[LOG_KEY] = {"id": str(body.id), "label": body.label, "score": body.score}
+    return body
+
+
+@router.post("/inspect/batch", response_model=BatchResponse, response_model_exclude_none=True,
+             summary="Inspect several images", responses=INSPECT_ERRORS,
+             response_description="One entry per file in upload order: a verdict or an error.",
+             description="Upload up to KENSA_MAX_BATCH images as repeated multipart field "
+                         "`files`; the answer lists them in upload order. A file that cannot "
+                         "be read gets an `error` entry and does not fail the others.")
+async def inspect_batch(request: Request, files: UploadsField, batcher: BatcherDep,
+                        inspector: InspectorDep, settings: SettingsDep, metrics: MetricsDep,
+                        include: IncludeDep, threshold: ThresholdDep,
+                        origin: OriginDep) -> BatchResponse:
+    if len(files) > settings.max_batch:
+        raise FileTooLarge(f"too many files: a batch takes at most {settings.max_batch} images "
+                           "(KENSA_MAX_BATCH); split it into several requests")
+    entries: list[BatchItemResult | BatchItemError] = []
+    # in chunks of one model batch, so a big batch never holds every decoded image at once
+    for start in range(0, len(files), settings.batch_max_size):
+        chunk = files[start:start + settings.batch_max_size]
+        entries.extend(await _inspect_chunk(request, chunk, batcher, inspector, settings,
+                                            include, threshold, origin))
+    for entry in entries:
+        metrics.inspections.labels(getattr(entry, "label", "error")).inc()
+    request.scope[LOG_KEY] = {
+        "ids": [str(e.id) for e in entries if isinstance(e, BatchItemResult)],
+        "labels": [getattr(e, "label", "error") for e in entries],
+        "scores": [getattr(e, "score", None) for e in entries]}
+    return BatchResponse(results=entries)
+
+
+async def _inspect_chunk(request: Request, files: list[UploadFile], batcher, inspector,
+                         settings, include, threshold, origin
+                         ) -> list[BatchItemResult | BatchItemError]:
+    started = time.perf_counter()
+    entries: list = [None] * len(files)
+    read: list[tuple[int, bytes]] = []
+    for n, file in enumerate(files):
+        try:
+            read.append((n, await uploads.read_upload(file, settings.max_upload_bytes)))
+        except KensaError as exc:
+            entries[n] = _item_error(file, exc)
+    async with batcher.gate.hold(sum(uploads.inflight_bytes(data) for _, data in read)):
+        images, slots, kept = [], [], []
+        for n, data in read:
+            try:
+                images.append(await run_in_threadpool(uploads.decode, data, settings.max_pixels))
+                slots.append(n)
+                kept.append(data)
+            except KensaError as exc:
+                entries[n] = _item_error(files[n], exc)
+        del read
+        results = await batcher.inspect(images, _threshold(threshold, settings),
+                                        "reconstruction" in include)
+
+        def encode_all() -> None:
+            for n, image, result in zip(slots, images, results):
+                entries[n] = build_result(BatchItemResult, image, result, include, inspector,
+                                          started, filename=files[n].filename)
+
+        await run_in_threadpool(encode_all)
+        await recording.record(request, [(entries[n], data) for n, data in zip(slots, kept)],
+                               origin, inspector.info)
+    return entries
+
+
+def _item_error(file: UploadFile, exc: KensaError) -> BatchItemError:
+    return BatchItemError(filename=file.filename, status=status_of(exc), error=str(exc))
+
+
+@router.post("/inspect/overlay", response_class=Response,
+             summary="Inspect one image, get a picture",
+             description="Upload one image as multipart field `file`; the answer is a JPEG of "
+                         "the upload with the anomaly heatmap in colour and defect contours in "
+                         "red, so Swagger UI's *Try it out* shows it. The verdict travels in "
+                         "the headers X-Kensa-Id, X-Kensa-Label, X-Kensa-Score and "
+                         "X-Kensa-Threshold.",
+             responses={200: {"content": {"image/jpeg": {}},
+                              "description": "JPEG of the upload with heatmap and defect "
+                                             "contours."}} | INSPECT_ERRORS)
+async def inspect_overlay(request: Request, file: UploadField, batcher: BatcherDep,
+                          inspector: InspectorDep, settings: SettingsDep, metrics: MetricsDep,
+                          threshold: ThresholdDep, origin: OriginDep) -> Response:
+    started = time.perf_counter()
+    data = await uploads.read_upload(file, settings.max_upload_bytes)
+    async with batcher.gate.hold(uploads.inflight_bytes(data)):
+        image = await run_in_threadpool(uploads.decode, data, settings.max_pixels)
+        [result] = await batcher.inspect([image], _threshold(threshold, settings))
+        jpeg = await run_in_threadpool(pictures.overlay_jpeg, image, result.anomaly_map,
+                                       result.pixel_threshold, result.mask)
+        body = build_result(InspectionResult, image, result, frozenset(), inspector, started)
+        await recording.record(request, [(body, data)], origin, inspector.info)
+    ident = str(body.id)
+    metrics.inspections.labels(result.label).inc()
+    request.scope[LOG_KEY] = {"id": ident, "label": result.label, "score": float(result.score)}
+    return Response(jpeg, media_type="image/jpeg", headers={
+        "X-Kensa-Id": ident, "X-Kensa-Label": result.label,
+        "X-Kensa-Score": repr(float(result.score)),
+        "X-Kensa-Threshold": repr(float(result.threshold))})
+
+
+def _threshold(requested: float | None, settings) -> float | None:
+    return requested if requested is not None else settings.threshold
+
+
+def build_result(cls: type[InspectionResult], image: np.ndarray, result: Result,
+                 include: frozenset[str], inspector, started: float, **extra
+                 ) -> InspectionResult:
+    """The API's answer for one image; encodes only the pictures in ``include``.
+
+    Args:
+        image: the decoded upload ``float32 (H, W, C)`` (for the overlay).
+        result: the inspector's verdict on it.
+        started: ``time.perf_counter()`` when the request's work began.
+    """
+    encoded = pictures.requested(include, image, result)  # before elapsed_ms: it counts
+    reconstruction, latent = result.reconstruction, result.latent
+    return cls(
+        id=uuid4(), model_version=str(inspector.info.get("version", "")), label=result.label,
+        score=float(result.score), threshold=float(result.threshold),
+        width=int(image.shape[1]), height=int(image.shape[0]),
+        elapsed_ms=round((time.perf_counter() - started) * 1000.0, 3),
+        reconstruction=ReconstructionOpinion(score=float(reconstruction.score),
+                                             threshold=float(reconstruction.threshold),
+                                             label=reconstruction.label),
+        latent=LatentOpinion(label=latent.label, distance=float(latent.distance),
+                             threshold=float(latent.threshold), score=float(latent.score),
+                             cluster=str(latent.cluster), confidence=float(latent.confidence)),
+        defects=[Defect(bbox=[int(v) for v in r.bbox], area=int(r.area), score=float(r.score))
+                 for r in result.regions],
+        **encoded, **extra)

@@ -1,0 +1,28 @@
+"""``/v1/model``: the loaded bundle (the resource is singular: one model per server)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from ..deps import InspectorDep, SettingsDep, require_api_key
+from ..schemas import ModelInfo, Thresholds
+from .responses import E401, E503
+
+router = APIRouter(prefix="/v1", tags=["inspection"], dependencies=[Depends(require_api_key)])
+
+
+@router.get("/model", response_model=ModelInfo, summary="The loaded model",
+            response_description="Name, version, thresholds, fusion rule, device, evaluation.",
+            responses=E401 | E503)
+async def model_info(inspector: InspectorDep, settings: SettingsDep) -> ModelInfo:
+    info = inspector.info
+    default = settings.threshold if settings.threshold is not None else inspector.image_threshold
+    return ModelInfo(
+        name=str(info.get("name", "")), version=str(info.get("version", "")),
+        created=str(info.get("created", "")), image_size=int(info["image_size"]),
+        channels=int(info["channels"]), thresholds=Thresholds(**info["thresholds"]),
+        default_threshold=float(default), fusion=dict(info.get("fusion", {})),
+        keep_aspect=inspector.cfg.keep_aspect,
+        device=str(inspector.device), flips=list(inspector.cal.flips),
+        metrics=dict(info.get("metrics") or {}),
+        data=dict(info.get("data") or {}))

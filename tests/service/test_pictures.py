@@ -1,0 +1,47 @@
+"""service.pictures: the heatmap formula and the picture encodings."""
+
+import cv2
+import numpy as np
+import pytest
+
+from service import pictures
+
+
+def test_heatmap_formula():
+    t = 0.5
+    s = np.array([[0.0, 0.25, 0.5, 0.999, 1.0, 7.0, -1.0]], np.float32)
+    got = pictures.heatmap_u16(s, t)
+    want = np.rint(65535 * np.clip(s.astype(np.float64) / (2 * t), 0, 1)).astype(np.uint16)
+    assert got.dtype == np.uint16
+    np.testing.assert_array_equal(got, want)
+    assert got[0, 2] == 32768 and got[0, 4] == 65535 and got[0, 6] == 0
+
+
+def test_heatmap_png_is_16_bit_at_the_map_size():
+    amap = np.linspace(0, 1, 7 * 3, dtype=np.float32).reshape(3, 7)
+    png = cv2.imdecode(np.frombuffer(pictures.heatmap_png(amap, 0.5), np.uint8),
+                       cv2.IMREAD_UNCHANGED)
+    assert png.dtype == np.uint16 and png.shape == (3, 7)
+    np.testing.assert_array_equal(png, pictures.heatmap_u16(amap, 0.5))
+
+
+def test_mask_png_is_0_or_255():
+    mask = np.zeros((5, 9), bool)
+    mask[1:3, 2:6] = True
+    png = cv2.imdecode(np.frombuffer(pictures.mask_png(mask), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert png.dtype == np.uint8 and png.shape == (5, 9)
+    assert set(np.unique(png)) == {0, 255}
+    np.testing.assert_array_equal(png == 255, mask)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_overlay_and_reconstruction_keep_the_size(channels):
+    rng = np.random.default_rng(0)
+    image = rng.random((11, 40, channels), dtype=np.float32)
+    amap = rng.random((11, 40), dtype=np.float32)
+    jpeg = cv2.imdecode(np.frombuffer(pictures.overlay_jpeg(image, amap, 0.5, amap > 0.9),
+                                      np.uint8), cv2.IMREAD_COLOR)
+    assert jpeg.shape == (11, 40, 3)
+    rec = cv2.imdecode(np.frombuffer(pictures.reconstruction_png(image), np.uint8),
+                       cv2.IMREAD_UNCHANGED)
+    assert rec.shape[:2] == (11, 40)
