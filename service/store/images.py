@@ -38,18 +38,19 @@ class ImageFolder:
         return self.root / digest[:2] / digest
 
     def put(self, data: bytes, digest: str) -> None:
-        """Stores ``data`` once (temporary name, fsync, rename); refreshes the time of a file
-        already there, so a prune pass that is deciding about it keeps it."""
+        """Stores ``data`` once (temporary name, then rename: never a torn file); refreshes the
+        time of a file already there, so a prune pass that is deciding about it keeps it.
+
+        Not fsynced, like the SQLite database (``synchronous=NORMAL``): a killed process loses
+        nothing, a power cut may lose the last images; an fsync per kept image put the disk's
+        flush time into the answer's latency (``python -m benchmarks.records_overhead``)."""
         target = self.path(digest)
         if target.exists():
             os.utime(target)
             return
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{digest}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        tmp.write_bytes(data)
         os.replace(tmp, target)
 
     def get(self, digest: str) -> bytes | None:
