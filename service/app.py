@@ -87,6 +87,8 @@ def lifespan(settings: Settings, metrics: Metrics, inspector: Any = None):
         store = open_store(settings, metrics.registry)
         if store is not None:
             await run_in_threadpool(store.open)
+            await run_in_threadpool(adopt_labels, store, settings)
+            app.state.labels = store.labels
         app.state.store = store
         batcher = Batcher(loaded, max_size=settings.batch_max_size,
                           wait_ms=settings.batch_wait_ms, queue_size=settings.queue_size,
@@ -108,10 +110,27 @@ def lifespan(settings: Settings, metrics: Metrics, inspector: Any = None):
             await batcher.stop()
             if store is not None:
                 app.state.store = None
+                app.state.labels = folder_labels(settings)
                 await run_in_threadpool(store.close)
             log.info("stopped", extra={"fields": {"version": info.get("version")}})
 
     return span
+
+
+def folder_labels(settings: Settings) -> LabelStore | None:
+    """Where POST /v1/labels keeps labels without a records store: KENSA_LABELS_DIR."""
+    return LabelStore(settings.labels_dir) if settings.labels_dir else None
+
+
+def adopt_labels(store, settings: Settings) -> None:
+    """With a records store, labels live there; a KENSA_LABELS_DIR of labels kept before
+    is imported once."""
+    if settings.labels_dir is None:
+        return
+    try:
+        store.labels.import_folder(settings.labels_dir)
+    except Exception:  # noqa: BLE001 - old labels must not stop the server; the log says why
+        log.exception("could not import the labels folder %s", settings.labels_dir)
 
 
 def create_app(settings: Settings | None = None, *, inspector: Any = None) -> FastAPI:
@@ -132,7 +151,7 @@ def create_app(settings: Settings | None = None, *, inspector: Any = None) -> Fa
     app.state.inspector = None
     app.state.batcher = None
     app.state.store = None
-    app.state.labels = LabelStore(settings.labels_dir) if settings.labels_dir else None
+    app.state.labels = folder_labels(settings)
     errors.register(app)
     app.include_router(router)
     # the last added is the outermost: metrics see the body limiter's 413s too
@@ -168,7 +187,7 @@ def run(model: str | None = None, host: str | None = None, port: int | None = No
                   f"({exc.strerror or exc}): kept images and the records journal go there; "
                   "fix its permissions or mount, point KENSA_DATA_DIR elsewhere, or set "
                   "KENSA_RECORDS=off")
-    if settings.labels_dir is not None:
+    if settings.labels_dir is not None and not settings.records:
         try:
             LabelStore(settings.labels_dir).check()
         except OSError as exc:

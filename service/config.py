@@ -51,8 +51,11 @@ class Settings(BaseSettings):
         512.0, gt=0, description="Memory budget for decoded images being served, in MiB; "
                                  "requests beyond it wait, then get 503 (bounds server RSS).")
     labels_dir: Path | None = Field(
-        None, description="Folder where POST /v1/labels keeps operator-labeled images and "
-                          "labels.csv (for `kensa train --labels`); unset: labeling is off.")
+        None, description="With KENSA_RECORDS=off: the folder where POST /v1/labels keeps "
+                          "operator-labeled images and labels.csv (for `kensa train "
+                          "--labels`); unset: labeling is off. With records on, labels live "
+                          "in the records store and this folder's labels.csv is imported "
+                          "there once.")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     records: bool = Field(
         True, description="Record every inspected image (KENSA_RECORDS=off turns it off).")

@@ -21,6 +21,7 @@ Every error body is ``{"detail": "<what is wrong and how to fix it>"}``::
     UploadTooLarge (HTTPException)  413  a request body over its endpoint's cap
     RequestValidationError ........ 422  missing field, wrong type (one readable sentence)
     HTTPException ................. its own status (404, 405, ...), detail kept or explained
+    sqlalchemy OperationalError ... 503  the records database is unreachable (reads, reviews)
     anything else ................. 500  logged with its traceback; never a bare crash
 """
 
@@ -32,6 +33,7 @@ from typing import ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
 from models.errors import BundleError, ImageError, ImageTooLargeError, KensaError
@@ -158,7 +160,16 @@ def register(app: FastAPI) -> None:
     app.add_exception_handler(KensaError, kensa_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(HTTPException, http_error_handler)
+    app.add_exception_handler(OperationalError, records_database_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
+
+
+async def records_database_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("records database unreachable on %s: %s", request.url.path, exc)
+    return error_response(
+        503, "the records database is unreachable: inspections are still answered and "
+             "recorded (they wait in the journal); retry this call later",
+        {"Retry-After": "5"})
 
 
 def describe_validation_errors(errors: list[dict]) -> str:

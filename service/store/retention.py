@@ -5,7 +5,7 @@
 * while the image folder holds more than ``KENSA_IMAGE_STORE_MAX_GB``, the images of the
   oldest unreviewed records stop being kept; a reviewed record keeps its image until the
   record itself goes (reviews are the next training run's data);
-* image files no kept record names any more are deleted.
+* image files no kept record and no operator label names any more are deleted.
 
 Runs in the background (a thread of its own), never in an inspection's path.
 """
@@ -19,7 +19,7 @@ from datetime import timedelta
 from sqlalchemy import Engine, delete, select, update
 
 from .images import ImageFolder
-from .tables import inspections, utcnow
+from .tables import inspections, labels, utcnow
 
 GB = 1024 ** 3
 log = logging.getLogger("kensa.store")
@@ -48,6 +48,7 @@ def prune(engine: Engine, images: ImageFolder, rules: Retention) -> dict[str, in
     with engine.connect() as conn:
         in_use = set(conn.execute(select(c.sha256).where(c.image_kept.is_(True)).distinct())
                      .scalars())
+        in_use |= set(conn.execute(select(labels.c.sha256).distinct()).scalars())
     files = images.delete_unused(in_use)
     result = {"records": records, "images_unkept": unkept, "files": files}
     if any(result.values()):

@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from .database import database_url, make_engine, upgrade
 from .images import ImageFolder
 from .journal import Journal
+from .labels import StoreLabels
 from .recorder import Recorder
 from .records import Records
 from .retention import Retention, prune
@@ -46,6 +47,7 @@ class Store:
         self.records = Records(self.engine)
         self.images = ImageFolder(Path(config.data_dir) / "images")
         self.journal = Journal(Path(config.data_dir) / "journal" / "records.jsonl")
+        self.labels = StoreLabels(self.engine, self.images)
         self.recorder = Recorder(self.records, self.images, self.journal, config.keep_images,
                                  upgrade=lambda: upgrade(self.engine), on_pending=on_pending,
                                  on_failure=on_failure, retry_s=config.retry_s)

@@ -86,3 +86,21 @@ reviews = Table(
     Column("reviewed_by", String(64)),
     Column("reviewed_at", UTCDateTime, nullable=False),
 )
+
+labels = Table(
+    "labels", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("sha256", String(64), nullable=False, index=True),
+    Column("label", String(64), nullable=False),
+    Column("image_type", String(32)),
+    Column("image_bytes", Integer),
+    Column("origin", String(512), comment="'api', or the labels.csv it was imported from"),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+label_imports = Table(
+    "label_imports", metadata,
+    Column("folder", String(512), primary_key=True, comment="a labels folder imported once"),
+    Column("rows", Integer, nullable=False),
+    Column("imported_at", UTCDateTime, nullable=False),
+)

@@ -1,5 +1,5 @@
-"""Reviewed records as training labels: what ``kensa train --labels <data folder | database
-URL>`` hands the trainer (as a plain ``{image path: label}`` dict, so ``models/`` never sees
+"""Operator labels and reviewed records as training labels: what ``kensa train --labels
+<data folder | database URL>`` hands the trainer (as a plain ``{image path: label}`` dict, so ``models/`` never sees
 the database)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from .database import SQLITE_FILE, database_url, make_engine
 from .images import ImageFolder
-from .tables import inspections
+from .tables import inspections, labels
 
 IMAGES = "images"
 
@@ -23,8 +23,8 @@ def is_store(value: str | Path) -> bool:
 
 
 def reviewed_labels(value: str | Path, data_dir: str | Path) -> dict[str, str]:
-    """``{kept image path: review label}`` of every reviewed record whose image is kept (the
-    latest review of an image wins when it was inspected several times).
+    """``{kept image path: label}`` of every operator label (``POST /v1/labels``) and every
+    reviewed record whose image is kept; the latest word on an image wins.
 
     Args:
         value: a database URL, or the data folder holding ``kensa.db``.
@@ -38,9 +38,12 @@ def reviewed_labels(value: str | Path, data_dir: str | Path) -> dict[str, str]:
     c = inspections.c
     try:
         with engine.connect() as conn:
-            rows = conn.execute(select(c.sha256, c.review_label).where(
-                c.reviewed_at.is_not(None), c.image_kept.is_(True)).order_by(c.reviewed_at))
-            labels = {str(images.path(digest).resolve()): label for digest, label in rows}
+            said = list(conn.execute(select(c.reviewed_at, c.sha256, c.review_label).where(
+                c.reviewed_at.is_not(None), c.image_kept.is_(True))))
+            said += list(conn.execute(select(labels.c.created_at, labels.c.sha256,
+                                             labels.c.label)))
     finally:
         engine.dispose()
-    return {path: label for path, label in labels.items() if Path(path).is_file()}
+    out = {str(images.path(digest).resolve()): label
+           for _when, digest, label in sorted(said, key=lambda r: r[0])}
+    return {path: label for path, label in out.items() if Path(path).is_file()}

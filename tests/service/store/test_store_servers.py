@@ -67,6 +67,10 @@ def test_database_down_records_wait_in_the_journal_and_arrive_once(tiny_bundle, 
         metrics = httpx.get(f"{base}/metrics", timeout=10).text
         assert "kensa_records_pending 50.0" in metrics
         assert "kensa_record_failures_total 0.0" not in metrics
+        listed = httpx.get(f"{base}/v1/inspections", timeout=30)
+        assert (listed.status_code, listed.json()["detail"]) == (503, (
+            "the records database is unreachable: inspections are still answered and recorded "
+            "(they wait in the journal); retry this call later"))
         fresh_cluster.start()
         assert wait_for(lambda: httpx.get(f"{base}/health/ready", timeout=10).json()[
             "records"] == "ok", timeout_s=60)
