@@ -129,7 +129,7 @@ def adopt_labels(store, settings: Settings) -> None:
         return
     try:
         store.labels.import_folder(settings.labels_dir)
-    except Exception:  # noqa: BLE001 - old labels must not stop the server; the log says why
+    except Exception:
         log.exception("could not import the labels folder %s", settings.labels_dir)
 
 

@@ -67,7 +67,7 @@ def _when(name: str, value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        when = datetime.fromisoformat(value)
     except ValueError:
         raise InvalidParameter(f"query parameter '{name}': {value!r} is not an ISO 8601 time; "
                                "send e.g. 2026-12-04T10:00:00Z") from None

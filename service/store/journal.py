@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-
 TIMES = ("created_at", "reviewed_at")
 
 

@@ -142,7 +142,7 @@ class Recorder:
         try:
             rows = [self._prepare(p) for job in jobs for p in job.items]
             self._store(rows)
-        except Exception as exc:  # noqa: BLE001 - every waiting request must hear of it
+        except Exception as exc:
             log.exception("could not record %d inspection(s)", sum(len(j.items) for j in jobs))
             error = RecordingFailed(
                 f"the inspection could not be recorded ({type(exc).__name__}: {exc}); the "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -29,7 +29,7 @@ class StoreConfig:
     data_dir: Path
     database_url: str | None = None
     keep_images: str = "abnormal"
-    retention: Retention = Retention()
+    retention: Retention = field(default_factory=Retention)
     prune_interval_s: float = 600.0
     retry_s: float = 2.0
 
@@ -86,5 +86,5 @@ class Store:
                 self.prune()
             except SQLAlchemyError as exc:
                 log.warning("pruning skipped, records database unreachable: %s", exc)
-            except Exception:  # noqa: BLE001 - pruning must never end the server
+            except Exception:
                 log.exception("pruning failed")

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from .postgres_cluster import REQUIRE, Cluster, available
 
 from service.store.database import database_url as default_url
 from service.store.database import make_engine, upgrade
+
+from .postgres_cluster import REQUIRE, Cluster, available
 
 
 def need_postgres() -> None:

@@ -15,6 +15,7 @@ import tempfile
 from itertools import count
 from pathlib import Path
 
+
 def _pg_bin() -> Path:
     """KENSA_PG_BIN, else the newest /usr/lib/postgresql/<version>/bin (15 on Debian 12)."""
     if os.environ.get("KENSA_PG_BIN"):

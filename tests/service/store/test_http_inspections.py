@@ -85,15 +85,15 @@ def test_filters_and_pages_through_the_api(records_client):
 
 
 @pytest.mark.parametrize("params, detail", [
-    ({"label": "broken"}, "query parameter 'label': Input should be 'normal' or 'abnormal' "
-                          "(got 'broken')"),
-    ({"since": "yesterday"}, "query parameter 'since': 'yesterday' is not an ISO 8601 time; "
-                             "send e.g. 2026-12-04T10:00:00Z"),
-    ({"limit": 501}, "query parameter 'limit': Input should be less than or equal to 500 "
-                     "(got '501')"),
-    ({"cursor": "zzz"}, "query parameter 'cursor': 'zzz' is not a cursor this server handed "
-                        "out; pass the 'next' value of the previous page as it is, or leave it "
-                        "out for the first page"),
+    ({"label": "broken"}, ("query parameter 'label': Input should be 'normal' or 'abnormal' "
+                           "(got 'broken')")),
+    ({"since": "yesterday"}, ("query parameter 'since': 'yesterday' is not an ISO 8601 time; "
+                              "send e.g. 2026-12-04T10:00:00Z")),
+    ({"limit": 501}, ("query parameter 'limit': Input should be less than or equal to 500 "
+                      "(got '501')")),
+    ({"cursor": "zzz"}, ("query parameter 'cursor': 'zzz' is not a cursor this server handed "
+                         "out; pass the 'next' value of the previous page as it is, or leave "
+                         "it out for the first page")),
 ])
 def test_bad_filters_are_refused_with_what_to_fix(records_client, params, detail):
     r = records_client().get("/v1/inspections", params=params)
@@ -143,12 +143,12 @@ def test_a_review_is_stored_and_shown(records_client):
 
 
 @pytest.mark.parametrize("body, detail", [
-    ({"label": "bad label!"}, "field 'label' is 'bad label!': send 'good' or a defect name "
-                              "made of letters, digits, '_', '-' and '.', at most 64 "
-                              "characters, starting with a letter or digit"),
+    ({"label": "bad label!"}, ("field 'label' is 'bad label!': send 'good' or a defect name "
+                               "made of letters, digits, '_', '-' and '.', at most 64 "
+                               "characters, starting with a letter or digit")),
     ({"label": "dent", "regions": [[40, 40, 10, 10]]},
-     "field 'regions'[0] = [40, 40, 10, 10] is not inside the 48x48 image: x, y >= 0, w, h > 0, "
-     "x + w <= 48, y + h <= 48"),
+     ("field 'regions'[0] = [40, 40, 10, 10] is not inside the 48x48 image: x, y >= 0, "
+      "w, h > 0, x + w <= 48, y + h <= 48")),
     ({"label": "dent", "regions": [[1, 2, 3]]},
      "field 'regions'[0] has 3 numbers: send [x, y, w, h] in pixels"),
 ])

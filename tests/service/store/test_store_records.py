@@ -1,9 +1,10 @@
 """Records: idempotent writes, filters, keyset pages while records arrive, reviews, counts."""
 
 import pytest
-from .store_helpers import ago, row
 
 from service.store.records import BadCursor, Filters, Records
+
+from .store_helpers import ago, row
 
 
 @pytest.fixture

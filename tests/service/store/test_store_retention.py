@@ -2,11 +2,11 @@
 
 from pathlib import Path
 
-from .store_helpers import ago, row
-
 from service.store.images import ImageFolder, sha256
 from service.store.records import Records
 from service.store.retention import GB, Retention, prune
+
+from .store_helpers import ago, row
 
 
 def kept(images: ImageFolder, data: bytes, label="abnormal", **extra) -> dict:

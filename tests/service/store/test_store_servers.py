@@ -6,13 +6,14 @@ import signal
 
 import httpx
 import pytest
-from sqlalchemy import func, select
-from .store_helpers import free_port, serve, wait_for, wait_ready
 from service_helpers import upload, washer_png
+from sqlalchemy import func, select
 
 from service.store.database import database_url, make_engine
 from service.store.records import Records
 from service.store.tables import inspections
+
+from .store_helpers import free_port, serve, wait_for, wait_ready
 
 pytestmark = pytest.mark.slow
 
