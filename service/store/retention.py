@@ -16,12 +16,13 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, and_, delete, select, update
 
 from .images import ImageFolder
 from .tables import inspections, labels, utcnow
 
 GB = 1024 ** 3
+CHUNK = 500  # records per pruning transaction
 log = logging.getLogger("kensa.store")
 
 
@@ -36,13 +37,12 @@ def prune(engine: Engine, images: ImageFolder, rules: Retention) -> dict[str, in
     """One pass; returns what it removed (records, images un-kept, files deleted)."""
     c = inspections.c
     now = utcnow()
-    with engine.begin() as conn:
-        records = conn.execute(delete(inspections).where(
-            c.created_at < now - timedelta(days=rules.record_days))).rowcount
-        unkept = conn.execute(update(inspections).where(
-            c.image_kept.is_(True), c.reviewed_at.is_(None),
-            c.created_at < now - timedelta(days=rules.image_days)).values(
-                image_kept=False)).rowcount
+    records = _in_chunks(engine, c.created_at < now - timedelta(days=rules.record_days),
+                         lambda ids: delete(inspections).where(c.id.in_(ids)))
+    unkept = _in_chunks(engine, and_(c.image_kept.is_(True), c.reviewed_at.is_(None),
+                                     c.created_at < now - timedelta(days=rules.image_days)),
+                        lambda ids: update(inspections).where(c.id.in_(ids))
+                        .values(image_kept=False))
     if rules.image_store_max_gb is not None:
         unkept += _fit_size(engine, int(rules.image_store_max_gb * GB))
     with engine.connect() as conn:
@@ -54,6 +54,22 @@ def prune(engine: Engine, images: ImageFolder, rules: Retention) -> dict[str, in
     if any(result.values()):
         log.info("pruned", extra={"fields": result})
     return result
+
+
+def _in_chunks(engine: Engine, condition, statement) -> int:
+    """Applies ``statement(ids)`` to the records matching ``condition``, ``chunk`` records per
+    transaction, so the database's write lock is never held long (on SQLite the recorder
+    waits for it, and with it the answers)."""
+    c, done, chunk = inspections.c, 0, CHUNK
+    while True:
+        with engine.begin() as conn:
+            ids = list(conn.execute(select(c.id).where(condition).limit(chunk)).scalars())
+            if not ids:
+                return done
+            conn.execute(statement(ids))
+        done += len(ids)
+        if len(ids) < chunk:
+            return done
 
 
 def _fit_size(engine: Engine, max_bytes: int) -> int:
@@ -77,8 +93,8 @@ def _fit_size(engine: Engine, max_bytes: int) -> int:
                 excess -= sizes.get(digest) or 0
             if excess <= 0:
                 break
-    with engine.begin() as conn:
-        for start in range(0, len(ids), 500):
-            conn.execute(update(inspections).where(c.id.in_(ids[start:start + 500]))
+    for start in range(0, len(ids), CHUNK):
+        with engine.begin() as conn:
+            conn.execute(update(inspections).where(c.id.in_(ids[start:start + CHUNK]))
                          .values(image_kept=False))
     return len(ids)

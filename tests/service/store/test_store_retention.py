@@ -61,3 +61,19 @@ def test_the_same_bytes_are_stored_once(tmp_path):
     images.put(b"x" * 5, sha256(b"x" * 5))
     images.put(b"x" * 5, sha256(b"x" * 5))
     assert len([p for p in (tmp_path / "images").rglob("*") if p.is_file()]) == 1
+
+
+def test_pruning_many_records_goes_in_chunks_and_removes_them_all(engine, tmp_path):
+    from service.store import retention
+
+    records = Records(engine)
+    old_ones = [row(when=ago(days=400)) for _ in range(23)]
+    records.add(old_ones + [row()])
+    records.review(old_ones[0]["id"], "good", None, None, None)  # its history goes with it
+    old, retention.CHUNK = retention.CHUNK, 5
+    try:
+        done = prune(engine, ImageFolder(tmp_path / "images"), Retention())
+    finally:
+        retention.CHUNK = old
+    assert done["records"] == 23 and records.count() == 1
+    assert records.history(old_ones[0]["id"]) == []
