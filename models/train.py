@@ -76,7 +76,8 @@ class Fitted:
 
 
 def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = None,
-          train_cfg: TrainConfig | None = None, labels: str | Path | None = None,
+          train_cfg: TrainConfig | None = None,
+          labels: str | Path | dict[str, str] | None = None,
           device: str = "auto", progress: bool = True, name: str | None = None) -> dict:
     """Trains, calibrates, evaluates and writes a bundle. Returns the bundle's metrics.
 
@@ -115,7 +116,7 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
     return metrics
 
 
-def read_run_data(ds: Dataset, labels: str | Path | None, mcfg: ModelConfig,
+def read_run_data(ds: Dataset, labels: str | Path | dict[str, str] | None, mcfg: ModelConfig,
                   tcfg: TrainConfig) -> RunData:
     """Reads the training images and the operator labels, and splits the held-out normals off
     (seeded by ``tcfg.seed``)."""
@@ -156,8 +157,11 @@ def check_settings(tcfg: TrainConfig) -> None:
     flip_names(tcfg.flips)
 
 
-def read_label_rows(labels: str | Path | None, ds: Dataset) -> LabelRows:
-    """The operator labels (``--labels``: a CSV or a labels folder) matched to image files."""
+def read_label_rows(labels: str | Path | dict[str, str] | None, ds: Dataset) -> LabelRows:
+    """The operator labels matched to image files: ``--labels`` as a CSV or a labels folder, or
+    already read as ``{path: label}`` (reviewed records, read by the CLI)."""
+    if isinstance(labels, dict):
+        return match_labels(labels, ds)
     path = labels_file(labels)
     return match_labels(read_labels(path), ds, path.parent) if path else []
 

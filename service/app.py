@@ -26,6 +26,7 @@ from .config import Settings, get_settings
 from .labels import LabelStore
 from .middleware import BodyLimitMiddleware, RequestMetricsMiddleware
 from .monitoring import Metrics, configure_logging
+from .recording import open_store
 from .routes import router
 
 log = logging.getLogger("kensa.service")
@@ -50,6 +51,8 @@ TAGS = [
     {"name": "inspection", "description": "Verdicts on uploaded images."},
     {"name": "labels", "description": "Operator feedback: labeled images for the next "
                                       "`kensa train --labels`."},
+    {"name": "records", "description": "Every inspected image's record, its kept image and "
+                                       "its review; counts per hour or day."},
     {"name": "health", "description": "Liveness and readiness for orchestrators."},
     {"name": "operations", "description": "Prometheus metrics."},
 ]
@@ -69,8 +72,9 @@ def load_inspector(settings: Settings) -> Any:
 
 
 def lifespan(settings: Settings, metrics: Metrics, inspector: Any = None):
-    """The app's lifespan: loads the bundle (unless ``inspector`` is given), starts the
-    batcher and puts both on ``app.state``; stops the batcher at shutdown."""
+    """The app's lifespan: loads the bundle (unless ``inspector`` is given), opens the records
+    store (bringing its schema up to date), starts the batcher and puts them on
+    ``app.state``; stops the batcher, then the store, at shutdown."""
 
     @asynccontextmanager
     async def span(app: FastAPI):
@@ -80,6 +84,12 @@ def lifespan(settings: Settings, metrics: Metrics, inspector: Any = None):
         except BundleError as exc:
             log.error("cannot start: %s", exc)
             raise
+        store = open_store(settings, metrics.registry)
+        if store is not None:
+            await run_in_threadpool(store.open)
+            await run_in_threadpool(adopt_labels, store, settings)
+            app.state.labels = store.labels
+        app.state.store = store
         batcher = Batcher(loaded, max_size=settings.batch_max_size,
                           wait_ms=settings.batch_wait_ms, queue_size=settings.queue_size,
                           max_inflight_bytes=settings.max_inflight_bytes,
@@ -98,9 +108,29 @@ def lifespan(settings: Settings, metrics: Metrics, inspector: Any = None):
         finally:
             app.state.inspector = app.state.batcher = None
             await batcher.stop()
+            if store is not None:
+                app.state.store = None
+                app.state.labels = folder_labels(settings)
+                await run_in_threadpool(store.close)
             log.info("stopped", extra={"fields": {"version": info.get("version")}})
 
     return span
+
+
+def folder_labels(settings: Settings) -> LabelStore | None:
+    """Where POST /v1/labels keeps labels without a records store: KENSA_LABELS_DIR."""
+    return LabelStore(settings.labels_dir) if settings.labels_dir else None
+
+
+def adopt_labels(store, settings: Settings) -> None:
+    """With a records store, labels live there; a KENSA_LABELS_DIR of labels kept before
+    is imported once."""
+    if settings.labels_dir is None:
+        return
+    try:
+        store.labels.import_folder(settings.labels_dir)
+    except Exception:
+        log.exception("could not import the labels folder %s", settings.labels_dir)
 
 
 def create_app(settings: Settings | None = None, *, inspector: Any = None) -> FastAPI:
@@ -120,7 +150,8 @@ def create_app(settings: Settings | None = None, *, inspector: Any = None) -> Fa
     app.state.metrics = metrics
     app.state.inspector = None
     app.state.batcher = None
-    app.state.labels = LabelStore(settings.labels_dir) if settings.labels_dir else None
+    app.state.store = None
+    app.state.labels = folder_labels(settings)
     errors.register(app)
     app.include_router(router)
     # the last added is the outermost: metrics see the body limiter's 413s too
@@ -148,7 +179,15 @@ def run(model: str | None = None, host: str | None = None, port: int | None = No
                              for e in exc.errors())
         _fail(f"invalid settings: {problems}")
     configure_logging(settings.log_level)
-    if settings.labels_dir is not None:
+    if settings.records:
+        try:
+            writable_folder(settings.data_dir)
+        except OSError as exc:
+            _fail(f"KENSA_DATA_DIR {settings.data_dir} is not a writable folder "
+                  f"({exc.strerror or exc}): kept images and the records journal go there; "
+                  "fix its permissions or mount, point KENSA_DATA_DIR elsewhere, or set "
+                  "KENSA_RECORDS=off")
+    if settings.labels_dir is not None and not settings.records:
         try:
             LabelStore(settings.labels_dir).check()
         except OSError as exc:
@@ -163,6 +202,21 @@ def run(model: str | None = None, host: str | None = None, port: int | None = No
     app = create_app(settings, inspector=inspector)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                 access_log=False, workers=1)
+
+
+def writable_folder(folder) -> None:
+    """Creates ``folder`` if needed and proves it writable.
+
+    Raises:
+        OSError: it cannot be created or written.
+    """
+    import os
+    from pathlib import Path
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    probe = Path(folder) / f".write-test.{os.getpid()}"
+    probe.write_bytes(b"")
+    probe.unlink()
 
 
 def _fail(message: str) -> None:

@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(commands)
     add_eval(commands)
     add_serve(commands)
+    add_db(commands)
     add_bench(commands)
     return parser
 
@@ -80,12 +81,17 @@ def _add_training_options(train: argparse.ArgumentParser) -> None:
 
 
 def _add_calibration_options(train: argparse.ArgumentParser) -> None:
-    train.add_argument("--labels", type=Path,
+    train.add_argument("--labels",
                        help="CSV of operator labels, rows 'path,label' (label 'good' or a "
                             "defect name), or a folder holding labels.csv (KENSA_LABELS_DIR of "
-                            "kensa serve; none there yet = no labels): images labeled good "
-                            "train with the normals, defect labels sharpen the latent "
+                            "kensa serve; none there yet = no labels), or the records store: "
+                            "the data folder (KENSA_DATA_DIR) or a database URL, whose "
+                            "reviewed records with kept images are the labels: images labeled "
+                            "good train with the normals, defect labels sharpen the latent "
                             "classifier by label spreading")
+    train.add_argument("--data-dir", type=Path,
+                       help="with --labels DATABASE_URL: where the kept images are (default "
+                            "KENSA_DATA_DIR, else ./kensa-data)")
     train.add_argument("--false-alarm-rate", type=float,
                        help="share of normal images allowed over the image threshold "
                             "(default 0.01)")
@@ -121,6 +127,17 @@ def add_serve(commands) -> None:
     serve.add_argument("--device", choices=DEVICES, help="env KENSA_DEVICE, default auto")
 
 
+def add_db(commands) -> None:
+    db = commands.add_parser("db", help="the inspection records database")
+    actions = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    upgrade = actions.add_parser("upgrade", help="bring the records schema up to date "
+                                                 "(kensa serve does it at start)")
+    upgrade.add_argument("--database-url", help="default KENSA_DATABASE_URL, else the SQLite "
+                                                "file in the data folder")
+    upgrade.add_argument("--data-dir", type=Path,
+                         help="default KENSA_DATA_DIR, else ./kensa-data")
+
+
 def add_bench(commands) -> None:
     """Listed in ``kensa --help`` only: :func:`main` hands ``kensa bench ...`` to
     ``benchmarks.cli`` before this parser sees it."""
@@ -145,10 +162,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     from models.train import train
 
     model_config, train_config = training_configs(args)
-    metrics = train(args.data, args.out, model_config, train_config, labels=args.labels,
-                    device=args.device, progress=not args.quiet)
+    metrics = train(args.data, args.out, model_config, train_config,
+                    labels=_labels(args.labels, args.data_dir), device=args.device,
+                    progress=not args.quiet)
     print_training_summary(args, metrics)
     return 0
+
+
+def _labels(value: str | None, data_dir: Path | None) -> str | dict[str, str] | None:
+    """``--labels`` as the trainer takes it: a path, or, for the records store, the reviewed
+    records read here and handed over as ``{image path: label}``."""
+    from service.store.training import is_store, reviewed_labels
+
+    if value is None or not is_store(value):
+        return value
+    if data_dir is None:
+        from service.config import Settings
+
+        data_dir = Settings().data_dir
+    labels = reviewed_labels(value, data_dir)
+    print(f"labels: {len(labels)} reviewed record(s) with kept images in the records store")
+    return labels
 
 
 def training_configs(args: argparse.Namespace):
@@ -253,8 +287,29 @@ def cmd_bench(argv: list[str]) -> int:
     return bench_main(argv, prog="kensa bench")
 
 
+def cmd_db(args: argparse.Namespace) -> int:
+    """``kensa db upgrade``: the records schema to the newest migration."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from service.config import Settings
+    from service.store.database import current_revision, database_url, make_engine, upgrade
+
+    settings = Settings()
+    engine = make_engine(database_url(args.data_dir or settings.data_dir,
+                                      args.database_url or settings.database_url))
+    try:
+        upgrade(engine)
+        revision = current_revision(engine)
+    except SQLAlchemyError as exc:
+        raise KensaError(f"cannot upgrade {engine.url.render_as_string()}: {exc}") from None
+    finally:
+        engine.dispose()
+    print(f"records database {engine.url.render_as_string()} is at revision {revision}")
+    return 0
+
+
 COMMANDS = {"make-demo-data": cmd_make_demo_data, "train": cmd_train, "eval": cmd_eval,
-            "serve": cmd_serve}
+            "serve": cmd_serve, "db": cmd_db}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,9 +51,29 @@ class Settings(BaseSettings):
         512.0, gt=0, description="Memory budget for decoded images being served, in MiB; "
                                  "requests beyond it wait, then get 503 (bounds server RSS).")
     labels_dir: Path | None = Field(
-        None, description="Folder where POST /v1/labels keeps operator-labeled images and "
-                          "labels.csv (for `kensa train --labels`); unset: labeling is off.")
+        None, description="With KENSA_RECORDS=off: the folder where POST /v1/labels keeps "
+                          "operator-labeled images and labels.csv (for `kensa train "
+                          "--labels`); unset: labeling is off. With records on, labels live "
+                          "in the records store and this folder's labels.csv is imported "
+                          "there once.")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    records: bool = Field(
+        True, description="Record every inspected image (KENSA_RECORDS=off turns it off).")
+    data_dir: Path = Field(
+        Path("kensa-data"), description="Folder of the embedded records database (SQLite), "
+                                        "kept images and the records journal.")
+    database_url: str | None = Field(
+        None, description="Records database, e.g. postgresql+psycopg://user:pw@host/kensa; "
+                          "unset: an SQLite file in KENSA_DATA_DIR.")
+    keep_images: Literal["all", "abnormal", "none"] = Field(
+        "abnormal", description="Which inspected images to keep with their records.")
+    image_retention_days: float = Field(
+        30.0, gt=0, description="Days an unreviewed record keeps its image.")
+    image_store_max_gb: float | None = Field(
+        None, gt=0, description="Cap on kept images, in GiB: beyond it the oldest unreviewed "
+                                "records lose their images first.")
+    record_retention_days: float = Field(
+        365.0, gt=0, description="Days a record (and its review) is kept.")
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -76,7 +96,15 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("model", "threshold", "labels_dir", mode="before")
+    @field_validator("records", mode="before")
+    @classmethod
+    def _on_off(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("on", "off"):
+            return value.strip().lower() == "on"
+        return value
+
+    @field_validator("model", "threshold", "labels_dir", "database_url", "image_store_max_gb",
+                     mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         # compose passes `KENSA_THRESHOLD=` from .env as an empty string: that means unset

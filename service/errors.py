@@ -6,6 +6,8 @@ Every error body is ``{"detail": "<what is wrong and how to fix it>"}``::
     ├── ImageError ................ 400  bytes that do not decode as an image
     │   └── ImageTooLargeError .... 413  more pixels than KENSA_MAX_PIXELS
     ├── BundleError ............... 503  (at start-up it stops the server instead)
+    ├── BadCursor (store) ......... 422  a pagination cursor we never handed out
+    ├── RecordingFailed (store) ... 503  neither the records database nor the journal took it
     └── ServiceError (here)
         ├── UnsupportedMediaType .. 415  the part's Content-Type is not an image type
         ├── FileTooLarge .......... 413  a file over KENSA_MAX_UPLOAD_MB
@@ -13,10 +15,13 @@ Every error body is ``{"detail": "<what is wrong and how to fix it>"}``::
         ├── NotReady .............. 503  no model loaded yet
         ├── Overloaded ............ 503  the inference queue is full (with Retry-After)
         ├── LabelingOff ........... 503  POST /v1/labels without KENSA_LABELS_DIR
+        ├── RecordsOff ............ 503  /v1/inspections on a server with KENSA_RECORDS=off
+        ├── NotFound .............. 404  no such record, or its image was not kept
         └── Unauthorized .......... 401  missing or wrong X-API-Key
     UploadTooLarge (HTTPException)  413  a request body over its endpoint's cap
     RequestValidationError ........ 422  missing field, wrong type (one readable sentence)
     HTTPException ................. its own status (404, 405, ...), detail kept or explained
+    sqlalchemy OperationalError ... 503  the records database is unreachable (reads, reviews)
     anything else ................. 500  logged with its traceback; never a bare crash
 """
 
@@ -28,9 +33,13 @@ from typing import ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
 from models.errors import BundleError, ImageError, ImageTooLargeError, KensaError
+
+from .store.recorder import RecordingFailed
+from .store.records import BadCursor
 
 log = logging.getLogger("kensa.service")
 
@@ -62,6 +71,14 @@ class NotReady(ServiceError):
 
 class LabelingOff(ServiceError):
     status = 503
+
+
+class RecordsOff(ServiceError):
+    status = 503
+
+
+class NotFound(ServiceError):
+    status = 404
 
 
 class Unauthorized(ServiceError):
@@ -98,6 +115,10 @@ def status_of(exc: KensaError) -> int:
     if isinstance(exc, ImageError):
         return 400
     if isinstance(exc, BundleError):
+        return 503
+    if isinstance(exc, BadCursor):
+        return 422
+    if isinstance(exc, RecordingFailed):
         return 503
     return 500
 
@@ -139,7 +160,16 @@ def register(app: FastAPI) -> None:
     app.add_exception_handler(KensaError, kensa_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(HTTPException, http_error_handler)
+    app.add_exception_handler(OperationalError, records_database_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
+
+
+async def records_database_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("records database unreachable on %s: %s", request.url.path, exc)
+    return error_response(
+        503, "the records database is unreachable: inspections are still answered and "
+             "recorded (they wait in the journal); retry this call later",
+        {"Retry-After": "5"})
 
 
 def describe_validation_errors(errors: list[dict]) -> str:

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 Label = Literal["normal", "abnormal"]
 PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAA..."  # examples are shortened: real values are whole files
@@ -218,6 +219,10 @@ class Health(BaseModel):
         description="'alive' from /health/live, 'ready' from /health/ready.", examples=["ready"])
     model_version: str | None = Field(None, description="The loaded bundle, when ready.",
                                       examples=["3f9a1c2b7d4e"])
+    records: Literal["ok", "degraded", "off"] | None = Field(
+        None, description="Recording, when ready: 'degraded' while the records database is "
+                          "unreachable (records wait in the journal; inspection goes on).",
+        examples=["ok"])
 
 
 class LabelCounts(BaseModel):
@@ -245,3 +250,83 @@ class LabelStored(LabelCounts):
     new_image: bool = Field(description="False when these exact bytes were labeled before "
                                         "(the new label then replaces the old one).",
                             examples=[True])
+
+
+# ------------------------------------------------------------------------ records
+
+
+class Review(BaseModel):
+    """What a person said an inspected part really is (the last review; all are kept)."""
+
+    label: str = Field(description="`good` or a defect name.", examples=["scratch"])
+    note: str | None = Field(None, description="Free text.", examples=["burr at 3 o'clock"])
+    regions: list[list[int]] | None = Field(
+        None, description="Defect boxes [x, y, w, h] in pixels of the image, if given.",
+        examples=[[[12, 30, 8, 6]]])
+    by: str | None = Field(None, description="Who reviewed (X-Kensa-User header).",
+                           examples=["operator-3"])
+    at: str = Field(description="When (UTC, ISO 8601).", examples=["2026-12-04T10:31:07Z"])
+
+
+class ReviewRequest(BaseModel):
+    """Body of ``PUT /v1/inspections/{id}/review``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: str = Field(description="`good` (a false alarm / a good part) or a defect name "
+                                   "(letters, digits, `_`, `-`, `.`; at most 64 characters, "
+                                   "starting with a letter or digit).", examples=["scratch"])
+    note: str | None = Field(None, max_length=2000, description="Free text.")
+    regions: list[list[int]] | None = Field(
+        None, description="Defect boxes [x, y, w, h] in pixels of the image; each must lie "
+                          "inside it.", examples=[[[12, 30, 8, 6]]])
+
+
+class InspectionRecord(InspectionResult):
+    """A recorded inspection: the inspect answer's fields, where the image came from, whether
+    the image was kept, and its review."""
+
+    source: str | None = Field(None, description="Where the image came from.",
+                               examples=["line-2/cam-1"])
+    part_id: str | None = Field(None, description="The part's own id.", examples=["SN-0042"])
+    model_name: str = Field(description="Name of the bundle that judged.", examples=["screws"])
+    created_at: str = Field(description="When it was inspected (UTC, ISO 8601).",
+                            examples=["2026-12-04T10:30:59.123456Z"])
+    image_kept: bool = Field(description="Whether the uploaded image was kept "
+                                         "(GET /v1/inspections/{id}/image).")
+    sha256: str = Field(description="SHA-256 of the uploaded bytes.")
+    review: Review | None = Field(None, description="The last review; null when none.")
+    # the pictures of an inspect answer are not recorded: GET .../image and .../overlay
+    mask: SkipJsonSchema[str | None] = Field(None, exclude=True)
+    heatmap: SkipJsonSchema[str | None] = Field(None, exclude=True)
+    overlay: SkipJsonSchema[str | None] = Field(None, exclude=True)
+    reconstruction_image: SkipJsonSchema[str | None] = Field(None, exclude=True)
+
+
+class InspectionPage(BaseModel):
+    """One page of records, newest first."""
+
+    items: list[InspectionRecord]
+    next: str | None = Field(description="Pass as `cursor` for the next page; null on the last.")
+
+
+class StatsBucket(BaseModel):
+    """Counts of one time bucket and source."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    bucket: str = Field(description="Start of the bucket (UTC, ISO 8601).")
+    bucket_end: str = Field(description="End of the bucket (exclusive).")
+    source: str | None = Field(description="The source; null for images sent without one.")
+    total: int
+    normal: int
+    abnormal: int
+    reviewed: int
+    false_alarms: int = Field(description="Abnormal verdicts reviewed as good.")
+    misses: int = Field(description="Normal verdicts reviewed as a defect.")
+    yield_: float | None = Field(alias="yield", description="normal / total.")
+
+
+class Stats(BaseModel):
+    bucket: Literal["hour", "day"]
+    items: list[StatsBucket]

@@ -1,5 +1,5 @@
 """The HTTP API, one module per resource: health, the loaded model, inspection, operator
-labels, operations (metrics). :data:`router` holds them all, in the order Swagger UI lists
+labels, recorded inspections, operations (metrics). :data:`router` holds them all, in the order Swagger UI lists
 them.
 """
 
@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import health, inspect, labels, model, operations
+from . import health, inspect, inspections, labels, model, operations
 
 router = APIRouter()
 router.include_router(health.router)
 router.include_router(model.router)
 router.include_router(inspect.router)
 router.include_router(labels.router)
+router.include_router(inspections.router)
 router.include_router(operations.router)

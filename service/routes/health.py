@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from ..deps import BatcherDep, InspectorDep
+from ..recording import records_state
 from ..schemas import Health
 from .responses import E503
 
@@ -21,5 +22,6 @@ async def live() -> Health:
 @router.get("/health/ready", response_model=Health, summary="Readiness",
             description="200 once a model is loaded and the batcher runs, else 503.",
             responses=E503)
-async def ready(inspector: InspectorDep, batcher: BatcherDep) -> Health:
-    return Health(status="ready", model_version=str(inspector.info.get("version", "")))
+async def ready(request: Request, inspector: InspectorDep, batcher: BatcherDep) -> Health:
+    return Health(status="ready", model_version=str(inspector.info.get("version", "")),
+                  records=records_state(request))

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from models.errors import KensaError
 from models.results import Result
 
-from .. import pictures, uploads
+from .. import pictures, recording, uploads
 from ..deps import (
     BatcherDep,
     IncludeDep,
@@ -28,6 +28,7 @@ from ..deps import (
 )
 from ..errors import FileTooLarge, status_of
 from ..monitoring import LOG_KEY
+from ..recording import OriginDep
 from ..schemas import (
     BatchItemError,
     BatchItemResult,
@@ -50,16 +51,17 @@ router = APIRouter(prefix="/v1", tags=["inspection"], dependencies=[Depends(requ
                          "and defect regions, plus the pictures named in `include`.")
 async def inspect(request: Request, file: UploadField, batcher: BatcherDep,
                   inspector: InspectorDep, settings: SettingsDep, metrics: MetricsDep,
-                  include: IncludeDep, threshold: ThresholdDep) -> InspectionResult:
+                  include: IncludeDep, threshold: ThresholdDep,
+                  origin: OriginDep) -> InspectionResult:
     started = time.perf_counter()
     data = await uploads.read_upload(file, settings.max_upload_bytes)
     async with batcher.gate.hold(uploads.inflight_bytes(data)):
         image = await run_in_threadpool(uploads.decode, data, settings.max_pixels)
-        del data
         [result] = await batcher.inspect([image], _threshold(threshold, settings),
                                          "reconstruction" in include)
         body = await run_in_threadpool(
             build_result, InspectionResult, image, result, include, inspector, started)
+        await recording.record(request, [(body, data)], origin, inspector.info)
     metrics.inspections.labels(body.label).inc()
     request.scope[LOG_KEY] = {"id": str(body.id), "label": body.label, "score": body.score}
     return body
@@ -73,7 +75,8 @@ async def inspect(request: Request, file: UploadField, batcher: BatcherDep,
                          "be read gets an `error` entry and does not fail the others.")
 async def inspect_batch(request: Request, files: UploadsField, batcher: BatcherDep,
                         inspector: InspectorDep, settings: SettingsDep, metrics: MetricsDep,
-                        include: IncludeDep, threshold: ThresholdDep) -> BatchResponse:
+                        include: IncludeDep, threshold: ThresholdDep,
+                        origin: OriginDep) -> BatchResponse:
     if len(files) > settings.max_batch:
         raise FileTooLarge(f"too many files: a batch takes at most {settings.max_batch} images "
                            "(KENSA_MAX_BATCH); split it into several requests")
@@ -81,8 +84,8 @@ async def inspect_batch(request: Request, files: UploadsField, batcher: BatcherD
     # in chunks of one model batch, so a big batch never holds every decoded image at once
     for start in range(0, len(files), settings.batch_max_size):
         chunk = files[start:start + settings.batch_max_size]
-        entries.extend(await _inspect_chunk(chunk, batcher, inspector, settings, include,
-                                            threshold))
+        entries.extend(await _inspect_chunk(request, chunk, batcher, inspector, settings,
+                                            include, threshold, origin))
     for entry in entries:
         metrics.inspections.labels(getattr(entry, "label", "error")).inc()
     request.scope[LOG_KEY] = {
@@ -92,8 +95,9 @@ async def inspect_batch(request: Request, files: UploadsField, batcher: BatcherD
     return BatchResponse(results=entries)
 
 
-async def _inspect_chunk(files: list[UploadFile], batcher, inspector, settings, include,
-                         threshold) -> list[BatchItemResult | BatchItemError]:
+async def _inspect_chunk(request: Request, files: list[UploadFile], batcher, inspector,
+                         settings, include, threshold, origin
+                         ) -> list[BatchItemResult | BatchItemError]:
     started = time.perf_counter()
     entries: list = [None] * len(files)
     read: list[tuple[int, bytes]] = []
@@ -103,11 +107,12 @@ async def _inspect_chunk(files: list[UploadFile], batcher, inspector, settings, 
         except KensaError as exc:
             entries[n] = _item_error(file, exc)
     async with batcher.gate.hold(sum(uploads.inflight_bytes(data) for _, data in read)):
-        images, slots = [], []
+        images, slots, kept = [], [], []
         for n, data in read:
             try:
                 images.append(await run_in_threadpool(uploads.decode, data, settings.max_pixels))
                 slots.append(n)
+                kept.append(data)
             except KensaError as exc:
                 entries[n] = _item_error(files[n], exc)
         del read
@@ -120,6 +125,8 @@ async def _inspect_chunk(files: list[UploadFile], batcher, inspector, settings, 
                                           started, filename=files[n].filename)
 
         await run_in_threadpool(encode_all)
+        await recording.record(request, [(entries[n], data) for n, data in zip(slots, kept)],
+                               origin, inspector.info)
     return entries
 
 
@@ -138,16 +145,18 @@ def _item_error(file: UploadFile, exc: KensaError) -> BatchItemError:
                               "description": "JPEG of the upload with heatmap and defect "
                                              "contours."}} | INSPECT_ERRORS)
 async def inspect_overlay(request: Request, file: UploadField, batcher: BatcherDep,
-                          settings: SettingsDep, metrics: MetricsDep,
-                          threshold: ThresholdDep) -> Response:
+                          inspector: InspectorDep, settings: SettingsDep, metrics: MetricsDep,
+                          threshold: ThresholdDep, origin: OriginDep) -> Response:
+    started = time.perf_counter()
     data = await uploads.read_upload(file, settings.max_upload_bytes)
     async with batcher.gate.hold(uploads.inflight_bytes(data)):
         image = await run_in_threadpool(uploads.decode, data, settings.max_pixels)
-        del data
         [result] = await batcher.inspect([image], _threshold(threshold, settings))
         jpeg = await run_in_threadpool(pictures.overlay_jpeg, image, result.anomaly_map,
                                        result.pixel_threshold, result.mask)
-    ident = str(uuid4())
+        body = build_result(InspectionResult, image, result, frozenset(), inspector, started)
+        await recording.record(request, [(body, data)], origin, inspector.info)
+    ident = str(body.id)
     metrics.inspections.labels(result.label).inc()
     request.scope[LOG_KEY] = {"id": ident, "label": result.label, "score": float(result.score)}
     return Response(jpeg, media_type="image/jpeg", headers={

@@ -50,9 +50,16 @@ def inspector(tiny_bundle) -> Inspector:
 
 
 @pytest.fixture
-def make_settings(tiny_bundle) -> Callable[..., Settings]:
+def data_dir(tmp_path_factory) -> Path:
+    """The test's records folder (KENSA_DATA_DIR), apart from its ``tmp_path``."""
+    return tmp_path_factory.mktemp("records") / "kensa-data"
+
+
+@pytest.fixture
+def make_settings(tiny_bundle, data_dir) -> Callable[..., Settings]:
     def make(**overrides) -> Settings:
-        return Settings(**{"model": tiny_bundle, "device": "cpu", **overrides})
+        return Settings(**{"model": tiny_bundle, "device": "cpu", "data_dir": data_dir,
+                           **overrides})
     return make
 
 

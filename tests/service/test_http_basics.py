@@ -9,7 +9,8 @@ INSPECT_PATHS = ("/v1/inspect", "/v1/inspect/batch", "/v1/inspect/overlay")
 def test_health(client, inspector):
     assert client.get("/health/live").json() == {"status": "alive"}
     assert client.get("/health/ready").json() == {"status": "ready",
-                                                  "model_version": inspector.info["version"]}
+                                                  "model_version": inspector.info["version"],
+                                                  "records": "ok"}
 
 
 def test_model_info(client, inspector):

@@ -25,7 +25,7 @@ def label(client, data: bytes, lab: str, name: str = "part.png", kind: str = "im
 
 
 def test_a_label_stores_the_bytes_and_a_csv_row(make_client, tmp_path):
-    client = make_client(labels_dir=tmp_path / "labels")
+    client = make_client(records=False, labels_dir=tmp_path / "labels")
     data = washer_png(3, "scratch")
     r = label(client, data, "scratch")
     assert r.status_code == 201, r.text
@@ -41,7 +41,7 @@ def test_a_label_stores_the_bytes_and_a_csv_row(make_client, tmp_path):
 
 
 def test_relabeling_the_same_image_replaces_its_label_and_keeps_one_file(make_client, tmp_path):
-    client = make_client(labels_dir=tmp_path)
+    client = make_client(records=False, labels_dir=tmp_path)
     data = washer_png(4)
     assert label(client, data, "dent").json()["new_image"] is True
     again = label(client, data, "good").json()
@@ -52,7 +52,7 @@ def test_relabeling_the_same_image_replaces_its_label_and_keeps_one_file(make_cl
 
 
 def test_counts_per_label_good_first(make_client, tmp_path):
-    client = make_client(labels_dir=tmp_path)
+    client = make_client(records=False, labels_dir=tmp_path)
     assert client.get("/v1/labels").json() == {
         "labels_file": str(tmp_path / "labels.csv"), "total": 0, "counts": {}}
     for seed, lab in [(1, "stain"), (2, "Good"), (3, "chip"), (5, "stain")]:
@@ -66,13 +66,13 @@ def test_counts_per_label_good_first(make_client, tmp_path):
 def test_jpeg_keeps_its_format(make_client, tmp_path):
     buf = io.BytesIO()
     Image.fromarray(washer(2)).save(buf, format="JPEG")
-    r = label(make_client(labels_dir=tmp_path), buf.getvalue(), "good", "p.jpg", "image/jpeg")
+    r = label(make_client(records=False, labels_dir=tmp_path), buf.getvalue(), "good", "p.jpg", "image/jpeg")
     assert r.status_code == 201 and r.json()["path"].endswith(".jpg")
 
 
 @pytest.mark.parametrize("bad", ["has space", "../up", "-dash-first", "x" * 65, "a/b"])
 def test_a_bad_label_is_422_and_nothing_is_stored(make_client, tmp_path, bad):
-    client = make_client(labels_dir=tmp_path)
+    client = make_client(records=False, labels_dir=tmp_path)
     r = label(client, washer_png(), bad)
     assert r.status_code == 422
     assert r.json()["detail"].startswith(f"field 'label' is {bad!r}: send 'good' or a defect name")
@@ -81,7 +81,7 @@ def test_a_bad_label_is_422_and_nothing_is_stored(make_client, tmp_path, bad):
 
 @pytest.mark.parametrize("form", [{}, {"label": ""}])
 def test_missing_or_empty_label_field_is_422(make_client, tmp_path, form):
-    r = make_client(labels_dir=tmp_path).post("/v1/labels", files=upload(washer_png()),
+    r = make_client(records=False, labels_dir=tmp_path).post("/v1/labels", files=upload(washer_png()),
                                               data=form)
     assert r.status_code == 422
     assert r.json()["detail"] == ("missing (or empty) multipart field 'label': send it as a "
@@ -90,7 +90,7 @@ def test_missing_or_empty_label_field_is_422(make_client, tmp_path, form):
 
 
 def test_bytes_that_do_not_decode_are_400_and_not_stored(make_client, tmp_path):
-    client = make_client(labels_dir=tmp_path)
+    client = make_client(records=False, labels_dir=tmp_path)
     data = washer_png()
     r = label(client, data[: len(data) // 2], "good")
     assert r.status_code == 400 and "truncated or corrupt" in r.json()["detail"]
@@ -102,19 +102,20 @@ def test_bytes_that_do_not_decode_are_400_and_not_stored(make_client, tmp_path):
 
 
 def test_an_upload_over_the_size_limit_is_413(make_client, tmp_path):
-    client = make_client(labels_dir=tmp_path, max_upload_mb=0.001)
+    client = make_client(records=False, labels_dir=tmp_path, max_upload_mb=0.001)
     r = label(client, washer_png(size=96), "good")
     assert r.status_code == 413 and "KENSA_MAX_UPLOAD_MB" in r.json()["detail"]
 
 
-def test_without_a_labels_folder_labeling_is_off_with_advice(client):
+def test_without_a_labels_folder_labeling_is_off_with_advice(make_client):
+    client = make_client(records=False)  # with records on, labels go to the records store
     for r in (label(client, washer_png(), "good"), client.get("/v1/labels")):
         assert r.status_code == 503
         assert "KENSA_LABELS_DIR" in r.json()["detail"]
 
 
 def test_labels_need_the_api_key_when_keys_are_set(make_client, tmp_path):
-    client = make_client(labels_dir=tmp_path, api_keys="k1")
+    client = make_client(records=False, labels_dir=tmp_path, api_keys="k1")
     assert label(client, washer_png(), "good").status_code == 401
     assert client.get("/v1/labels").status_code == 401
     r = client.post("/v1/labels", files=upload(washer_png()), data={"label": "good"},
@@ -145,7 +146,7 @@ def test_labels_from_the_server_train_the_next_bundle(make_client, tmp_path):
     # folder's labels.csv (paths relative to it) and builds a semi-supervised bundle
     data = tmp_path / "data"
     make_demo_dataset(data, seed=3, n_train=16, n_test_good=2, n_per_defect=1, size=48)
-    client = make_client(labels_dir=tmp_path / "labels")
+    client = make_client(records=False, labels_dir=tmp_path / "labels")
     sent = {"chip": data / "test/chip/000.png", "dent": data / "test/dent/000.png",
             "good": data / "test/good/000.png"}
     for lab, path in sent.items():

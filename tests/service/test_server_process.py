@@ -89,7 +89,8 @@ def test_kensa_serve_stops_at_once_when_it_cannot_write_the_labels_folder(tiny_b
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     proc = serve("--model", str(tiny_bundle), "--port", str(free_port()), stderr=subprocess.PIPE,
-                 env_extra={"KENSA_LABELS_DIR": str(blocker / "labels")})
+                 env_extra={"KENSA_LABELS_DIR": str(blocker / "labels"),
+                            "KENSA_RECORDS": "off"})  # with records on, labels go to the store
     _, err = proc.communicate(timeout=90)
     assert proc.returncode == 2
     assert err.decode().startswith(

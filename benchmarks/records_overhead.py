@@ -1,0 +1,121 @@
+"""What recording costs: ``kensa serve`` with records on (SQLite in a temp folder) and off,
+the same bundle and uploads, C concurrent clients on ``/v1/inspect`` for S seconds each, the
+two settings alternated ``--rounds`` times so a busy machine hurts both alike.
+
+    python -m benchmarks.records_overhead --model tests/fixtures/golden/bundle --size 256
+
+Prints requests/s and median/p95 latency per setting and the on/off ratios (issue 25's target:
+throughput >= 90 % of off, median latency +2 ms at most).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+from .http_load import free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def washers(size: int, n: int) -> list[bytes]:
+    from models.synth_demo import render_washer
+
+    out = []
+    for seed in range(n):
+        defect = "scratch" if seed % 4 == 0 else None  # some abnormal ones: images kept
+        image, _ = render_washer(size, np.random.default_rng(seed), defect)
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, format="PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+def start(model: str, env_extra: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("KENSA_") or k == "KENSA_SWITCH_S"} | env_extra
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--model", model,
+                             "--port", str(port), "--device", "cpu"], cwd=REPO_ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/health/ready", timeout=2).status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("the server never became ready")
+
+
+async def load(base: str, bodies: list[bytes], clients: int, seconds: float) -> list[float]:
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def client(n: int, c: httpx.AsyncClient) -> None:
+        k = n
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            r = await c.post(f"{base}/v1/inspect",
+                             files={"file": ("p.png", bodies[k % len(bodies)], "image/png")})
+            r.raise_for_status()
+            latencies.append(time.perf_counter() - t0)
+            k += clients
+
+    async with httpx.AsyncClient(timeout=60) as c:
+        await asyncio.gather(*(client(n, c) for n in range(clients)))
+    return latencies
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--size", type=int, default=256, help="upload side, pixels")
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--keep-images", default="abnormal")
+    a = p.parse_args()
+    bodies = washers(a.size, 32)
+    runs: dict[str, list[list[float]]] = {"off": [], "on": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = {"off": {"KENSA_RECORDS": "off"},
+                    "on": {"KENSA_DATA_DIR": f"{tmp}/data", "KENSA_KEEP_IMAGES": a.keep_images}}
+        for _ in range(a.rounds):
+            for name in ("off", "on"):
+                proc, base = start(a.model, settings[name])
+                try:
+                    asyncio.run(load(base, bodies, a.clients, 2.0))  # warm-up
+                    runs[name].append(asyncio.run(load(base, bodies, a.clients, a.seconds)))
+                finally:
+                    proc.terminate()
+                    proc.wait(30)
+    result = {}
+    for name, rounds in runs.items():
+        rates = [len(lat) / a.seconds for lat in rounds]
+        every = [x for lat in rounds for x in lat]
+        result[name] = (statistics.median(rates), statistics.median(every) * 1000,
+                        float(np.percentile(every, 95)) * 1000)
+        print(f"records {name:3}: {result[name][0]:7.1f} req/s (median of {a.rounds} rounds), "
+              f"latency median {result[name][1]:.2f} ms, p95 {result[name][2]:.2f} ms")
+    print(f"on/off throughput {result['on'][0] / result['off'][0]:.3f}; median latency "
+          f"{result['on'][1] - result['off'][1]:+.2f} ms ({a.clients} clients, {a.size}px PNG, "
+          f"keep {a.keep_images})")
+
+
+if __name__ == "__main__":
+    main()

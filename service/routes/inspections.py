@@ -1,0 +1,269 @@
+"""``/v1/inspections`` and ``/v1/stats``: list, read, review and export recorded inspections;
+their kept images, overlays and counts. Every route is behind the API keys like the rest of /v1.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+
+from .. import pictures, uploads
+from ..deps import BatcherDep, require_api_key
+from ..errors import InvalidParameter, NotFound, RecordsOff
+from ..labels import LABEL_PATTERN
+from ..schemas import (
+    ErrorBody,
+    InspectionPage,
+    InspectionRecord,
+    Review,
+    ReviewRequest,
+    Stats,
+    StatsBucket,
+)
+from ..store.records import GOOD, MAX_LIMIT, Filters
+from ..store.store import Store
+
+RECORDS_OFF = ("recording is off on this server (KENSA_RECORDS=off): start it without it to "
+               "record inspections")
+CSV_FIELDS = ("id", "created_at", "source", "part_id", "model_name", "model_version", "label",
+              "score", "threshold", "reconstruction_label", "latent_label", "defects", "width",
+              "height", "elapsed_ms", "sha256", "image_kept", "review_label", "review_note",
+              "reviewed_by", "reviewed_at")
+
+
+def _err(description: str, example: str) -> dict:
+    return {"model": ErrorBody, "description": description,
+            "content": {"application/json": {"example": {"detail": example}}}}
+
+
+E404 = {404: _err("No record with this id (or its image was not kept).",
+                  "no inspection record with id '3f...': list them with GET /v1/inspections")}
+E422 = {422: _err("A filter, cursor or review is invalid.",
+                  "query parameter 'label': 'bad' is not 'normal' or 'abnormal'")}
+E503 = {503: _err("Recording is off on this server.", RECORDS_OFF)}
+
+router = APIRouter(prefix="/v1", tags=["records"], dependencies=[Depends(require_api_key)])
+
+
+def the_store(request: Request) -> Store:
+    store = getattr(request.app.state, "store", None)
+    if store is None:
+        raise RecordsOff(RECORDS_OFF)
+    return store
+
+
+StoreDep = Annotated[Store, Depends(the_store)]
+
+
+def _when(name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidParameter(f"query parameter '{name}': {value!r} is not an ISO 8601 time; "
+                               "send e.g. 2026-12-04T10:00:00Z") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def filters(label: Annotated[Literal["normal", "abnormal"] | None, Query(
+                description="The verdict.")] = None,
+            source: Annotated[str | None, Query(description="Exact source.")] = None,
+            part_id: Annotated[str | None, Query(description="Exact part id.")] = None,
+            model_version: Annotated[str | None, Query(description="Bundle version.")] = None,
+            reviewed: Annotated[bool | None, Query(
+                description="true: reviewed ones only; false: unreviewed only.")] = None,
+            review_label: Annotated[str | None, Query(
+                description="The last review's label (`good` or a defect name).")] = None,
+            since: Annotated[str | None, Query(
+                description="From this time on (ISO 8601; UTC when no zone).")] = None,
+            until: Annotated[str | None, Query(
+                description="Before this time (ISO 8601; UTC when no zone).")] = None,
+            min_score: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+            max_score: Annotated[float | None, Query(allow_inf_nan=False)] = None) -> Filters:
+    return Filters(label=label, source=source, part_id=part_id, model_version=model_version,
+                   reviewed=reviewed, review_label=review_label, since=_when("since", since),
+                   until=_when("until", until), min_score=min_score, max_score=max_score)
+
+
+FiltersDep = Annotated[Filters, Depends(filters)]
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z") if when else None
+
+
+def record_body(row: dict) -> InspectionRecord:
+    review = None
+    if row.get("reviewed_at") is not None:
+        review = Review(label=row["review_label"], note=row["review_note"],
+                        regions=row["review_regions"], by=row["reviewed_by"],
+                        at=_iso(row["reviewed_at"]))
+    return InspectionRecord(
+        id=row["id"], model_version=row["model_version"], model_name=row["model_name"],
+        label=row["label"], score=row["score"], threshold=row["threshold"], width=row["width"],
+        height=row["height"], elapsed_ms=row["elapsed_ms"],
+        reconstruction=row["reconstruction"], latent=row["latent"], defects=row["defects"],
+        source=row["source"], part_id=row["part_id"], created_at=_iso(row["created_at"]),
+        image_kept=bool(row["image_kept"]), sha256=row["sha256"], review=review)
+
+
+async def _row(store: Store, ident: str) -> dict:
+    row = await run_in_threadpool(store.records.get, ident)
+    if row is None:
+        raise NotFound(f"no inspection record with id {ident!r}: list them with "
+                       "GET /v1/inspections")
+    return row
+
+
+@router.get("/inspections", response_model=InspectionPage, response_model_exclude_none=False,
+            summary="Recorded inspections, newest first", responses=E404 | E422 | E503,
+            description="Filters combine with AND. Pass the answer's `next` as `cursor` for "
+                        "the next page; pages stay stable while new records arrive.")
+async def list_inspections(store: StoreDep, where: FiltersDep,
+                           limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+                           cursor: Annotated[str | None, Query(
+                               description="The `next` of the previous page.")] = None
+                           ) -> InspectionPage:
+    rows, nxt = await run_in_threadpool(store.records.page, where, limit, cursor)
+    return InspectionPage(items=[record_body(r) for r in rows], next=nxt)
+
+
+@router.get("/inspections/export", summary="Recorded inspections as CSV",
+            responses={200: {"content": {"text/csv": {}}}} | E422 | E503,
+            description="The same filters as GET /v1/inspections; all matching records, "
+                        "newest first, streamed.")
+async def export_inspections(store: StoreDep, where: FiltersDep,
+                             format: Annotated[Literal["csv"], Query()] = "csv"
+                             ) -> StreamingResponse:
+    def lines() -> Iterator[str]:
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(CSV_FIELDS)
+        for n, row in enumerate(store.records.iterate(where), 1):
+            w.writerow(_csv_row(row))
+            if n % 200 == 0:
+                yield buf.getvalue()
+                buf.seek(0)
+                buf.truncate()
+        yield buf.getvalue()
+
+    return StreamingResponse(iterate_in_threadpool(lines()), media_type="text/csv",
+                             headers={"Content-Disposition":
+                                      'attachment; filename="inspections.csv"'})
+
+
+def _csv_row(row: dict) -> list:
+    return [row["id"], _iso(row["created_at"]), row["source"] or "", row["part_id"] or "",
+            row["model_name"], row["model_version"], row["label"], repr(row["score"]),
+            repr(row["threshold"]), row["reconstruction"].get("label", ""),
+            row["latent"].get("label", ""), len(row["defects"]), row["width"], row["height"],
+            row["elapsed_ms"], row["sha256"], int(bool(row["image_kept"])),
+            row["review_label"] or "", row["review_note"] or "", row["reviewed_by"] or "",
+            _iso(row["reviewed_at"]) or ""]
+
+
+@router.get("/inspections/{ident}", response_model=InspectionRecord,
+            summary="One recorded inspection", responses=E404 | E503)
+async def get_inspection(store: StoreDep, ident: str) -> InspectionRecord:
+    return record_body(await _row(store, ident))
+
+
+def _not_kept(ident: str) -> NotFound:
+    return NotFound(f"the image of inspection {ident!r} was not kept (KENSA_KEEP_IMAGES keeps "
+                    "abnormal ones by default; retention removes old unreviewed ones)")
+
+
+async def _kept_image(store: Store, ident: str) -> tuple[dict, bytes]:
+    row = await _row(store, ident)
+    data = await run_in_threadpool(store.images.get, row["sha256"]) if row["image_kept"] \
+        else None
+    if data is None:
+        raise _not_kept(ident)
+    return row, data
+
+
+@router.get("/inspections/{ident}/image", response_class=Response,
+            summary="The kept image, byte for byte", responses={
+                200: {"content": {"image/png": {}, "image/jpeg": {}}}} | E404 | E503)
+async def get_image(store: StoreDep, ident: str) -> Response:
+    row, data = await _kept_image(store, ident)
+    return Response(data, media_type=row["image_type"] or "application/octet-stream")
+
+
+@router.get("/inspections/{ident}/overlay", response_class=Response,
+            summary="Overlay of the kept image",
+            description="A JPEG of the kept image with the anomaly heatmap and defect "
+                        "contours, rendered by the loaded model with the record's threshold.",
+            responses={200: {"content": {"image/jpeg": {}}}} | E404 | E503)
+async def get_overlay(store: StoreDep, batcher: BatcherDep, request: Request,
+                      ident: str) -> Response:
+    row, data = await _kept_image(store, ident)
+    settings = request.app.state.settings
+    async with batcher.gate.hold(uploads.inflight_bytes(data)):
+        image = await run_in_threadpool(uploads.decode, data, settings.max_pixels)
+        [result] = await batcher.inspect([image], row["threshold"])
+        jpeg = await run_in_threadpool(pictures.overlay_jpeg, image, result.anomaly_map,
+                                       result.pixel_threshold, result.mask)
+    return Response(jpeg, media_type="image/jpeg")
+
+
+@router.put("/inspections/{ident}/review", response_model=InspectionRecord,
+            summary="Review an inspection", responses=E404 | E422 | E503,
+            description="Say what the part really is: `good` or a defect name, with an "
+                        "optional note and defect boxes. The last review wins; every review "
+                        "is kept. Reviewed records with kept images feed "
+                        "`kensa train --labels`.")
+async def review_inspection(store: StoreDep, ident: str, body: ReviewRequest,
+                            x_kensa_user: Annotated[str | None, Header(
+                                description="Who reviews (at most 64 characters).")] = None
+                            ) -> InspectionRecord:
+    label = body.label
+    if not re.match(LABEL_PATTERN, label):
+        raise InvalidParameter(
+            f"field 'label' is {label!r}: send 'good' or a defect name made of letters, digits, "
+            "'_', '-' and '.', at most 64 characters, starting with a letter or digit")
+    if label.lower() == GOOD:
+        label = GOOD
+    row = await _row(store, ident)
+    for n, region in enumerate(body.regions or []):
+        _check_region(n, region, row["width"], row["height"])
+    by = (x_kensa_user or "")[:64] or None
+    updated = await run_in_threadpool(store.records.review, ident, label, body.note,
+                                      body.regions, by)
+    if updated is None:  # deleted by retention in between
+        raise NotFound(f"no inspection record with id {ident!r}")
+    return record_body(updated)
+
+
+def _check_region(n: int, region: list[int], width: int, height: int) -> None:
+    if len(region) != 4:
+        raise InvalidParameter(f"field 'regions'[{n}] has {len(region)} numbers: send "
+                               "[x, y, w, h] in pixels")
+    x, y, w, h = region
+    if x < 0 or y < 0 or w <= 0 or h <= 0 or x + w > width or y + h > height:
+        raise InvalidParameter(
+            f"field 'regions'[{n}] = {region} is not inside the {width}x{height} image: x, y "
+            f">= 0, w, h > 0, x + w <= {width}, y + h <= {height}")
+
+
+@router.get("/stats", response_model=Stats, summary="Counts per hour or day and source",
+            responses=E422 | E503,
+            description="Per bucket and source: total, normal, abnormal, reviewed, confirmed "
+                        "false alarms (abnormal reviewed good), confirmed misses (normal "
+                        "reviewed as a defect) and yield (normal / total).")
+async def stats(store: StoreDep, since: str | None = None, until: str | None = None,
+                bucket: Literal["hour", "day"] = "hour", source: str | None = None) -> Stats:
+    rows = await run_in_threadpool(store.records.stats, _when("since", since),
+                                   _when("until", until), bucket, source)
+    items = [StatsBucket(**{**r, "bucket": _iso(r["bucket"]),
+                            "bucket_end": _iso(r["bucket_end"])}) for r in rows]
+    return Stats(bucket=bucket, items=items)
