@@ -20,14 +20,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     OMP_WAIT_POLICY=PASSIVE \
     KENSA_HOST=0.0.0.0 \
-    KENSA_PORT=8000
+    KENSA_PORT=8000 \
+    KENSA_DATA_DIR=/records
 
-# Non-root user. /models, /labels and /data are created (and owned) here so that a fresh named
-# volume mounted on /models or /labels inherits this ownership: the trainer can write its
-# bundle, the inspector the images operators label.
+# Non-root user. /models, /records, /labels and /data are created (and owned) here so that a
+# fresh named volume mounted on one of them inherits this ownership: the trainer can write its
+# bundle, the inspector its records (database, kept images, labels) under KENSA_DATA_DIR.
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin kensa \
-    && mkdir -p /app /models /labels /data \
-    && chown kensa:kensa /models /labels /data
+    && mkdir -p /app /models /records /labels /data \
+    && chown kensa:kensa /models /records /labels /data
 
 WORKDIR /app
 

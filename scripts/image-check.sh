@@ -13,7 +13,8 @@
 #              against podman's API socket: the trainer trains the demo data into the `models`
 #              volume and exits 0, then (only then) the inspector starts, becomes healthy
 #              (the image's HEALTHCHECK), answers POST /v1/inspect on the published port
-#              (127.0.0.1), keeps a POST /v1/labels label in the `labels` volume, and a second
+#              (127.0.0.1) and records it (GET /v1/inspections/{id}), keeps a POST /v1/labels
+#              label in the records store (`records` volume), and a second
 #              `compose run --rm trainer` trains with it
 #   5. report  image size, build / training / start-up times; removes its containers, volumes
 #              and network (the base image, kensa:cpu and the layer cache stay for reuse)
@@ -316,13 +317,23 @@ print(f"  /v1/inspect: label={r['label']} score={r['score']:.4g} threshold={r['t
 PY
 say "ok: POST /v1/inspect answered on the published port (127.0.0.1:$PORT)"
 
+id=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["id"])' "$WORK/inspect.json")
+curl -sS --fail-with-body --max-time 60 "http://127.0.0.1:$PORT/v1/inspections/$id" \
+    >"$WORK/record.json" || { cat "$WORK/record.json"; die "GET /v1/inspections/$id failed"; }
+python3 - "$WORK/inspect.json" "$WORK/record.json" <<'PY' || die "the record does not match the answer"
+import json, sys
+answer, record = (json.load(open(p)) for p in sys.argv[1:3])
+assert record["id"] == answer["id"] and record["label"] == answer["label"], record
+assert record["model_version"] == answer["model_version"], record
+PY
+records_dir=$(podman volume inspect -f '{{.Mountpoint}}' "${PROJECT}_records")
+[ -s "$records_dir/kensa.db" ] || die "no records database in the records volume ($records_dir)"
+say "ok: the answer is recorded (GET /v1/inspections/$id; kensa.db in the records volume)"
+
 curl -sS --fail-with-body --max-time 60 -F "file=@$image" -F "label=$defect" \
     "http://127.0.0.1:$PORT/v1/labels" >"$WORK/label.json" \
     || { cat "$WORK/label.json"; die "POST /v1/labels failed"; }
-labels_dir=$(podman volume inspect -f '{{.Mountpoint}}' "${PROJECT}_labels")
-grep -q ",$defect" "$labels_dir/labels.csv" 2>/dev/null \
-    || die "the label is not in the labels volume ($labels_dir/labels.csv)"
-say "ok: POST /v1/labels kept '$defect' in the labels volume (labels.csv + images/)"
+say "ok: POST /v1/labels kept '$defect' in the records store"
 
 say "compose run --rm trainer (second run, with the operator label)"
 start=$SECONDS
@@ -330,9 +341,9 @@ compose run --rm --no-deps trainer >"$WORK/trainer2.log" 2>&1 \
     || { tail -n 30 "$WORK/trainer2.log"; die "the second trainer run failed"; }
 TRAIN2_S=$((SECONDS - start))
 grep -q "training without operator labels" "$WORK/trainer1.log" \
-    || die "the first trainer run did not report an empty labels folder"
-! grep -q "training without operator labels" "$WORK/trainer2.log" \
-    || die "the second trainer run did not read the labels volume"
+    || die "the first trainer run did not report an empty records volume"
+grep -q "labels: 1 reviewed record(s)" "$WORK/trainer2.log" \
+    || { tail -n 30 "$WORK/trainer2.log"; die "the second trainer run did not read the label from the records store"; }
 models_dir=$(podman volume inspect -f '{{.Mountpoint}}' "${PROJECT}_models")
 python3 - "$models_dir/demo" <<'PY' || die "the second bundle does not record the label"
 import json, pathlib, re, sys

@@ -227,19 +227,31 @@ def test_trainer_reads_data_read_only_and_writes_the_models_volume():
 
 def test_inspector_mounts_the_models_volume_read_only():
     mounts = _mounts("inspector")
-    assert set(mounts) == {"/models", "/labels"}
+    assert set(mounts) == {"/models", "/records"}
     assert mounts["/models"]["source"] == "models"
     assert mounts["/models"]["read_only"] is True
 
 
-def test_inspector_writes_labels_where_the_trainer_reads_them():
+def test_inspector_records_where_the_trainer_reads_labels():
+    """The inspector's records store (database, kept images, labels) is the trainer's
+    ``--labels``; both mount it writable (SQLite in WAL mode writes its shared-memory file
+    even to read)."""
     inspector, trainer = _mounts("inspector"), _mounts("trainer")
-    assert inspector["/labels"]["source"] == trainer["/labels"]["source"] == "labels"
-    assert not inspector["/labels"].get("read_only", False)
-    assert trainer["/labels"]["read_only"] is True
-    assert "labels" in load_compose()["volumes"]
-    assert service("inspector")["environment"]["KENSA_LABELS_DIR"] == "/labels"
-    assert option_value(service("trainer")["command"], "--labels") == "/labels"
+    assert inspector["/records"]["source"] == trainer["/records"]["source"] == "records"
+    assert not inspector["/records"].get("read_only", False)
+    assert not trainer["/records"].get("read_only", False)
+    assert "records" in load_compose()["volumes"]
+    assert service("inspector")["environment"]["KENSA_DATA_DIR"] == "/records"
+    assert option_value(service("trainer")["command"], "--labels") == "/records"
+
+
+def test_image_owns_the_records_folder_and_names_it():
+    """A fresh named volume on /records inherits the image folder's owner (uid 10001), and
+    ``docker run`` without compose records there too."""
+    text = DOCKERFILE.read_text()
+    assert re.search(r"mkdir -p [^\n]*/records", text)
+    assert re.search(r"chown kensa:kensa [^\n]*/records", text)
+    assert re.search(r"KENSA_DATA_DIR=/records", text)
 
 
 def test_trainer_runs_once_and_inspector_waits_for_its_success():
@@ -565,9 +577,9 @@ def test_compose_config_validates_and_resolves(tmp_path, cpu):
     assert (port["published"], port["target"]) == ("9000", 9000)
     assert inspector["environment"]["KENSA_PORT"] == "9000"
     assert inspector["depends_on"]["trainer"]["condition"] == "service_completed_successfully"
-    models, labels = inspector["volumes"]
+    models, records = inspector["volumes"]
     assert models["read_only"] is True and models["source"] == "models"
-    assert labels["source"] == "labels" and not labels.get("read_only", False)
+    assert records["source"] == "records" and not records.get("read_only", False)
     for svc in (trainer, inspector):
         reserved = svc.get("deploy", {}).get("resources", {}).get("reservations", {})
         assert bool(reserved.get("devices")) is not cpu
