@@ -619,10 +619,6 @@ def test_readme_quick_start_is_the_two_make_commands():
 
 def test_readme_lists_every_setting_with_its_default():
     text = (ROOT / "README.md").read_text()
-    # issue 25: the records settings are in docs/records.md, the section the README rewrite
-    # takes in; drop this once README.md has them
-    records = ROOT / "docs" / "records.md"
-    text += "\n" + records.read_text() if records.is_file() else ""
     rows = dict(re.findall(r"^\| `(KENSA_\w+)` \| ([^|]+) \|", text, flags=re.MULTILINE))
     for var, default in settings_env_names(settings_class()).items():
         assert var in rows, f"README's environment table lacks {var}"
