@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from service_helpers import TestClient
 
+from service.app import create_app
 from service.store.database import database_url as default_url
 from service.store.database import make_engine, upgrade
 
@@ -61,3 +63,19 @@ def engine(db_url):
     upgrade(eng)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture
+def records_client(make_settings, db_url):
+    """``records_client(**settings)``: a started app recording into ``db_url``."""
+    clients = []
+
+    def make(**overrides) -> TestClient:
+        url = db_url if db_url.startswith("postgresql") else None
+        client = TestClient(create_app(make_settings(database_url=url, **overrides)))
+        clients.append(client.__enter__())
+        return client
+
+    yield make
+    for c in clients:
+        c.__exit__(None, None, None)

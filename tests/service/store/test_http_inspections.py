@@ -7,25 +7,9 @@ import io
 
 import httpx
 import pytest
-from service_helpers import TestClient, upload, washer_png
+from service_helpers import upload, washer_png
 
 from service.app import create_app
-
-
-@pytest.fixture
-def records_client(make_settings, db_url):
-    """``records_client(**settings)``: a started app recording into ``db_url``."""
-    clients = []
-
-    def make(**overrides) -> TestClient:
-        url = db_url if db_url.startswith("postgresql") else None
-        client = TestClient(create_app(make_settings(database_url=url, **overrides)))
-        clients.append(client.__enter__())
-        return client
-
-    yield make
-    for c in clients:
-        c.__exit__(None, None, None)
 
 
 def test_every_inspection_kind_is_recorded_with_its_answer(records_client):

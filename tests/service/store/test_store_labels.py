@@ -6,36 +6,18 @@ import json
 import pytest
 from service_helpers import upload, washer_png
 
-from service.app import create_app
 from service.cli import main
 from service.labels import LabelStore
 from service.store.images import ImageFolder
 from service.store.retention import Retention, prune
-
-from .test_http_inspections import TestClient
 
 
 def label(client, data: bytes, what: str):
     return client.post("/v1/labels", files=upload(data), data={"label": what})
 
 
-@pytest.fixture
-def store_client(make_settings, db_url):
-    clients = []
-
-    def make(**overrides) -> TestClient:
-        url = db_url if db_url.startswith("postgresql") else None
-        client = TestClient(create_app(make_settings(database_url=url, **overrides)))
-        clients.append(client.__enter__())
-        return client
-
-    yield make
-    for c in clients:
-        c.__exit__(None, None, None)
-
-
-def test_labels_go_to_the_store_and_the_last_one_wins(store_client, data_dir):
-    c = store_client()
+def test_labels_go_to_the_store_and_the_last_one_wins(records_client, data_dir):
+    c = records_client()
     first = label(c, washer_png(1), "scratch")
     assert first.status_code == 201
     body = first.json()
@@ -48,20 +30,20 @@ def test_labels_go_to_the_store_and_the_last_one_wins(store_client, data_dir):
     assert c.get("/v1/labels").json()["counts"] == {"good": 1, "dent": 1}
 
 
-def test_a_labels_folder_is_imported_once(store_client, tmp_path):
+def test_a_labels_folder_is_imported_once(records_client, tmp_path):
     folder = tmp_path / "old-labels"
     old = LabelStore(folder)
     old.add(washer_png(3), "good")
     old.add(washer_png(4), "chip")
     for _ in range(2):  # a restart must not import it again
-        c = store_client(labels_dir=folder)
+        c = records_client(labels_dir=folder)
         assert c.get("/v1/labels").json()["counts"] == {"good": 1, "chip": 1}
     label(c, washer_png(5), "chip")
     assert c.get("/v1/labels").json()["total"] == 3
 
 
-def test_retention_keeps_labeled_images(store_client, engine, data_dir):
-    c = store_client(keep_images="none")
+def test_retention_keeps_labeled_images(records_client, engine, data_dir):
+    c = records_client(keep_images="none")
     path = data_dir / label(c, washer_png(6), "dent").json()["path"]
     import os
     os.utime(path, (0, 0))
@@ -70,9 +52,9 @@ def test_retention_keeps_labeled_images(store_client, engine, data_dir):
 
 
 @pytest.mark.slow
-def test_kensa_train_reads_the_stores_labels(store_client, db_url, data_dir, tiny_bundle,
+def test_kensa_train_reads_the_stores_labels(records_client, db_url, data_dir, tiny_bundle,
                                               tmp_path, capsys):
-    c = store_client()
+    c = records_client()
     label(c, washer_png(7, "scratch"), "scratch")
     label(c, washer_png(8), "good")
     source = db_url if db_url.startswith("postgresql") else str(data_dir)

@@ -3,13 +3,11 @@
 import json
 
 import pytest
-from service_helpers import upload, washer_png
+from service_helpers import TestClient, upload, washer_png
 
 from service.app import create_app
 from service.cli import main
 from service.store.training import is_store
-
-from .test_http_inspections import TestClient
 
 pytestmark = pytest.mark.slow
 
