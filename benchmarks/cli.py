@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from service.cli import DEVICES
+from models.config import DEVICES
 
 
 def build_parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:

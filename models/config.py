@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+DEVICES = ("auto", "cpu", "cuda")  # the --device choices of every command; auto: CUDA when present
+
 FUSION_RULES = ("auto", "reconstruction", "max", "weighted")
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 # another process holds a core; passive waiting costs nothing measurable (benchmarks/HISTORY.md).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from models.config import DEVICES
 from models.errors import KensaError
 
-DEVICES = ("auto", "cpu", "cuda")
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
 NO_BENCHMARKS = ("kensa bench: the benchmarks are not installed here (the image ships only the "
                  "server and the trainer): run them from a checkout of the repository, "
