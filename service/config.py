@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MB = 1024 * 1024
@@ -56,6 +56,10 @@ class Settings(BaseSettings):
                           "--labels`); unset: labeling is off. With records on, labels live "
                           "in the records store and this folder's labels.csv is imported "
                           "there once.")
+    bundle_key: SecretStr | None = Field(
+        None, description="Secret (16+ characters) with which `kensa train` signs bundles "
+                          "(HMAC-SHA256) and without which `kensa serve` refuses them; unset: "
+                          "bundles are checked against their version id, not signed.")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     records: bool = Field(
         True, description="Record every inspected image (KENSA_RECORDS=off turns it off).")
@@ -91,6 +95,13 @@ class Settings(BaseSettings):
             raise ValueError("the threshold must be a finite number")
         return value
 
+    @field_validator("bundle_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("KENSA_BUNDLE_KEY must have at least 16 characters")
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
@@ -104,7 +115,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("model", "threshold", "labels_dir", "database_url", "image_store_max_gb",
-                     mode="before")
+                     "bundle_key", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         # compose passes `KENSA_THRESHOLD=` from .env as an empty string: that means unset
@@ -117,6 +128,10 @@ class Settings(BaseSettings):
     @property
     def max_inflight_bytes(self) -> int:
         return int(self.max_inflight_mb * MB)
+
+    @property
+    def bundle_key_bytes(self) -> bytes | None:
+        return self.bundle_key.get_secret_value().encode() if self.bundle_key else None
 
 
 @lru_cache

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -95,3 +96,27 @@ def test_kensa_serve_stops_at_once_when_it_cannot_write_the_labels_folder(tiny_b
     assert proc.returncode == 2
     assert err.decode().startswith(
         f"kensa serve: KENSA_LABELS_DIR {blocker / 'labels'} is not a writable folder")
+
+
+def test_kensa_serve_stops_at_once_on_an_edited_bundle(tiny_bundle, tmp_path):
+    """The factory-network finding: calibration.image set to 99 by hand served every defect
+    as normal under the old version. Now the server does not start, and says what changed."""
+    edited = tmp_path / "edited"
+    shutil.copytree(tiny_bundle, edited)
+    info = json.loads((edited / "bundle.json").read_text())
+    info["calibration"]["image"] = 99.0
+    (edited / "bundle.json").write_text(json.dumps(info))
+    proc = serve("--model", str(edited), "--port", str(free_port()), stderr=subprocess.PIPE)
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 2
+    assert err.decode().startswith(f"kensa serve: cannot load the model bundle: {edited} was "
+                                   "changed after it was written: calibration differs")
+
+
+def test_kensa_serve_with_a_bundle_key_refuses_an_unsigned_bundle(tiny_bundle):
+    proc = serve("--model", str(tiny_bundle), "--port", str(free_port()), stderr=subprocess.PIPE,
+                 env_extra={"KENSA_BUNDLE_KEY": "a-key-of-the-plant"})
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 2
+    assert err.decode().startswith(f"kensa serve: cannot load the model bundle: {tiny_bundle} "
+                                   "is not signed, and KENSA_BUNDLE_KEY is set")
