@@ -15,7 +15,14 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from models.data import JPEG_MAX_SIDE, ImageLimits
+
 MB = 1024 * 1024
+# the fused image score is in units of the calibrated thresholds (about 1 at the threshold); a
+# thousandth of that labels every image abnormal already, so anything lower is a typo or a test
+MIN_THRESHOLD = 0.001
+MIN_THRESHOLD_WHY = ("(the fused score is in units of the calibrated thresholds, about 1; under "
+                     "0.001 every image would be abnormal)")
 
 
 class Settings(BaseSettings):
@@ -34,6 +41,19 @@ class Settings(BaseSettings):
     max_upload_mb: float = Field(20.0, gt=0, description="Largest accepted file, in MiB.")
     max_pixels: int = Field(
         40_000_000, ge=1, description="Largest accepted image, width x height in pixels.")
+    # a line-scan strip of 20:1 at the 40 MP default is 28,284 px long: the side limit rarely
+    # binds before the pixel limit, and can never pass the overlay JPEG's 65,500
+    max_side: int = Field(
+        32_768, ge=1, le=JPEG_MAX_SIDE, description="Longest accepted image side, in pixels "
+                                                     "(at most 65,500, the JPEG overlay's).")
+    # the default network's deepest stage works on 16 x 16 pixel cells (depth 4): a thinner
+    # image gives it less than one cell of real pixels
+    min_side: int = Field(16, ge=1, description="Shortest accepted image side, in pixels.")
+    # at 20:1 the short side still spans 3-4 of those cells at the model's scale; beyond, the
+    # rounding of sides to the stride distorts the image by tens of percent
+    max_aspect: float = Field(
+        20.0, ge=1, description="Most an image's longer side may exceed its shorter one "
+                                "(20: twenty times as long as wide).")
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma list of accepted X-API-Key values; empty leaves /v1/* open.")
@@ -93,6 +113,9 @@ class Settings(BaseSettings):
     def _finite(cls, value: float | None) -> float | None:
         if value is not None and not math.isfinite(value):
             raise ValueError("the threshold must be a finite number")
+        if value is not None and value < MIN_THRESHOLD:
+            raise ValueError(f"KENSA_THRESHOLD must be at least {MIN_THRESHOLD:g} "
+                             f"{MIN_THRESHOLD_WHY}")
         return value
 
     @field_validator("bundle_key")
@@ -128,6 +151,11 @@ class Settings(BaseSettings):
     @property
     def max_inflight_bytes(self) -> int:
         return int(self.max_inflight_mb * MB)
+
+    @property
+    def image_limits(self) -> ImageLimits:
+        return ImageLimits(max_pixels=self.max_pixels, max_side=self.max_side,
+                           min_side=self.min_side, max_aspect=self.max_aspect)
 
     @property
     def bundle_key_bytes(self) -> bytes | None:

@@ -15,7 +15,7 @@ import numpy as np
 from fastapi import UploadFile
 from PIL import Image
 
-from models.data import decode_image
+from models.data import ImageLimits, decode_image
 
 from .config import MB
 from .errors import FileTooLarge, UnsupportedMediaType
@@ -84,6 +84,6 @@ def inflight_bytes(data: bytes) -> int:
     return w * h * (4 * channels + 20)
 
 
-def decode(data: bytes, max_pixels: int | None) -> np.ndarray:
+def decode(data: bytes, limits: ImageLimits) -> np.ndarray:
     """Bytes to Kensa's image form ``float32 (H, W, C)``; see :func:`decode_image`."""
-    return decode_image(data, max_pixels=max_pixels)
+    return decode_image(data, limits)

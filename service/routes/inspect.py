@@ -56,7 +56,7 @@ async def inspect(request: Request, file: UploadField, batcher: BatcherDep,
     started = time.perf_counter()
     data = await uploads.read_upload(file, settings.max_upload_bytes)
     async with batcher.gate.hold(uploads.inflight_bytes(data)):
-        image = await run_in_threadpool(uploads.decode, data, settings.max_pixels)
+        image = await run_in_threadpool(uploads.decode, data, settings.image_limits)
         [result] = await batcher.inspect([image], _threshold(threshold, settings),
                                          "reconstruction" in include)
         body = await run_in_threadpool(
@@ -110,7 +110,7 @@ async def _inspect_chunk(request: Request, files: list[UploadFile], batcher, ins
         images, slots, kept = [], [], []
         for n, data in read:
             try:
-                images.append(await run_in_threadpool(uploads.decode, data, settings.max_pixels))
+                images.append(await run_in_threadpool(uploads.decode, data, settings.image_limits))
                 slots.append(n)
                 kept.append(data)
             except KensaError as exc:
@@ -150,7 +150,7 @@ async def inspect_overlay(request: Request, file: UploadField, batcher: BatcherD
     started = time.perf_counter()
     data = await uploads.read_upload(file, settings.max_upload_bytes)
     async with batcher.gate.hold(uploads.inflight_bytes(data)):
-        image = await run_in_threadpool(uploads.decode, data, settings.max_pixels)
+        image = await run_in_threadpool(uploads.decode, data, settings.image_limits)
         [result] = await batcher.inspect([image], _threshold(threshold, settings))
         jpeg = await run_in_threadpool(pictures.overlay_jpeg, image, result.anomaly_map,
                                        result.pixel_threshold, result.mask)

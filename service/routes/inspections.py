@@ -209,7 +209,7 @@ async def get_overlay(store: StoreDep, batcher: BatcherDep, request: Request,
     row, data = await _kept_image(store, ident)
     settings = request.app.state.settings
     async with batcher.gate.hold(uploads.inflight_bytes(data)):
-        image = await run_in_threadpool(uploads.decode, data, settings.max_pixels)
+        image = await run_in_threadpool(uploads.decode, data, settings.image_limits)
         [result] = await batcher.inspect([image], row["threshold"])
         jpeg = await run_in_threadpool(pictures.overlay_jpeg, image, result.anomaly_map,
                                        result.pixel_threshold, result.mask)

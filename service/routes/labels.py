@@ -45,7 +45,7 @@ async def add_label(request: Request, file: UploadField, label: LabelField,
             "'_', '-' and '.', at most 64 characters, starting with a letter or digit")
     data = await uploads.read_upload(file, settings.max_upload_bytes)
     # stored only when it decodes: a label on a file the trainer cannot read would be lost
-    await run_in_threadpool(uploads.decode, data, settings.max_pixels)
+    await run_in_threadpool(uploads.decode, data, settings.image_limits)
     stored = await run_in_threadpool(store.add, data, label)
     counts = await run_in_threadpool(store.counts)
     request.scope[LOG_KEY] = {"label": label, "path": stored.path}

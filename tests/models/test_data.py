@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.data import Item, decode_image, open_dataset, read_items, read_labels
+from models.data import ImageLimits, Item, decode_image, open_dataset, read_items, read_labels
 from models.errors import DataError, ImageError, ImageTooLargeError
 
 
@@ -72,7 +72,7 @@ def test_empty_bytes():
 def test_pixel_limit_refuses_before_decoding():
     data = encode(np.zeros((100, 100), np.uint8))
     with pytest.raises(ImageTooLargeError, match="10,000 pixels, over the limit of 9,999"):
-        decode_image(data, max_pixels=9999)
+        decode_image(data, ImageLimits(max_pixels=9999))
 
 
 def test_folder_without_images_names_folder_and_formats(tmp_path):

@@ -10,8 +10,9 @@ import sys
 import time
 
 import httpx
+import numpy as np
 import pytest
-from service_helpers import upload, washer_png
+from service_helpers import png, upload, washer_png
 
 pytestmark = pytest.mark.slow
 
@@ -58,6 +59,12 @@ def test_kensa_serve_answers_over_a_socket(tiny_bundle, inspector, tmp_path):
             assert body["model_version"] == inspector.info["version"]
             bad = httpx.post(f"{base}/v1/inspect", files=upload(b""), timeout=30)
             assert bad.status_code == 400
+            with httpx.Client(base_url=base, timeout=30) as keep_alive:  # one connection
+                line = png(np.zeros((1, 100_000, 3), np.uint8))
+                r = keep_alive.post("/v1/inspect?include=overlay", files=upload(line))
+                assert r.status_code == 413, r.text
+                r = keep_alive.post("/v1/inspect?include=overlay", files=upload(washer_png(3)))
+                assert r.status_code == 200, r.text
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
