@@ -38,14 +38,14 @@ from ..schemas import (
     LatentOpinion,
     ReconstructionOpinion,
 )
-from .forms import UploadField, UploadsField
+from .forms import UploadField, UploadsField, sent_once
 from .responses import INSPECT_ERRORS
 
 router = APIRouter(prefix="/v1", tags=["inspection"], dependencies=[Depends(require_api_key)])
 
 
 @router.post("/inspect", response_model=InspectionResult, response_model_exclude_none=True,
-             summary="Inspect one image", responses=INSPECT_ERRORS,
+             dependencies=[Depends(sent_once("file"))], summary="Inspect one image", responses=INSPECT_ERRORS,
              response_description="The verdict, scores, defect regions and the asked pictures.",
              description="Upload one image as multipart field `file`; get its verdict, scores "
                          "and defect regions, plus the pictures named in `include`.")
@@ -135,7 +135,7 @@ def _item_error(file: UploadFile, exc: KensaError) -> BatchItemError:
 
 
 @router.post("/inspect/overlay", response_class=Response,
-             summary="Inspect one image, get a picture",
+             dependencies=[Depends(sent_once("file"))], summary="Inspect one image, get a picture",
              description="Upload one image as multipart field `file`; the answer is a JPEG of "
                          "the upload with the anomaly heatmap in colour and defect contours in "
                          "red, so Swagger UI's *Try it out* shows it. The verdict travels in "

@@ -14,7 +14,7 @@ from ..errors import InvalidParameter
 from ..labels import LABEL_PATTERN
 from ..monitoring import LOG_KEY
 from ..schemas import LabelCounts, LabelStored
-from .forms import UploadField
+from .forms import UploadField, sent_once
 from .responses import E400, E401, E413, E415, E422, error_response
 
 router = APIRouter(prefix="/v1", tags=["labels"], dependencies=[Depends(require_api_key)])
@@ -28,6 +28,7 @@ E503_LABELS = {503: error_response("The server was started without KENSA_LABELS_
 
 
 @router.post("/labels", response_model=LabelStored, status_code=201,
+             dependencies=[Depends(sent_once("file", "label"))],
              summary="Label an image (operator feedback)",
              responses=E400 | E401 | E413 | E415 | E422 | E503_LABELS,
              response_description="Where the image was stored and what the folder holds.",

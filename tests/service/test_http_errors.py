@@ -280,3 +280,14 @@ def test_no_500_for_odd_requests(client):
     for r in odd:
         assert r.status_code < 500, r.text
         assert r.status_code == 200 or isinstance(r.json()["detail"], str)
+
+
+@pytest.mark.parametrize("route", ["/v1/inspect", "/v1/inspect/overlay"])
+def test_two_file_fields_are_422(client, route):
+    """The last of two `file` parts was judged, silently."""
+    two = [("file", ("a.png", washer_png(1), "image/png")),
+           ("file", ("b.png", washer_png(2), "image/png"))]
+    r = client.post(route, files=two)
+    assert (r.status_code, r.json()) == (422, {"detail": (
+        "multipart field 'file' was sent 2 times: send one image per request (several go to "
+        "/v1/inspect/batch, each as a 'files' field)")})

@@ -160,3 +160,17 @@ def test_labels_from_the_server_train_the_next_bundle(make_client, tmp_path):
     assert info["data"]["labeled_good_trained"] == 1  # the false alarm joins the normals
     assert info["latent"]["semi_supervised"] is True
     assert set(info["latent"]["classes"]) == {"good", "chip", "dent"}
+
+
+@pytest.mark.parametrize(("files", "data", "field"), [
+    ([("file", ("a.png", washer_png(1), "image/png")),
+      ("file", ("b.png", washer_png(2), "image/png"))], {"label": "dent"}, "file"),
+    ([("file", ("a.png", washer_png(1), "image/png"))], {"label": ["good", "dent"]}, "label"),
+])
+def test_a_repeated_field_is_422_and_nothing_is_stored(make_client, tmp_path, files, data,
+                                                       field):
+    client = make_client(records=False, labels_dir=tmp_path)
+    r = client.post("/v1/labels", files=files, data=data)
+    assert r.status_code == 422
+    assert r.json()["detail"].startswith(f"multipart field '{field}' was sent 2 times: send one")
+    assert not (tmp_path / "labels.csv").exists()
