@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps
 
-from .errors import DataError, ImageError, ImageShapeError, ImageTooLargeError
+from .errors import (
+    DataError,
+    ImageError,
+    ImageShapeError,
+    ImageTooLargeError,
+    UnsupportedImageError,
+)
 
 if TYPE_CHECKING:
     from .config import TrainConfig
@@ -27,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+PIL_FORMATS = ("PNG", "JPEG", "BMP", "TIFF")  # the formats of IMAGE_SUFFIXES, by PIL's names
 FORMATS_TEXT = "PNG, JPEG, BMP or TIFF (8- or 16-bit; gray, RGB or RGBA)"
 DEFAULT_MAX_PIXELS = 40_000_000
 GOOD = "good"
@@ -107,13 +114,18 @@ def decode_image(data: bytes, limits: ImageLimits | None = DEFAULT_LIMITS) -> np
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            im = Image.open(io.BytesIO(data))
+            im = Image.open(io.BytesIO(data), formats=PIL_FORMATS)
     except Exception as exc:  # PIL raises several types for unknown bytes
+        other = _other_format(data)
+        if other:
+            raise UnsupportedImageError(f"the image is a {other} file: Kensa reads "
+                                        f"{FORMATS_TEXT}; convert it to one of those") from exc
         raise ImageError(
             f"the bytes are not a readable image ({len(data)} bytes, {type(exc).__name__}): "
             f"send a {FORMATS_TEXT} file"
         ) from exc
     with im:
+        _check_samples(im)
         (limits or ImageLimits(max_pixels=None)).check(*im.size)
         try:
             im.load()
@@ -125,6 +137,32 @@ def decode_image(data: bytes, limits: ImageLimits | None = DEFAULT_LIMITS) -> np
                 f"the {im.format or 'image'} data is truncated or corrupt ({exc}): "
                 "send the complete file"
             ) from exc
+
+
+def _other_format(data: bytes) -> str | None:
+    """The name of a format PIL reads but Kensa does not (GIF, WEBP...), else None."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as im:
+                return im.format or None
+    except Exception:  # noqa: BLE001 - not an image at all: the caller says so
+        return None
+
+
+# 32-bit samples: a float TIFF may hold 0-1 intensities, raw counts or a depth in millimetres,
+# and nothing in the file says which. They were divided by each image's own maximum (every
+# image on its own scale) or by 65535 and clipped; refusing beats guessing a verdict.
+WIDE_SAMPLES = {"F": "floating-point", "I": "32-bit integer"}
+
+
+def _check_samples(im: Image.Image) -> None:
+    kind = WIDE_SAMPLES.get(im.mode)
+    if kind and (im.mode == "F" or im.format == "TIFF"):  # old Pillows opened 16-bit PNGs as I
+        raise UnsupportedImageError(
+            f"the image is a {im.format or 'file'} of {kind} samples, whose value range (0-1, "
+            "raw counts, millimetres...) the file does not say: convert it to 8- or 16-bit, "
+            "scaled as the training images are")
 
 
 EXIF_ORIENTATION = 0x0112
@@ -142,12 +180,8 @@ def upright(im: Image.Image) -> Image.Image:
 def pil_to_array(im: Image.Image) -> np.ndarray:
     """Converts a loaded PIL image to ``float32 (H, W, C)`` in ``[0, 1]``."""
     mode = im.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):  # "I": a 16-bit PNG in old Pillows
         arr = np.asarray(im, dtype=np.float32) / 65535.0
-    elif mode == "F":
-        arr = np.asarray(im, dtype=np.float32)
-        hi = float(arr.max()) if arr.size else 1.0
-        arr = arr / hi if hi > 1.0 else arr
     elif mode in ("1", "L"):
         arr = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
     elif mode in ("LA", "La"):

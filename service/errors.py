@@ -5,7 +5,8 @@ Every error body is ``{"detail": "<what is wrong and how to fix it>"}``::
     KensaError (models.errors)
     ├── ImageError ................ 400  bytes that do not decode as an image
     │   ├── ImageTooLargeError .... 413  more than KENSA_MAX_PIXELS, a side over KENSA_MAX_SIDE
-    │   └── ImageShapeError ....... 422  a side under KENSA_MIN_SIDE, aspect over KENSA_MAX_ASPECT
+    │   ├── ImageShapeError ....... 422  a side under KENSA_MIN_SIDE, aspect over KENSA_MAX_ASPECT
+    │   └── UnsupportedImageError . 415  GIF, WebP...; float or 32-bit TIFF samples
     ├── BundleError ............... 503  (at start-up it stops the server instead)
     ├── BadCursor (store) ......... 422  a pagination cursor we never handed out
     ├── RecordingFailed (store) ... 503  neither the records database nor the journal took it
@@ -44,6 +45,7 @@ from models.errors import (
     ImageShapeError,
     ImageTooLargeError,
     KensaError,
+    UnsupportedImageError,
 )
 
 from .store.recorder import RecordingFailed
@@ -126,6 +128,8 @@ def status_of(exc: KensaError) -> int:
         return 413
     if isinstance(exc, ImageShapeError):
         return 422
+    if isinstance(exc, UnsupportedImageError):
+        return 415
     if isinstance(exc, ImageError):
         return 400
     if isinstance(exc, BundleError):

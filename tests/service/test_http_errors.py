@@ -291,3 +291,17 @@ def test_two_file_fields_are_422(client, route):
     assert (r.status_code, r.json()) == (422, {"detail": (
         "multipart field 'file' was sent 2 times: send one image per request (several go to "
         "/v1/inspect/batch, each as a 'files' field)")})
+
+
+def test_a_float_tiff_is_415_with_the_reason(client):
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((48, 48), 0.5, np.float32)).save(buf, format="TIFF")
+    r = client.post("/v1/inspect", files=upload(buf.getvalue(), "part.tif", "image/tiff"))
+    assert (r.status_code, r.json()) == (415, {"detail": (
+        "the image is a TIFF of floating-point samples, whose value range (0-1, raw counts, "
+        "millimetres...) the file does not say: convert it to 8- or 16-bit, scaled as the "
+        "training images are")})
