@@ -31,6 +31,8 @@ from .thresholds import (
 log = logging.getLogger(__name__)
 
 FUSION_WEIGHTS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)  # tried by ``auto``; ties keep the larger
+TRAINED_ON_LABELED = (" the labeled defects trained the segmentation head, so they score "
+                      "higher than an unseen defect would")
 
 
 @dataclass
@@ -49,7 +51,8 @@ class LabeledScores:
 
 
 def calibrate(insp: Inspector, holdout: list[np.ndarray] | np.ndarray, cfg: TrainConfig,
-              labeled: tuple[list[np.ndarray] | np.ndarray, np.ndarray] | None = None) -> dict:
+              labeled: tuple[list[np.ndarray] | np.ndarray, np.ndarray] | None = None,
+              head_trained_on_labeled: bool = False) -> dict:
     """Sets every threshold of ``insp.cal`` from held-out normal images, prepared (``(h, w,
     C)`` each, at their model shapes). Returns the rules that set them, for ``metrics.json``.
 
@@ -57,6 +60,10 @@ def calibrate(insp: Inspector, holdout: list[np.ndarray] | np.ndarray, cfg: Trai
         labeled: optional (prepared images, is_defect ``(L,)``) operator-labeled images; with
             defects among them and ``threshold_rule == "f1"`` the image threshold is the
             F1-optimal one.
+        head_trained_on_labeled: the labeled defects trained the segmentation head, so their
+            reconstruction scores are not what an unseen defect would score: they no longer
+            choose the fusion weight nor set an F1 threshold (the held-out normals decide,
+            and the rule says why).
     """
     groups = insp.groups(list(holdout))
     insp.cal.residual_scale = residual_scale(insp, groups)
@@ -69,11 +76,20 @@ def calibrate(insp: Inspector, holdout: list[np.ndarray] | np.ndarray, cfg: Trai
     latent, _, _ = insp.latent.score(raw.latent_mu, insp.cal.latent_distance,
                                      insp.cal.latent_spread)
     insp.cal.latent = false_alarm_threshold(latent, cfg.false_alarm_rate)
-    fusion_rule = choose_fusion(insp, cfg, raw, latent, labeled_scores)
+    judging = None if head_trained_on_labeled else labeled_scores
+    fusion_rule = choose_fusion(insp, cfg, raw, latent, judging)
+    if labeled_scores is not None and judging is None and cfg.fusion == "auto":
+        fusion_rule = f"auto: the default weight {cfg.fusion_weight:g}, as{TRAINED_ON_LABELED}"
     fused = insp.cal.fuse(raw.recon_scores, latent)
     insp.cal.image, rule = image_threshold(fused, cfg)
     if labeled_scores is not None and cfg.extra.get("threshold_rule") == "f1":
-        insp.cal.image, rule = f1_image_threshold(insp, fused, labeled_scores)
+        if judging is None:
+            rule += f" (not F1: asked, but{TRAINED_ON_LABELED})"
+            log.warning("--threshold-rule f1: the labeled defects trained the segmentation "
+                        "head, so their scores cannot judge a threshold; it comes from the "
+                        "held-out normals")
+        else:
+            insp.cal.image, rule = f1_image_threshold(insp, fused, labeled_scores)
     return {"rule": rule, "fusion_rule": fusion_rule, "latent_rule": latent_rule,
             "flips": insp.cal.flips, "flip_rule": flip_rule,
             "holdout_images": len(holdout),

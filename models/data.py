@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -328,15 +330,111 @@ def read_items(items: list[Item], transform: Callable[[np.ndarray], np.ndarray] 
 
 
 def read_labels(path: str | Path) -> dict[str, str]:
-    """Reads an operator labels file: CSV rows ``path,label`` (label ``good`` or a defect name).
+    """Reads an operator labels file: CSV rows ``path,label`` (label ``good`` or a defect name),
+    optionally ``path,label,regions`` (see :func:`read_label_regions`).
 
-    A header row ``path,label`` is allowed. Paths are kept as written and matched against
-    dataset files by full path, by path relative to the dataset, or by file name.
+    A header row ``path,label`` (or ``path,label,regions``) is allowed. Paths are kept as
+    written and matched against dataset files by full path, by path relative to the dataset,
+    or by file name.
+    """
+    return {key: label for _n, key, label, _regions in label_file_rows(path)}
+
+
+@dataclass(frozen=True)
+class RegionSpec:
+    """Where a labeled defect is, as its labels source says.
+
+    Attributes:
+        where: the row, for messages (``labels.csv line 4``, or a record).
+        boxes: ``[(x, y, w, h), ...]`` in the image's pixels (may be empty).
+        mask: a mask file (gray levels above 127 are defect), or ``None``.
+    """
+
+    where: str
+    boxes: tuple[tuple[float, float, float, float], ...] = ()
+    mask: Path | None = None
+
+
+def read_label_regions(path: str | Path) -> dict[str, RegionSpec]:
+    """The regions of a labels CSV, by row path: a third column holding boxes as JSON
+    ``[[x, y, w, h], ...]`` in image pixels (what a review carries), or a mask file (relative
+    to the labels file's folder); and, for a defect row without that column, an MVTec-style
+    mask beside the CSV at ``ground_truth/<label>/<stem>_mask.png`` when there is one.
+
+    Raises:
+        DataError: a region that is not four numbers, or has a negative origin or a size that
+            is not positive; the message names the row.
+    """
+    path = Path(path)
+    out: dict[str, RegionSpec] = {}
+    for n, key, label, text in label_file_rows(path):
+        where = f"{path} line {n} ({key})"
+        if text:
+            out[key] = parse_regions(text, where, path.parent)
+        elif label != GOOD:
+            mask = path.parent / "ground_truth" / label / f"{Path(key).stem}_mask.png"
+            if mask.is_file():
+                out[key] = RegionSpec(where, mask=mask)
+    return out
+
+
+def parse_regions(text: str, where: str, base: Path | None = None) -> RegionSpec:
+    """One row's regions: JSON boxes ``[[x, y, w, h], ...]`` or a mask file's path.
+
+    Raises:
+        DataError: not a list of four-number boxes, a negative origin, a size that is not
+            positive, or a mask file that does not exist; naming ``where``.
+    """
+    text = text.strip()
+    if not text.startswith("["):
+        mask = Path(text) if Path(text).is_absolute() or base is None else base / text
+        if not mask.is_file():
+            raise DataError(f"{where}: regions {text!r} is neither boxes [[x, y, w, h], ...] "
+                            "nor an existing mask file")
+        return RegionSpec(where, mask=mask)
+    try:
+        boxes = json.loads(text)
+    except ValueError:
+        raise DataError(f"{where}: regions {text!r} is not JSON boxes [[x, y, w, h], ...]"
+                        ) from None
+    return RegionSpec(where, boxes=check_boxes(boxes, where))
+
+
+def check_boxes(boxes, where: str) -> tuple[tuple[float, float, float, float], ...]:
+    """Boxes ``[[x, y, w, h], ...]`` checked: four numbers each, origin not negative, sizes
+    positive (whether they lie inside the image is checked once it is read).
+
+    Raises:
+        DataError: naming ``where`` and the box.
+    """
+    if not isinstance(boxes, list):
+        raise DataError(f"{where}: regions must be a list of boxes [[x, y, w, h], ...], got "
+                        f"{boxes!r}")
+    out = []
+    for i, box in enumerate(boxes):
+        if (not isinstance(box, (list, tuple)) or len(box) != 4
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                           and math.isfinite(v) for v in box)):
+            raise DataError(f"{where}: region {i} {box!r} is not four numbers [x, y, w, h]")
+        x, y, w, h = (float(v) for v in box)
+        if x < 0 or y < 0 or w <= 0 or h <= 0:
+            raise DataError(f"{where}: region {i} {box!r} has a negative origin or a size that "
+                            "is not positive (x, y >= 0; w, h > 0)")
+        out.append((x, y, w, h))
+    return tuple(out)
+
+
+def label_file_rows(path: str | Path) -> list[tuple[int, str, str, str]]:
+    """``(line number, path, label, regions text)`` of every row of a labels CSV; a later row
+    for the same path wins.
+
+    Raises:
+        DataError: a missing file, a row without path and label, or no row at all.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"labels file {path} does not exist")
-    labels: dict[str, str] = {}
+    rows: dict[str, tuple[int, str, str, str]] = {}
     with path.open(newline="") as fh:
         for n, row in enumerate(csv.reader(fh), start=1):
             if not row or row[0].strip().startswith("#"):
@@ -345,10 +443,11 @@ def read_labels(path: str | Path) -> dict[str, str]:
                 continue
             if len(row) < 2 or not row[0].strip() or not row[1].strip():
                 raise DataError(f"{path} line {n}: expected 'path,label', got {row!r}")
-            labels[row[0].strip()] = row[1].strip()
-    if not labels:
+            key = row[0].strip()
+            rows[key] = (n, key, row[1].strip(), ",".join(row[2:]).strip())
+    if not rows:
         raise DataError(f"labels file {path} has no 'path,label' rows")
-    return labels
+    return list(rows.values())
 
 
 def split_holdout(n: int, cfg: TrainConfig,

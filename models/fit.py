@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from .autoencoder import DefectModel
 from .config import TrainConfig
 from .device import to_device
-from .losses import dice_loss, focal_loss, kl_divergence, reconstruction_loss
+from .losses import dice_loss, focal_loss, kl_divergence, positive_loss, reconstruction_loss
+from .positives import POSITIVE_EVERY, POSITIVE_WEIGHT, Positive, positive_batch
 from .preprocess import resized, shrink
 from .synth import add_defect
 from .vae import VAE
@@ -85,11 +86,16 @@ def run_loop(name: str, step_fn: Callable[[int, float], float], cfg: TrainConfig
 
 
 def fit_defect_model(model: DefectModel, images: list[np.ndarray], cfg: TrainConfig,
-                     device: torch.device, budget_s: float, progress: Progress) -> dict:
+                     device: torch.device, budget_s: float, progress: Progress,
+                     positives: list[Positive] | None = None) -> dict:
     """Denoising training: images ``(h, w, C)`` (prepared, of one or several shapes) get
     synthetic defects; the autoencoder returns the clean image (L1 + SSIM), the head finds the
-    defect (focal + Dice)."""
+    defect (focal + Dice). With ``positives`` (operator-labeled real defects), every
+    ``POSITIVE_EVERY``-th step the head also trains on a batch of them
+    (:func:`positive_step_loss`); without, the run is what it was before they existed, bit
+    for bit (their draws come from a random stream of their own)."""
     rng = np.random.default_rng(cfg.seed + 1)
+    pos_rng = np.random.default_rng(cfg.seed + 3)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-5)
     model.train()
     size = model.cfg.image_size
@@ -112,6 +118,8 @@ def fit_defect_model(model: DefectModel, images: list[np.ndarray], cfg: TrainCon
         recon, logits = model(x)
         loss = (reconstruction_loss(recon, target) + focal_loss(logits, mask) * 5
                 + dice_loss(logits, mask))
+        if positives and i % POSITIVE_EVERY == 0:
+            loss = loss + POSITIVE_WEIGHT * positive_step_loss(model, positives, pos_rng, device)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -119,6 +127,17 @@ def fit_defect_model(model: DefectModel, images: list[np.ndarray], cfg: TrainCon
         return float(loss.detach())
 
     return run_loop("AE", step, cfg, len(images), budget_s, progress)
+
+
+def positive_step_loss(model: DefectModel, positives: list[Positive],
+                       rng: np.random.Generator, device: torch.device) -> torch.Tensor:
+    """The head's loss on a batch of labeled real defects (:func:`models.losses.positive_loss`).
+    The autoencoder only reconstructs them (no gradient): no clean copy of a real defect
+    exists to teach it, and what it learns stays "return the normal texture"."""
+    x, known, target, bags, shares = positive_batch(rng, positives, model.cfg, device)
+    with torch.no_grad():
+        recon = model.autoencoder(x)
+    return positive_loss(model.segmenter(x, recon), known, target, bags, shares)
 
 
 def with_defects(rng: np.random.Generator, clean: np.ndarray, pool: list[np.ndarray],

@@ -45,6 +45,12 @@ def match_labels(labels: dict[str, str], ds: Dataset, base: Path | None = None) 
     ``POST /v1/labels``) or to the working directory; else a dataset file by its bare name
     when that is unique. (A row naming an existing file outside the dataset is that file, even
     when a dataset file shares its name.)"""
+    return [(it, label) for _key, it, label in match_label_keys(labels, ds, base)]
+
+
+def match_label_keys(labels: dict[str, str], ds: Dataset, base: Path | None = None
+                     ) -> list[tuple[str, Item, str]]:
+    """:func:`match_labels`, each row with the key it was labeled under."""
     every = ds.train + ds.test
     by_full = {str(it.path.resolve()): it for it in every}
     by_rel = {str(it.path.relative_to(ds.root)): it for it in every}
@@ -62,7 +68,7 @@ def match_labels(labels: dict[str, str], ds: Dataset, base: Path | None = None) 
         if it is None:
             missing.append(key)
         else:
-            out.append((it, label))
+            out.append((key, it, label))
     if missing:
         log.warning("%d labeled path(s) not found, ignored: %s", len(missing), missing[:5])
     return out

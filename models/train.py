@@ -15,14 +15,32 @@ from .autoencoder import DefectModel
 from .bundle import Bundle, save_bundle, write_metrics
 from .calibrate import calibrate, flip_names
 from .config import FUSION_RULES, ModelConfig, TrainConfig
-from .data import Dataset, Item, open_dataset, read_labels, split_holdout
+from .data import (
+    Dataset,
+    Item,
+    RegionSpec,
+    check_boxes,
+    open_dataset,
+    read_label_regions,
+    read_labels,
+    split_holdout,
+)
 from .device import pick_device, to_device
 from .errors import DataError
 from .evaluate import evaluate
 from .fit import Progress, fit_defect_model, fit_vae
 from .inference import Inspector
-from .labels import LabelRows, labeled_images, labels_file, match_labels, split_rows, spread_labels
+from .labels import (
+    LabelRows,
+    labeled_images,
+    labels_file,
+    match_label_keys,
+    split_rows,
+    spread_labels,
+)
 from .latent import LatentClassifier
+from .positives import Positive, read_positives
+from .positives import summary as positives_summary
 from .preprocess import model_shape, vae_views
 from .thresholds import Calibration
 from .training_images import read_training_images, training_scale
@@ -31,6 +49,20 @@ from .vae import VAE, latent_means
 log = logging.getLogger(__name__)
 
 LATENT_BATCH = 64  # VAE views per forward pass when the trainer encodes its normals
+LABELED_DEFECTS = ("latent", "head")  # TrainConfig.extra["labeled_defects"]; latent by default
+LABELED_DEFECTS_HOW = {
+    "latent": "label spreading in the latent space and the fusion weight (and, with the f1 "
+              "rule, the threshold), each judged with its own label hidden; the segmentation "
+              "head did not train on them (kensa train --labeled-defects head makes it: on "
+              "2026-12-04 that lowered image AUROC at the same budget, benchmarks/HISTORY.md); "
+              "none was scored in the evaluation",
+    "head": "each labeled defect also trained the segmentation head beside the synthetic "
+            "defects, augmented (flips, shifts, brightness): 'image' labels by multiple-"
+            "instance learning (the top of its map high), 'boxes' the same inside each box and "
+            "every pixel outside low, 'mask' every pixel; so they no longer judge the fusion "
+            "weight nor an f1 threshold: the held-out normals set it; none was scored in the "
+            "evaluation",
+}
 
 
 @dataclass
@@ -44,6 +76,8 @@ class RunData:
         label_rows: every operator label matched to a file.
         good_rows: labeled normals that joined ``fit_images``.
         defect_rows: labeled defects (calibration and label spreading).
+        positives: the labeled defects as the segmentation head trains on them (empty
+            unless ``tcfg.extra["labeled_defects"]`` is ``head``).
         summary: what ``bundle.json`` says of the data.
     """
 
@@ -53,6 +87,7 @@ class RunData:
     label_rows: LabelRows
     good_rows: LabelRows
     defect_rows: LabelRows
+    positives: list[Positive]
     summary: dict
 
 
@@ -79,12 +114,23 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
           train_cfg: TrainConfig | None = None,
           labels: str | Path | dict[str, str] | None = None,
           device: str = "auto", progress: bool = True, name: str | None = None,
+          regions: dict[str, tuple[str, list]] | None = None,
           key: bytes | None = None) -> dict:
     """Trains, calibrates, evaluates and writes a bundle (signed with ``key`` when given).
     Returns the bundle's metrics.
 
+    Labeled defects (``labels``) are never scored in the evaluation. With
+    ``train_cfg.extra["labeled_defects"] == "head"`` they also train the segmentation head as
+    real positives beside the synthetic defects (:mod:`models.positives`), and the threshold
+    comes from the held-out normals alone. Their regions are checked either way.
+
+    Args:
+        regions: with ``labels`` as a dict (reviewed records), ``{image path: (where it was
+            said, boxes [[x, y, w, h], ...])}``; a labels CSV carries its own.
+
     Raises:
-        DataError: no usable training image, or a bad labels file.
+        DataError: no usable training image, a bad labels file, or a bad region (naming the
+            row).
     """
     tcfg = train_cfg or TrainConfig()
     check_settings(tcfg)
@@ -92,9 +138,9 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
     dev = pick_device(device)
     started = time.monotonic()
     ds = open_dataset(data)
-    run = read_run_data(ds, labels, model_cfg or ModelConfig(), tcfg)
+    run = read_run_data(ds, labels, model_cfg or ModelConfig(), tcfg, regions)
     fitted = fit_networks(run.mcfg, tcfg, run.fit_images, run.holdout, dev, Progress(progress),
-                          started)
+                          started, run.positives)
     insp = Inspector(run.mcfg, fitted.model, fitted.vae, LatentClassifier.fit(fitted.normal_mu),
                      Calibration(fusion=tcfg.fusion, fusion_weight=tcfg.fusion_weight),
                      device=dev.type)
@@ -120,20 +166,40 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
 
 
 def read_run_data(ds: Dataset, labels: str | Path | dict[str, str] | None, mcfg: ModelConfig,
-                  tcfg: TrainConfig) -> RunData:
-    """Reads the training images and the operator labels, and splits the held-out normals off
-    (seeded by ``tcfg.seed``)."""
-    label_rows = read_label_rows(labels, ds)
+                  tcfg: TrainConfig, regions: dict[str, tuple[str, list]] | None = None
+                  ) -> RunData:
+    """Reads the training images and the operator labels (with their regions), and splits the
+    held-out normals off (seeded by ``tcfg.seed``)."""
+    label_rows, region_specs = read_label_rows(labels, ds, regions)
     mcfg, images, skipped = read_images(ds, mcfg)
     fit_idx, hold_idx = split_holdout(len(images), tcfg, np.random.default_rng(tcfg.seed))
     good_rows, defect_rows = split_rows(label_rows, ds.train)
     fit_images = [images[i] for i in fit_idx] + labeled_images(good_rows, mcfg)
+    mode = labeled_defects_mode(tcfg)
+    positives = read_positives(defect_rows, region_specs, mcfg)  # checks the regions too
     summary = ds.summary() | {"used_train_images": len(fit_idx), "holdout_images": len(hold_idx),
                               "skipped_files": skipped, "skipped": len(skipped),
                               "labeled_images": len(label_rows),
                               "labeled_good_trained": len(good_rows)}
+    if positives:
+        summary |= {"labeled_defects": positives_summary(positives),
+                    "labeled_defects_used_by": mode,
+                    "labeled_defects_how": LABELED_DEFECTS_HOW[mode]}
     return RunData(mcfg, fit_images, [images[i] for i in hold_idx], label_rows, good_rows,
-                   defect_rows, summary)
+                   defect_rows, positives if mode == "head" else [], summary)
+
+
+def labeled_defects_mode(tcfg: TrainConfig) -> str:
+    """What the labeled defects train: ``latent`` (label spreading, fusion weight, f1 rule)
+    or ``head`` (the segmentation head too), from ``tcfg.extra``.
+
+    Raises:
+        DataError: another value.
+    """
+    mode = tcfg.extra.get("labeled_defects", "latent")
+    if mode not in LABELED_DEFECTS:
+        raise DataError(f"labeled_defects {mode!r}: use one of {LABELED_DEFECTS}")
+    return mode
 
 
 def calibrate_run(insp: Inspector, run: RunData, ds: Dataset, normal_mu: np.ndarray,
@@ -146,7 +212,8 @@ def calibrate_run(insp: Inspector, run: RunData, ds: Dataset, normal_mu: np.ndar
         spread_labels(insp, normal_mu, run.defect_rows, defect_images, ds, labeled_paths)
     labeled = ((defect_images, np.ones(len(run.defect_rows), bool)) if run.defect_rows
                else None)
-    return calibrate(insp, run.holdout, tcfg, labeled=labeled)
+    return calibrate(insp, run.holdout, tcfg, labeled=labeled,
+                     head_trained_on_labeled=bool(run.positives))
 
 
 def check_settings(tcfg: TrainConfig) -> None:
@@ -155,18 +222,35 @@ def check_settings(tcfg: TrainConfig) -> None:
     Raises:
         DataError: an unknown fusion rule or flip name.
     """
+    labeled_defects_mode(tcfg)
     if tcfg.fusion not in FUSION_RULES:
         raise DataError(f"unknown fusion rule {tcfg.fusion!r}: use one of {FUSION_RULES}")
     flip_names(tcfg.flips)
 
 
-def read_label_rows(labels: str | Path | dict[str, str] | None, ds: Dataset) -> LabelRows:
-    """The operator labels matched to image files: ``--labels`` as a CSV or a labels folder, or
-    already read as ``{path: label}`` (reviewed records, read by the CLI)."""
+def read_label_rows(labels: str | Path | dict[str, str] | None, ds: Dataset,
+                    regions: dict[str, tuple[str, list]] | None = None
+                    ) -> tuple[LabelRows, dict[str, RegionSpec]]:
+    """The operator labels matched to image files, and their regions by resolved image path:
+    ``--labels`` as a CSV or a labels folder (regions in the CSV, or masks beside it), or
+    already read as ``{path: label}`` (reviewed records, read by the CLI, with ``regions``).
+
+    Raises:
+        DataError: a bad labels file, or a region with a negative origin or size (naming the
+            row).
+    """
     if isinstance(labels, dict):
-        return match_labels(labels, ds)
-    path = labels_file(labels)
-    return match_labels(read_labels(path), ds, path.parent) if path else []
+        specs = {key: RegionSpec(where, boxes=check_boxes(boxes, where))
+                 for key, (where, boxes) in (regions or {}).items()}
+        keyed = match_label_keys(labels, ds)
+    else:
+        path = labels_file(labels)
+        if path is None:
+            return [], {}
+        specs = read_label_regions(path)
+        keyed = match_label_keys(read_labels(path), ds, path.parent)
+    by_path = {str(it.path.resolve()): specs[key] for key, it, _ in keyed if key in specs}
+    return [(it, label) for _, it, label in keyed], by_path
 
 
 def read_images(ds: Dataset, mcfg: ModelConfig
@@ -188,13 +272,15 @@ def read_images(ds: Dataset, mcfg: ModelConfig
 
 def fit_networks(mcfg: ModelConfig, tcfg: TrainConfig, images: list[np.ndarray],
                  holdout: list[np.ndarray], dev: torch.device, bar: Progress,
-                 started: float) -> Fitted:
-    """Fits the reconstruction model, then the VAE, within ``tcfg.max_minutes`` counted from
-    ``started``; the VAE gets its share of the budget, and what the autoencoder left."""
+                 started: float, positives: list[Positive] | None = None) -> Fitted:
+    """Fits the reconstruction model (its head also on ``positives``, labeled real defects),
+    then the VAE, within ``tcfg.max_minutes`` counted from ``started``; the VAE gets its share
+    of the budget, and what the autoencoder left."""
     model = DefectModel(mcfg).to(dev).to(memory_format=torch.channels_last)
     vae = VAE(mcfg).to(dev)
     budget = tcfg.max_minutes * 60
-    ae_history = fit_defect_model(model, images, tcfg, dev, budget * (1 - tcfg.vae_share), bar)
+    ae_history = fit_defect_model(model, images, tcfg, dev, budget * (1 - tcfg.vae_share), bar,
+                                  positives)
     views, holdout_views = vae_views(images, mcfg), vae_views(holdout, mcfg)
     # what the AE left of the budget, but never less than half the VAE's share (0 would mean
     # "no budget" to the loop)

@@ -82,13 +82,17 @@ def _add_training_options(train: argparse.ArgumentParser) -> None:
 
 def _add_calibration_options(train: argparse.ArgumentParser) -> None:
     train.add_argument("--labels",
-                       help="CSV of operator labels, rows 'path,label' (label 'good' or a "
-                            "defect name), or a folder holding labels.csv (KENSA_LABELS_DIR of "
-                            "kensa serve; none there yet = no labels), or the records store: "
-                            "the data folder (KENSA_DATA_DIR) or a database URL, whose "
-                            "reviewed records with kept images are the labels: images labeled "
-                            "good train with the normals, defect labels sharpen the latent "
-                            "classifier by label spreading")
+                       help="CSV of operator labels, rows 'path,label[,regions]' (label "
+                            "'good' or a defect name; regions: JSON boxes [[x,y,w,h],...] in "
+                            "image pixels or a mask file; masks at "
+                            "ground_truth/LABEL/STEM_mask.png beside the CSV also count), or a "
+                            "folder holding labels.csv (KENSA_LABELS_DIR of kensa serve; none "
+                            "there yet = no labels), or the records store: the data folder "
+                            "(KENSA_DATA_DIR) or a database URL, whose reviewed records with "
+                            "kept images are the labels (with the regions reviews drew): "
+                            "images labeled good train with the normals, labeled defects "
+                            "sharpen the latent classifier by label spreading (and, with "
+                            "--labeled-defects head, train the segmentation head)")
     train.add_argument("--data-dir", type=Path,
                        help="with --labels DATABASE_URL: where the kept images are (default "
                             "KENSA_DATA_DIR, else ./kensa-data)")
@@ -97,7 +101,15 @@ def _add_calibration_options(train: argparse.ArgumentParser) -> None:
                             "(default 0.01)")
     train.add_argument("--threshold-rule", choices=("false-alarm", "f1"), default="false-alarm",
                        help="f1: with --labels that include defects, use the F1-optimal "
-                            "threshold")
+                            "threshold (not with --labeled-defects head: defects the head "
+                            "trained on cannot judge it, and the held-out normals set it)")
+    train.add_argument("--labeled-defects", choices=("latent", "head"), default="latent",
+                       help="what defects among --labels train: latent (default: label "
+                            "spreading, the fusion weight, the f1 rule) or head (the "
+                            "segmentation head too, as real positives: image labels by "
+                            "multiple-instance learning, regions as full supervision; measured "
+                            "on 2026-12-04 it lowered image AUROC at the same budget, see "
+                            "benchmarks/HISTORY.md)")
     train.add_argument("--fusion", choices=("auto", "reconstruction", "max", "weighted"),
                        help="how the reconstruction and latent scores combine (default auto: "
                             "weighted at --fusion-weight, or with labeled defects the weight "
@@ -162,9 +174,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from models.train import train
 
     model_config, train_config = training_configs(args)
-    metrics = train(args.data, args.out, model_config, train_config,
-                    labels=_labels(args.labels, args.data_dir), device=args.device,
-                    progress=not args.quiet, key=bundle_key())
+    labels, regions = _labels(args.labels, args.data_dir)
+    metrics = train(args.data, args.out, model_config, train_config, labels=labels,
+                    device=args.device, progress=not args.quiet, regions=regions,
+                    key=bundle_key())
     print_training_summary(args, metrics)
     return 0
 
@@ -181,20 +194,24 @@ def bundle_key() -> bytes | None:
         raise KensaError("; ".join(str(e["msg"]) for e in exc.errors())) from None
 
 
-def _labels(value: str | None, data_dir: Path | None) -> str | dict[str, str] | None:
+def _labels(value: str | None, data_dir: Path | None
+            ) -> tuple[str | dict[str, str] | None, dict[str, tuple[str, list]] | None]:
     """``--labels`` as the trainer takes it: a path, or, for the records store, the reviewed
-    records read here and handed over as ``{image path: label}``."""
-    from service.store.training import is_store, reviewed_labels
+    records read here and handed over as ``{image path: label}``, with the regions reviews
+    drew (``{image path: (record, boxes)}``)."""
+    from service.store.training import is_store, reviewed_labels, reviewed_regions
 
     if value is None or not is_store(value):
-        return value
+        return value, None
     if data_dir is None:
         from service.config import Settings
 
         data_dir = Settings().data_dir
     labels = reviewed_labels(value, data_dir)
-    print(f"labels: {len(labels)} reviewed record(s) with kept images in the records store")
-    return labels
+    regions = reviewed_regions(value, data_dir)
+    print(f"labels: {len(labels)} reviewed record(s) with kept images in the records store"
+          f" ({len(regions)} with regions)")
+    return labels, regions
 
 
 def training_configs(args: argparse.Namespace):
@@ -213,6 +230,8 @@ def training_configs(args: argparse.Namespace):
             train_kw[option] = getattr(args, option)
     train_kw["extra"] = {"threshold_rule": "f1" if args.threshold_rule == "f1" else "false-alarm",
                          "preset": args.preset}
+    if args.labeled_defects != "latent":  # absent by default: bundle.json as before
+        train_kw["extra"]["labeled_defects"] = args.labeled_defects
     _check_fields(ModelConfig, model_kw)
     return ModelConfig(**model_kw), TrainConfig(**train_kw)
 

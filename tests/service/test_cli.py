@@ -41,6 +41,19 @@ def test_every_training_preset_is_offered_by_the_cli_and_builds_working_networks
         parser.parse_args(["train", "--data", "d", "--out", "o", "--preset", "nonesuch"])
 
 
+def test_labeled_defects_train_the_head_only_when_the_cli_asks():
+    from service.cli import build_parser, training_configs
+
+    parser = build_parser()
+    base = ["train", "--data", "d", "--out", "o"]
+    _, tcfg = training_configs(parser.parse_args(base))
+    assert "labeled_defects" not in tcfg.extra  # bundle.json as before issue 26
+    _, tcfg = training_configs(parser.parse_args(base + ["--labeled-defects", "head"]))
+    assert tcfg.extra["labeled_defects"] == "head"
+    with pytest.raises(SystemExit):
+        parser.parse_args(base + ["--labeled-defects", "both"])
+
+
 def test_eval_replays_the_bundles_training_split_or_says_it_cannot(tiny_bundle, tmp_path,
                                                                    capsys):
     import json

@@ -1,0 +1,297 @@
+"""The labeled-defects protocol (issue 26): does training with a few reviewed defects make the
+next model better?
+
+For each data set (MVTec layout) and seed: draw ``max(k)`` defects of every type from the
+test split (seeded), then train
+
+- ``none``: without labels (the paired reference),
+- ``image``: with the first ``k`` drawn of each type as image-level labels (a CSV of
+  ``path,label``: what an operator says without drawing),
+- ``boxes``: the same images with boxes taken from their ground-truth masks (the bounding box
+  of each connected region),
+- ``mask`` (only when asked): the same images with their masks,
+- ``latent`` (only when asked): image-level labels that do not train the head (``kensa
+  train --labels`` without ``--labeled-defects head``: label spreading, the fusion weight),
+
+the first three with ``--labeled-defects head``, all at the same budget, and evaluate each on the test images that were never drawn (the same
+images for every variant and k of a seed): image and pixel AUROC, AUPRO, false alarms and
+misses at the bundle's own threshold and at a 5 % false-alarm budget. The test split is
+seen through a folder of links without the drawn images, so ``kensa train``'s own evaluation
+is that one; nothing is copied.
+
+    python -m benchmarks.labeled_defects --data ../shared/data/magnetic_tile --k 5 \\
+        --seeds 0,1,2 --max-minutes 15 --json benchmarks/results/labeled-defects-X.json
+
+Runs go in parallel with ``--jobs`` (one thread each); the JSON is rewritten as each run
+ends, with the paired differences (variant minus ``none``, same seed) so far.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+
+VARIANTS = ("none", "image", "boxes", "mask", "latent")
+METRICS = ("image_auroc", "pixel_auroc", "aupro", "false_alarm_rate", "miss_rate")
+
+
+def draw(test_items: list, k: int, seed: int) -> dict[str, list]:
+    """``k`` defective test items of every type, drawn at random (seeded), in drawn order
+    (so the first ``j`` of them are the draw for any ``j <= k``).
+
+    Raises:
+        ValueError: a type with no more than ``k`` images (none would be left to judge).
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out: dict[str, list] = {}
+    for kind in sorted({it.defect for it in test_items if not it.is_good}):
+        items = [it for it in test_items if it.defect == kind]
+        if len(items) <= k:
+            raise ValueError(f"type {kind!r} has {len(items)} test images: cannot draw {k} "
+                             "and keep some to judge")
+        out[kind] = [items[i] for i in rng.choice(len(items), k, replace=False)]
+    return out
+
+
+def data_view(root: Path, drawn: dict[str, list], folder: Path) -> Path:
+    """A dataset folder of links: ``root``'s training images and ground truth, and its test
+    split without the ``drawn`` images."""
+    from models.data import open_dataset
+
+    ds = open_dataset(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train").mkdir(exist_ok=True)
+    (folder / "train" / "good").symlink_to((root / "train" / "good").resolve())
+    if (root / "ground_truth").is_dir():
+        (folder / "ground_truth").symlink_to((root / "ground_truth").resolve())
+    taken = {str(it.path) for items in drawn.values() for it in items}
+    for it in ds.test:
+        if str(it.path) not in taken:
+            target = folder / "test" / it.path.parent.name / it.path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(it.path.resolve())
+    return folder
+
+
+def mask_boxes(mask_path: Path | None) -> list[list[int]]:
+    """The bounding boxes ``[x, y, w, h]`` of a mask's connected regions."""
+    import cv2
+
+    from models.data import read_mask
+
+    if mask_path is None:
+        return []
+    m = read_mask(mask_path).astype("uint8")
+    n, _, stats, _ = cv2.connectedComponentsWithStats(m)
+    return [[int(v) for v in stats[i, :4]] for i in range(1, n)]
+
+
+def write_labels(drawn: dict[str, list], k: int, variant: str, path: Path) -> Path:
+    """The labels CSV of a variant: the first ``k`` drawn of each type, with regions as the
+    variant says (image-level: none)."""
+    with path.open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["path", "label", "regions"])
+        for kind, items in drawn.items():
+            for it in items[:k]:
+                if variant == "boxes":
+                    regions = json.dumps(mask_boxes(it.mask_path)) if it.mask_path else ""
+                elif variant == "mask":
+                    regions = str(it.mask_path.resolve()) if it.mask_path else ""
+                else:
+                    regions = ""
+                out.writerow([str(it.path.resolve()), kind, regions])
+    return path
+
+
+def run_one(job: dict) -> dict:
+    """One training and its evaluation (in a worker process)."""
+    import torch
+
+    torch.set_num_threads(job["threads"])
+    from models.config import PRESETS, ModelConfig, TrainConfig
+    from models.train import train
+
+    preset = PRESETS[job["preset"]]
+    extra = {"preset": job["preset"]}
+    if job["variant"] in ("image", "boxes", "mask"):
+        extra["labeled_defects"] = "head"
+    train_kw = dict(preset["train"]) | {"seed": job["seed"], "extra": extra}
+    if job["max_minutes"] is not None:
+        train_kw["max_minutes"] = job["max_minutes"]
+    if job["epochs"] is not None:
+        train_kw["epochs"] = job["epochs"]
+    started = time.monotonic()
+    metrics = train(job["view"], job["out"], ModelConfig(**preset["model"]),
+                    TrainConfig(**train_kw), labels=job["labels"], device=job["device"],
+                    progress=False, name=f"{job['name']}-{job['variant']}-k{job['k']}")
+    ev = metrics.get("evaluation") or {}
+    at5 = next((p for p in ev.get("operating_points") or [] if p["budget"] == 0.05), {})
+    info = json.loads((Path(job["out"]) / "bundle.json").read_text())
+    return {key: job[key] for key in ("data", "name", "seed", "k", "variant")} | {
+        "evaluated_images": ev.get("images"),
+        "defective_images": ev.get("defective_images"),
+        **{m: ev.get(m) for m in METRICS},
+        "threshold": ev.get("threshold"),
+        "at_5pct_budget": {"false_alarm_rate": at5.get("false_alarm_rate"),
+                           "miss_rate": at5.get("miss_rate")},
+        "per_type_auroc": ev.get("per_type_auroc"),
+        "reconstruction_auroc": ev.get("reconstruction_auroc"),
+        "latent_auroc": ev.get("latent_auroc"),
+        "labeled_defects": info.get("data", {}).get("labeled_defects", {}),
+        "labeled_defects_used_by": info.get("data", {}).get("labeled_defects_used_by"),
+        "calibration_rule": metrics["calibration"]["rule"],
+        "fusion_rule": metrics["calibration"]["fusion_rule"],
+        "autoencoder_steps": metrics["training"]["autoencoder"]["steps"],
+        "training_seconds": round(float(metrics["training"]["seconds"]), 1),
+        "wall_seconds": round(time.monotonic() - started, 1),
+        "error": ev.get("error"),
+    }
+
+
+def paired(runs: list[dict]) -> list[dict]:
+    """Each labeled run minus the ``none`` run of its data set and seed (same test images)."""
+    base = {(r["name"], r["seed"]): r for r in runs if r["variant"] == "none"}
+    out = []
+    for r in runs:
+        ref = base.get((r["name"], r["seed"]))
+        if r["variant"] == "none" or ref is None:
+            continue
+        out.append({"name": r["name"], "seed": r["seed"], "k": r["k"], "variant": r["variant"],
+                    **{m: _diff(r.get(m), ref.get(m)) for m in METRICS},
+                    "miss_rate_at_5pct": _diff(r["at_5pct_budget"]["miss_rate"],
+                                               ref["at_5pct_budget"]["miss_rate"])})
+    return sorted(out, key=lambda d: (d["name"], d["variant"], d["k"], d["seed"]))
+
+
+def means(runs: list[dict]) -> list[dict]:
+    """Mean of each figure over the seeds, per data set, variant and k."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        groups.setdefault((r["name"], r["variant"], r["k"]), []).append(r)
+    out = []
+    for (name, variant, k), rs in sorted(groups.items()):
+        row = {"name": name, "variant": variant, "k": k, "seeds": sorted(r["seed"] for r in rs)}
+        for m in METRICS:
+            row[m] = _mean([r.get(m) for r in rs])
+        row["miss_rate_at_5pct"] = _mean([r["at_5pct_budget"]["miss_rate"] for r in rs])
+        row["false_alarm_rate_at_5pct"] = _mean(
+            [r["at_5pct_budget"]["false_alarm_rate"] for r in rs])
+        out.append(row)
+    return out
+
+
+def _diff(a, b):
+    return None if a is None or b is None else round(a - b, 4)
+
+
+def _mean(values):
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def jobs_for(args: argparse.Namespace, work: Path) -> list[dict]:
+    """Every training of the protocol, with its data view and labels file made."""
+    from models.data import open_dataset
+
+    jobs = []
+    k_max = max(args.k)
+    for data in args.data:
+        ds = open_dataset(data)
+        name = Path(data).resolve().name
+        for seed in args.seeds:
+            drawn = draw(ds.test, k_max, seed)
+            view = data_view(Path(data), drawn, work / name / f"seed{seed}" / "data")
+            common = {"data": str(data), "name": name, "seed": seed, "view": str(view),
+                      "preset": args.preset, "max_minutes": args.max_minutes,
+                      "epochs": args.epochs, "device": args.device, "threads": args.threads}
+            jobs.append(common | {"k": 0, "variant": "none", "labels": None,
+                                  "out": str(work / name / f"seed{seed}" / "none")})
+            for k in [k for k in args.k if k > 0]:
+                for variant in args.variants:
+                    labels = write_labels(drawn, k, variant,
+                                          work / name / f"seed{seed}" / f"{variant}-k{k}.csv")
+                    jobs.append(common | {"k": k, "variant": variant, "labels": str(labels),
+                                          "out": str(work / name / f"seed{seed}" /
+                                                     f"{variant}-k{k}")})
+    return jobs
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.labeled_defects",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", action="append", required=True, type=Path,
+                   help="an MVTec-layout data set (repeat for several)")
+    p.add_argument("--k", default="5", help="labeled defects per type, a comma list (0 "
+                   "always runs as the reference; default 5)")
+    p.add_argument("--variants", default="image,boxes",
+                   help=f"comma list of {', '.join(VARIANTS[1:])} (default image,boxes)")
+    p.add_argument("--seeds", default="0,1,2", help="comma list (default 0,1,2)")
+    p.add_argument("--preset", default="default", help="a models.config preset")
+    p.add_argument("--max-minutes", type=float, help="training budget of every run")
+    p.add_argument("--epochs", type=int, help="epoch bound of every run")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--jobs", type=int, default=1, help="trainings at once")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per training")
+    p.add_argument("--work-dir", type=Path, default=Path("/tmp/kensa-labeled"))
+    p.add_argument("--json", type=Path, required=True, help="results file (rewritten as runs "
+                   "end)")
+    args = p.parse_args(argv)
+    args.k = sorted({int(v) for v in args.k.split(",")})
+    args.seeds = [int(v) for v in args.seeds.split(",")]
+    args.variants = [v for v in args.variants.split(",") if v]
+    bad = [v for v in args.variants if v not in VARIANTS[1:]]
+    if bad:
+        p.error(f"unknown variants {bad}")
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    if args.work_dir.exists():
+        import shutil
+
+        shutil.rmtree(args.work_dir)
+    jobs = jobs_for(args, args.work_dir)
+    from benchmarks.machine import machine_info
+
+    result = {"protocol": {"k": args.k, "variants": args.variants, "seeds": args.seeds,
+                           "preset": args.preset, "max_minutes": args.max_minutes,
+                           "epochs": args.epochs, "device": args.device, "jobs": args.jobs,
+                           "threads_per_job": args.threads,
+                           "data": [str(d) for d in args.data],
+                           "command": "python -m benchmarks.labeled_defects " +
+                           " ".join(argv if argv is not None else sys.argv[1:])},
+              "machine": machine_info(), "runs": [], "failed": []}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    print(f"[labeled] {len(jobs)} trainings, {args.jobs} at once", flush=True)
+    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(run_one, job): job for job in jobs}
+        for fut in as_completed(futures):
+            job = futures[fut]
+            try:
+                run = fut.result()
+                result["runs"].append(run)
+                print(f"[labeled] {run['name']} seed {run['seed']} {run['variant']} k "
+                      f"{run['k']}: image {run['image_auroc']} pixel {run['pixel_auroc']} "
+                      f"aupro {run['aupro']} misses {run['miss_rate']} false alarms "
+                      f"{run['false_alarm_rate']} ({run['autoencoder_steps']} steps)",
+                      flush=True)
+            except Exception as exc:  # noqa: BLE001 - recorded; the other runs go on
+                result["failed"].append({k: job[k] for k in ("name", "seed", "k", "variant")}
+                                        | {"error": f"{type(exc).__name__}: {exc}"})
+                print(f"[labeled] FAILED {job['name']} {job['seed']} {job['variant']}: {exc}",
+                      flush=True)
+            result["means"], result["paired"] = means(result["runs"]), paired(result["runs"])
+            args.json.write_text(json.dumps(result, indent=1) + "\n")
+    return 1 if result["failed"] else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

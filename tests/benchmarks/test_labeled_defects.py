@@ -1,0 +1,77 @@
+"""The labeled-defects protocol: the draw, the data view without it, the labels files of each
+variant, and a whole tiny run with its paired differences."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from benchmarks.labeled_defects import data_view, draw, main, write_labels
+from models.data import open_dataset
+from models.synth_demo import make_demo_dataset
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("labeled") / "data"
+    make_demo_dataset(root, seed=0, n_train=16, n_test_good=2, n_per_defect=3, size=48)
+    return root
+
+
+def test_the_draw_is_seeded_nested_and_leaves_images_to_judge(demo):
+    test = open_dataset(demo).test
+    five = draw(test, 2, seed=4)
+    assert draw(test, 2, seed=4) == five and draw(test, 2, seed=5) != five
+    assert set(five) == {it.defect for it in test if not it.is_good}  # no good images drawn
+    assert all(len(v) == 2 for v in five.values())
+    with pytest.raises(ValueError, match="has 3 test images: cannot draw 3"):
+        draw(test, 3, seed=0)
+
+
+def test_the_view_holds_every_test_image_but_the_drawn_ones(demo, tmp_path):
+    ds = open_dataset(demo)
+    drawn = draw(ds.test, 1, seed=0)
+    view = open_dataset(data_view(demo, drawn, tmp_path / "view"))
+    taken = {it.path.name + it.defect for v in drawn.values() for it in v}
+    assert len(view.train) == len(ds.train)
+    assert sorted(it.path.name + it.defect for it in view.test) == sorted(
+        it.path.name + it.defect for it in ds.test if it.path.name + it.defect not in taken)
+    # the masks of the images left are found through the view
+    assert all(it.mask_path is not None for it in view.test if not it.is_good)
+
+
+def test_each_variant_writes_its_own_regions(demo, tmp_path):
+    drawn = draw(open_dataset(demo).test, 2, seed=0)
+    rows = {v: list(csv.reader(write_labels(drawn, 1, v, tmp_path / f"{v}.csv").open()))[1:]
+            for v in ("image", "boxes", "mask")}
+    assert all(len(r) == 4 for r in rows.values())  # the first of each type's two
+    assert [r[2] for r in rows["image"]] == [""] * 4
+    for _path, _label, boxes in rows["boxes"]:
+        assert all(len(b) == 4 and b[2] > 0 and b[3] > 0 for b in json.loads(boxes))
+    assert all(r[2].endswith("_mask.png") for r in rows["mask"])
+
+
+@pytest.mark.slow
+def test_a_tiny_protocol_run_pairs_each_variant_with_the_unlabeled_run(demo, tmp_path):
+    out = tmp_path / "r.json"
+    code = main(["--data", str(demo), "--k", "1", "--seeds", "0", "--preset", "tiny",
+                 "--epochs", "2", "--max-minutes", "1", "--work-dir", str(tmp_path / "w"),
+                 "--json", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    runs = {r["variant"]: r for r in result["runs"]}
+    assert set(runs) == {"none", "image", "boxes"} and not result["failed"]
+    # every variant judged on the same images: the test split less the drawn ones
+    assert {r["evaluated_images"] for r in runs.values()} == {2 + 4 * 3 - 4}
+    assert runs["none"]["labeled_defects"] == {}
+    assert runs["image"]["labeled_defects"]["chip"] == {"image": 1, "boxes": 0, "mask": 0}
+    assert runs["boxes"]["labeled_defects"]["chip"] == {"image": 0, "boxes": 1, "mask": 0}
+    # the labeled variants train the head on their labels
+    assert runs["image"]["labeled_defects_used_by"] == "head" == runs["boxes"][
+        "labeled_defects_used_by"]
+    [image] = [d for d in result["paired"] if d["variant"] == "image"]
+    assert image["image_auroc"] == pytest.approx(
+        runs["image"]["image_auroc"] - runs["none"]["image_auroc"], abs=1e-4)
+    assert result["protocol"]["epochs"] == 2 and result["machine"]["cpu_count"]
