@@ -1,6 +1,6 @@
 """The HTTP API, one module per resource: health, the loaded model, inspection, operator
 labels, recorded inspections, operations (metrics); and the pages: Swagger UI and ReDoc
-(self-hosted). :data:`router` holds them all, in the order Swagger UI lists
+(self-hosted) and the operator page. :data:`router` holds them all, in the order Swagger UI lists
 them.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import docs, health, inspect, inspections, labels, model, operations
+from . import docs, health, inspect, inspections, labels, model, operations, page
 
 router = APIRouter()
 router.include_router(health.router)
@@ -18,3 +18,4 @@ router.include_router(labels.router)
 router.include_router(inspections.router)
 router.include_router(operations.router)
 router.include_router(docs.router)
+router.include_router(page.router)

@@ -1,0 +1,304 @@
+// Kensa's operator page: Live, Review and Inspect over the same /v1 API as any client.
+// Plain JavaScript, no library and no build step. Every text that came from a client is put
+// into the page with textContent (never innerHTML), so it shows as text and never runs.
+"use strict";
+
+const PAGE_HEADER = document.currentScript.dataset.pageHeader;
+const $ = (id) => document.getElementById(id);
+
+// Every call carries the page header: with KENSA_API_KEYS set the key travels in the HttpOnly
+// cookie, and the server takes it for a state-changing call only when this header is there.
+async function api(path, options = {}) {
+  const headers = Object.assign({ [PAGE_HEADER]: "1" }, options.headers || {});
+  const r = await fetch(path, Object.assign({}, options, { headers, credentials: "same-origin" }));
+  if (r.status === 401 && $("login") === null) { location.reload(); }
+  if (!r.ok) {
+    let detail = r.statusText;
+    try { detail = (await r.json()).detail; } catch (e) { /* not JSON */ }
+    throw new Error(`${r.status}: ${detail}`);
+  }
+  return r;
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v; else node.setAttribute(k, v);
+  }
+  for (const c of children) node.append(c === null || c === undefined ? "" : c);
+  return node;
+}
+
+const fmt = (x) => Number(x).toPrecision(3);
+const when = (iso) => new Date(iso).toLocaleString();
+const overlayUrl = (id) => `/v1/inspections/${encodeURIComponent(id)}/overlay`;
+const imageUrl = (id) => `/v1/inspections/${encodeURIComponent(id)}/image`;
+
+function verdict(rec) {
+  return el("span", { class: `label ${rec.label}` }, rec.label);
+}
+
+function picture(rec, url) {
+  return rec.image_kept === false ? el("div", { class: "no-image" }, "image not kept")
+    : el("img", { src: url, alt: "overlay", loading: "lazy" });
+}
+
+function card(rec) {
+  const review = rec.review ? `reviewed: ${rec.review.label}` : "";
+  return el("article", { class: `card ${rec.label}`, "data-id": rec.id },
+    picture(rec, overlayUrl(rec.id)),
+    el("div", {}, verdict(rec), " ", el("span", { class: "score" },
+      `${fmt(rec.score)} / ${fmt(rec.threshold)}`)),
+    el("div", { class: "source" }, rec.source || "—"),
+    el("div", { class: "part" }, rec.part_id || ""),
+    el("div", { class: "muted" }, when(rec.created_at), " ", review));
+}
+
+// ---- Live: the newest records, one light list query every 1.5 s; each card (and its
+// overlay) is built once and kept, so a refresh fetches no picture twice.
+const live = { cards: new Map(), timer: null };
+
+async function refreshLive() {
+  const form = new FormData($("live-filters"));
+  const q = new URLSearchParams({ limit: "24" });
+  for (const name of ["source", "label"]) if (form.get(name)) q.set(name, form.get(name));
+  try {
+    const page = await (await api(`/v1/inspections?${q}`)).json();
+    const grid = $("live-grid");
+    const keep = [];
+    for (const rec of page.items) {
+      const key = `${rec.id}:${rec.review ? rec.review.at : ""}`;
+      if (!live.cards.has(key)) live.cards.set(key, card(rec));
+      keep.push(live.cards.get(key));
+    }
+    grid.replaceChildren(...keep);
+    for (const key of live.cards.keys()) {
+      if (!keep.includes(live.cards.get(key))) live.cards.delete(key);
+    }
+    $("live-status").textContent = `updated ${new Date().toLocaleTimeString()}`;
+  } catch (e) {
+    $("live-status").textContent = e.message;
+  }
+}
+
+// ---- Review: unreviewed abnormal parts and the normal ones closest to the threshold.
+const NEAR = 0.8; // a normal part scoring at least this share of its threshold is queued
+const queue = { items: [], at: 0, done: [], defects: [], drag: null, box: null };
+
+async function loadQueue() {
+  const [abnormal, normal] = await Promise.all([
+    api("/v1/inspections?reviewed=false&label=abnormal&limit=200").then((r) => r.json()),
+    api("/v1/inspections?reviewed=false&label=normal&limit=200").then((r) => r.json())]);
+  const near = normal.items.filter((r) => r.score >= NEAR * r.threshold);
+  queue.items = abnormal.items.concat(near);
+  queue.at = 0;
+  showItem();
+}
+
+function leftCount() {
+  const left = queue.items.filter((r) => !r.review).length;
+  $("review-left").textContent = left ? `(${left})` : "";
+  return left;
+}
+
+function showItem() {
+  const rec = queue.items[queue.at];
+  const left = leftCount();
+  $("review-empty").hidden = rec !== undefined;
+  $("review-box").hidden = true;
+  queue.box = null;
+  $("review-note").value = "";
+  if (rec === undefined) {
+    $("review-info").replaceChildren();
+    $("review-image").removeAttribute("src");
+    $("review-overlay").removeAttribute("src");
+    return;
+  }
+  $("review-info").replaceChildren(
+    `${queue.at + 1} of ${queue.items.length} (${left} left) `, verdict(rec),
+    ` score ${fmt(rec.score)} / ${fmt(rec.threshold)} · `,
+    el("span", { class: "source" }, rec.source || "no source"), " · ",
+    el("span", { class: "part" }, rec.part_id || "no part id"), ` · ${when(rec.created_at)}`,
+    rec.review ? el("strong", {}, ` · reviewed: ${rec.review.label}`) : "");
+  for (const [img, url] of [["review-image", imageUrl], ["review-overlay", overlayUrl]]) {
+    if (rec.image_kept) $(img).src = url(rec.id); else $(img).removeAttribute("src");
+  }
+}
+
+function setDefects(names) {
+  queue.defects = names.slice(0, 9);
+  $("defect-keys").replaceChildren(...queue.defects.map((d, i) =>
+    el("span", {}, el("kbd", {}, String(i + 1)), " ", el("span", { class: "defect-name" }, d), " ")));
+}
+
+async function decide(label) {
+  const rec = queue.items[queue.at];
+  if (rec === undefined) return;
+  const body = { label };
+  const note = $("review-note").value.trim();
+  if (note) body.note = note;
+  if (queue.box) body.regions = [queue.box];
+  try {
+    const r = await api(`/v1/inspections/${encodeURIComponent(rec.id)}/review`, {
+      method: "PUT", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body) });
+    queue.done.push({ at: queue.at, before: rec.review });
+    queue.items[queue.at] = await r.json();
+    $("review-status").textContent = `stored: ${label}`;
+    if (label !== "good" && !queue.defects.includes(label) && queue.defects.length < 9) {
+      setDefects(queue.defects.concat([label]));
+    }
+    move(1);
+  } catch (e) {
+    $("review-status").textContent = e.message;
+  }
+}
+
+// Undo goes back to the last decision; where that record had an earlier review, it is put
+// back (the API keeps every review; the newest one counts).
+async function undo() {
+  const last = queue.done.pop();
+  if (last === undefined) return;
+  queue.at = last.at;
+  const rec = queue.items[last.at];
+  if (last.before) {
+    const r = await api(`/v1/inspections/${encodeURIComponent(rec.id)}/review`, {
+      method: "PUT", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ label: last.before.label, note: last.before.note,
+        regions: last.before.regions }) });
+    queue.items[last.at] = await r.json();
+    $("review-status").textContent = `undone: back to ${last.before.label}`;
+  } else {
+    $("review-status").textContent = "undone: back here; decide again to replace it";
+  }
+  showItem();
+}
+
+function move(step) {
+  queue.at = Math.max(0, Math.min(queue.items.length, queue.at + step));
+  showItem();
+}
+
+function onKey(event) {
+  if (location.hash !== "#review" || event.ctrlKey || event.metaKey || event.altKey) return;
+  const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName);
+  if (typing) {
+    if (event.key === "Escape") document.activeElement.blur();
+    return;
+  }
+  const k = event.key.toLowerCase();
+  if (k === "g") decide("good");
+  else if (k === "n") move(1);
+  else if (k === "p") move(-1);
+  else if (k === "u") undo();
+  else if (/^[1-9]$/.test(k) && queue.defects[Number(k) - 1]) decide(queue.defects[Number(k) - 1]);
+  else return;
+  event.preventDefault();
+}
+
+// A mouse drag on the upload marks a box, kept in the image's own pixels.
+function imagePoint(event) {
+  const img = $("review-image");
+  const rect = img.getBoundingClientRect();
+  const sx = img.naturalWidth / rect.width, sy = img.naturalHeight / rect.height;
+  return { x: Math.max(0, Math.min(img.naturalWidth, (event.clientX - rect.left) * sx)),
+    y: Math.max(0, Math.min(img.naturalHeight, (event.clientY - rect.top) * sy)), sx, sy };
+}
+
+function setupDrawing() {
+  const img = $("review-image"), box = $("review-box");
+  img.addEventListener("dragstart", (e) => e.preventDefault());
+  img.addEventListener("mousedown", (e) => { queue.drag = imagePoint(e); });
+  window.addEventListener("mousemove", (e) => {
+    if (!queue.drag) return;
+    const p = imagePoint(e), d = queue.drag;
+    const x = Math.min(d.x, p.x), y = Math.min(d.y, p.y);
+    const w = Math.abs(p.x - d.x), h = Math.abs(p.y - d.y);
+    Object.assign(box.style, { left: `${x / p.sx}px`, top: `${y / p.sy}px`,
+      width: `${w / p.sx}px`, height: `${h / p.sy}px` });
+    box.hidden = false;
+    queue.box = w >= 1 && h >= 1 ? [Math.floor(x), Math.floor(y),
+      Math.max(1, Math.round(w)), Math.max(1, Math.round(h))] : null;
+  });
+  window.addEventListener("mouseup", () => { queue.drag = null; });
+}
+
+// ---- Inspect: drop images, see each verdict and overlay at once.
+async function inspectFiles(files) {
+  for (const file of files) {
+    const form = new FormData();
+    form.append("file", file);
+    const slot = el("article", { class: "card" }, el("div", { class: "muted" }, file.name));
+    $("inspect-results").prepend(slot);
+    try {
+      const rec = await (await api("/v1/inspect?include=overlay", { method: "POST", body: form })).json();
+      slot.className = `card ${rec.label}`;
+      slot.dataset.id = rec.id;
+      slot.replaceChildren(el("img", { src: `data:image/jpeg;base64,${rec.overlay}`, alt: "overlay" }),
+        el("div", {}, verdict(rec), " ", el("span", { class: "score" },
+          `${fmt(rec.score)} / ${fmt(rec.threshold)}`)),
+        el("div", { class: "muted" }, file.name, ` · ${rec.defects.length} defect region(s)`));
+    } catch (e) {
+      slot.append(el("div", { class: "error" }, e.message));
+    }
+  }
+}
+
+function setupInspect() {
+  const drop = $("drop");
+  $("inspect-files").addEventListener("change", (e) => inspectFiles([...e.target.files]));
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    inspectFiles([...e.dataTransfer.files]);
+  });
+}
+
+// ---- Views, by the address's #hash.
+function showView() {
+  const name = (location.hash || "#live").slice(1);
+  for (const view of document.querySelectorAll(".view")) view.hidden = view.id !== name;
+  for (const a of document.querySelectorAll(".tabs a")) {
+    a.classList.toggle("active", a.dataset.view === name);
+  }
+  clearInterval(live.timer);
+  if (name === "live") { refreshLive(); live.timer = setInterval(refreshLive, 1500); }
+  if (name === "review") loadQueue().catch((e) => { $("review-status").textContent = e.message; });
+}
+
+function setupLogin() {
+  $("login").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      await api("/ui/session", { method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ key: $("login-key").value }) });
+      location.reload();
+    } catch (err) {
+      $("login-error").textContent = err.message;
+    }
+  });
+}
+
+function setupPage() {
+  setDefects(JSON.parse($("defects").textContent));
+  $("live-filters").addEventListener("input", () => { live.cards.clear(); refreshLive(); });
+  $("new-defect").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && e.target.checkValidity() && e.target.value) {
+      const name = e.target.value;
+      e.target.value = "";
+      e.target.blur();
+      decide(name);
+    }
+  });
+  const out = $("sign-out");
+  if (out) out.addEventListener("click", () => api("/ui/session", { method: "DELETE" }).then(() => location.reload()));
+  document.addEventListener("keydown", onKey);
+  window.addEventListener("hashchange", showView);
+  setupDrawing();
+  setupInspect();
+  showView();
+}
+
+if ($("login")) setupLogin(); else setupPage();
