@@ -108,6 +108,7 @@ function showItem() {
   $("review-box").hidden = true;
   queue.box = null;
   $("review-note").value = "";
+  $("review-info").dataset.id = rec ? rec.id : "";
   if (rec === undefined) {
     $("review-info").replaceChildren();
     $("review-image").removeAttribute("src");
@@ -196,29 +197,34 @@ function onKey(event) {
   event.preventDefault();
 }
 
-// A mouse drag on the upload marks a box, kept in the image's own pixels.
+// A mouse drag on the upload marks a box, kept in the image's own pixels. The picture is
+// drawn with object-fit: contain, so it sits centred in its box at one scale.
 function imagePoint(event) {
   const img = $("review-image");
-  const rect = img.getBoundingClientRect();
-  const sx = img.naturalWidth / rect.width, sy = img.naturalHeight / rect.height;
-  return { x: Math.max(0, Math.min(img.naturalWidth, (event.clientX - rect.left) * sx)),
-    y: Math.max(0, Math.min(img.naturalHeight, (event.clientY - rect.top) * sy)), sx, sy };
+  const r = img.getBoundingClientRect();
+  const nw = img.naturalWidth, nh = img.naturalHeight;
+  const s = Math.min(r.width / nw, r.height / nh);
+  const ox = (r.width - nw * s) / 2, oy = (r.height - nh * s) / 2;
+  const clamp = (v, hi) => Math.max(0, Math.min(hi, v));
+  return { x: clamp((event.clientX - r.left - ox) / s, nw),
+    y: clamp((event.clientY - r.top - oy) / s, nh), s, ox, oy };
 }
 
 function setupDrawing() {
   const img = $("review-image"), box = $("review-box");
   img.addEventListener("dragstart", (e) => e.preventDefault());
-  img.addEventListener("mousedown", (e) => { queue.drag = imagePoint(e); });
+  img.addEventListener("mousedown", (e) => { if (img.naturalWidth) queue.drag = imagePoint(e); });
   window.addEventListener("mousemove", (e) => {
     if (!queue.drag) return;
     const p = imagePoint(e), d = queue.drag;
     const x = Math.min(d.x, p.x), y = Math.min(d.y, p.y);
     const w = Math.abs(p.x - d.x), h = Math.abs(p.y - d.y);
-    Object.assign(box.style, { left: `${x / p.sx}px`, top: `${y / p.sy}px`,
-      width: `${w / p.sx}px`, height: `${h / p.sy}px` });
+    Object.assign(box.style, { left: `${p.ox + x * p.s}px`, top: `${p.oy + y * p.s}px`,
+      width: `${w * p.s}px`, height: `${h * p.s}px` });
     box.hidden = false;
-    queue.box = w >= 1 && h >= 1 ? [Math.floor(x), Math.floor(y),
-      Math.max(1, Math.round(w)), Math.max(1, Math.round(h))] : null;
+    const x0 = Math.floor(x), y0 = Math.floor(y);
+    queue.box = w >= 1 && h >= 1 ? [x0, y0, Math.max(1, Math.min(Math.round(w), img.naturalWidth - x0)),
+      Math.max(1, Math.min(Math.round(h), img.naturalHeight - y0))] : null;
   });
   window.addEventListener("mouseup", () => { queue.drag = null; });
 }
