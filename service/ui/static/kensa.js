@@ -1,4 +1,4 @@
-// Kensa's operator page: Live, Review and Inspect over the same /v1 API as any client.
+// Kensa's operator page: Live, Review, Inspect and Yield over the same /v1 API as any client.
 // Plain JavaScript, no library and no build step. Every text that came from a client is put
 // into the page with textContent (never innerHTML), so it shows as text and never runs.
 "use strict";
@@ -262,6 +262,46 @@ function setupInspect() {
   });
 }
 
+// ---- Yield: counts per hour (24 h) or day (30 days) and source, from GET /v1/stats.
+const COUNTS = ["total", "normal", "abnormal", "yield", "reviewed", "false_alarms", "misses"];
+const SPANS = { hour: 24 * 3600e3, day: 30 * 24 * 3600e3 };
+
+function yieldCell(value) {
+  if (value === null || value === undefined) return el("td", {}, "–");
+  const pct = 100 * value;
+  const bar = el("span", { class: "bar" });
+  bar.style.width = `${pct}%`;
+  return el("td", { class: "yield-cell" }, bar, `${pct.toFixed(1)} %`);
+}
+
+function yieldRow(first, source, counts) {
+  return el("tr", {}, el("td", {}, first), el("td", { class: "source" }, source),
+    ...COUNTS.map((k) => k === "yield" ? yieldCell(counts[k])
+      : el("td", { "data-count": k }, String(counts[k]))));
+}
+
+async function refreshYield() {
+  const form = new FormData($("yield-filters"));
+  const bucket = form.get("span");
+  const since = new Date(Date.now() - SPANS[bucket]).toISOString();
+  const q = new URLSearchParams({ bucket, since });
+  if (form.get("source")) q.set("source", form.get("source"));
+  try {
+    const stats = await (await api(`/v1/stats?${q}`)).json();
+    const items = stats.items.slice().reverse();
+    const total = Object.fromEntries(COUNTS.map((k) => [k, 0]));
+    for (const it of items) for (const k of COUNTS) if (k !== "yield") total[k] += it[k];
+    total.yield = total.total ? total.normal / total.total : null;
+    $("yield-rows").replaceChildren(...items.map((it) => yieldRow(
+      bucket === "hour" ? new Date(it.bucket).toLocaleString() : new Date(it.bucket).toLocaleDateString(),
+      it.source || "—", it)));
+    $("yield-total").replaceChildren(...yieldRow("All", "", total).children);
+    $("yield-status").textContent = `updated ${new Date().toLocaleTimeString()}`;
+  } catch (e) {
+    $("yield-status").textContent = e.message;
+  }
+}
+
 // ---- Views, by the address's #hash.
 function showView() {
   const name = (location.hash || "#live").slice(1);
@@ -271,6 +311,7 @@ function showView() {
   }
   clearInterval(live.timer);
   if (name === "live") { refreshLive(); live.timer = setInterval(refreshLive, 1500); }
+  if (name === "yield") { refreshYield(); live.timer = setInterval(refreshYield, 10000); }
   if (name === "review") loadQueue().catch((e) => { $("review-status").textContent = e.message; });
 }
 
@@ -290,6 +331,7 @@ function setupLogin() {
 function setupPage() {
   setDefects(JSON.parse($("defects").textContent));
   $("live-filters").addEventListener("input", () => { live.cards.clear(); refreshLive(); });
+  $("yield-filters").addEventListener("input", refreshYield);
   $("new-defect").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && e.target.checkValidity() && e.target.value) {
       const name = e.target.value;

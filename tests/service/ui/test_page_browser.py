@@ -161,6 +161,17 @@ def test_operator_signs_in_inspects_watches_and_reviews_with_the_keyboard(server
     body.send_keys("u")
     until(lambda: current() == second, "undo going back to the last decision")
 
+    # Yield: four records (three seeded, one uploaded), three reviewed, one a false alarm
+    # (abnormal, reviewed good); none of the scratch reviews was of a normal verdict
+    driver.get(f"{server}/ui/#yield")
+
+    def total(count: str) -> str | None:
+        return js(driver, "const c = document.querySelector("
+                  f"'#yield-total [data-count=\"{count}\"]'); return c && c.textContent")
+
+    until(lambda: total("total") == "4", "the yield totals")
+    assert (total("reviewed"), total("false_alarms"), total("misses")) == ("3", "1", "0")
+
     # nothing a client sent ever ran, and nothing loaded from beyond loopback
     assert js(driver, "return window.pwned") is None
     with pytest.raises(NoAlertPresentException):
