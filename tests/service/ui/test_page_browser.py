@@ -179,7 +179,8 @@ def test_operator_signs_in_inspects_watches_and_reviews_with_the_keyboard(server
     assert offsite_requests(driver) == []
 
 
-def test_docs_render_every_operation_from_loopback_only(server, driver):
+def test_docs_render_every_operation_and_try_it_out_shows_the_overlay(server, driver,
+                                                                       tmp_path):
     from selenium.webdriver.common.by import By
 
     driver.get(f"{server}/docs")
@@ -187,4 +188,21 @@ def test_docs_render_every_operation_from_loopback_only(server, driver):
           "Swagger UI's operations")
     text = driver.find_element(By.TAG_NAME, "body").text
     assert "/v1/inspect/overlay" in text and "/v1/inspections/{ident}/review" in text
+
+    driver.find_element(By.CSS_SELECTOR, ".btn.authorize").click()
+    until(lambda: driver.find_elements(By.CSS_SELECTOR, ".auth-container input"), "the key box")
+    driver.find_element(By.CSS_SELECTOR, ".auth-container input").send_keys(KEY)
+    driver.find_element(By.CSS_SELECTOR, ".auth-btn-wrapper .authorize").click()
+    driver.find_element(By.CSS_SELECTOR, ".btn-done").click()
+    block = driver.find_element(By.CSS_SELECTOR, '[id$="inspect_overlay_v1_inspect_overlay_post"]')
+    block.find_element(By.CSS_SELECTOR, ".opblock-summary").click()
+    until(lambda: block.find_elements(By.CSS_SELECTOR, ".try-out__btn"), "Try it out")
+    block.find_element(By.CSS_SELECTOR, ".try-out__btn").click()
+    picture = tmp_path / "part.png"
+    picture.write_bytes(washer_png(9))
+    block.find_element(By.CSS_SELECTOR, 'input[type="file"]').send_keys(str(picture))
+    block.find_element(By.CSS_SELECTOR, ".execute").click()
+    until(lambda: js(driver, "const i = arguments[0].querySelector('.live-responses-table img');"
+                     "return i && i.complete && i.naturalWidth === 48", block),
+          "the overlay picture in the response")
     assert offsite_requests(driver) == []
