@@ -1,4 +1,4 @@
-// Kensa's operator page: Live, Review, Inspect and Yield over the same /v1 API as any client.
+// Kensa's operator page: Live, Review, Inspect, History and Yield over the same /v1 API as any client.
 // Plain JavaScript, no library and no build step. Every text that came from a client is put
 // into the page with textContent (never innerHTML), so it shows as text and never runs.
 "use strict";
@@ -83,7 +83,7 @@ async function refreshLive() {
 
 // ---- Review: unreviewed abnormal parts and the normal ones closest to the threshold.
 const NEAR = 0.8; // a normal part scoring at least this share of its threshold is queued
-const queue = { items: [], at: 0, done: [], defects: [], drag: null, box: null };
+const queue = { items: [], at: 0, done: [], defects: [], drag: null, box: null, keep: false };
 
 async function loadQueue() {
   const [abnormal, normal] = await Promise.all([
@@ -262,6 +262,55 @@ function setupInspect() {
   });
 }
 
+// ---- History: the record filters of GET /v1/inspections, pages by cursor, a CSV link with
+// the same filters; a row opens in the review view (and can be reviewed there).
+const past = { items: [], next: null };
+
+function historyQuery() {
+  const q = new URLSearchParams();
+  for (const [name, value] of new FormData($("history-filters"))) {
+    if (!value) continue;
+    q.set(name, ["since", "until"].includes(name) ? new Date(value).toISOString() : value);
+  }
+  return q;
+}
+
+function historyRow(rec, index) {
+  const row = el("tr", { "data-id": rec.id, tabindex: "0" },
+    el("td", {}, when(rec.created_at)), el("td", {}, verdict(rec)),
+    el("td", { class: "score" }, `${fmt(rec.score)} / ${fmt(rec.threshold)}`),
+    el("td", { class: "source" }, rec.source || ""), el("td", { class: "part" }, rec.part_id || ""),
+    el("td", {}, rec.review ? rec.review.label : ""), el("td", { class: "muted" }, rec.model_version.slice(0, 12)));
+  row.addEventListener("click", () => openInReview(index));
+  return row;
+}
+
+async function loadHistory(more = false) {
+  const q = historyQuery();
+  $("history-csv").href = `/v1/inspections/export?format=csv&${q}`;
+  q.set("limit", "50");
+  if (more && past.next) q.set("cursor", past.next);
+  try {
+    const page = await (await api(`/v1/inspections?${q}`)).json();
+    const start = more ? past.items.length : 0;
+    past.items = (more ? past.items : []).concat(page.items);
+    past.next = page.next;
+    const rows = page.items.map((rec, i) => historyRow(rec, start + i));
+    if (more) $("history-rows").append(...rows); else $("history-rows").replaceChildren(...rows);
+    $("history-more").hidden = !page.next;
+    $("history-status").textContent = `${past.items.length} shown`;
+  } catch (e) {
+    $("history-status").textContent = e.message;
+  }
+}
+
+function openInReview(index) {
+  queue.items = past.items.slice();
+  queue.at = index;
+  queue.keep = true; // the review view shows these instead of loading its own queue
+  location.hash = "#review";
+}
+
 // ---- Yield: counts per hour (24 h) or day (30 days) and source, from GET /v1/stats.
 const COUNTS = ["total", "normal", "abnormal", "yield", "reviewed", "false_alarms", "misses"];
 const SPANS = { hour: 24 * 3600e3, day: 30 * 24 * 3600e3 };
@@ -312,7 +361,10 @@ function showView() {
   clearInterval(live.timer);
   if (name === "live") { refreshLive(); live.timer = setInterval(refreshLive, 1500); }
   if (name === "yield") { refreshYield(); live.timer = setInterval(refreshYield, 10000); }
-  if (name === "review") loadQueue().catch((e) => { $("review-status").textContent = e.message; });
+  if (name === "review" && queue.keep) { queue.keep = false; showItem(); } else if (name === "review") {
+    loadQueue().catch((e) => { $("review-status").textContent = e.message; });
+  }
+  if (name === "history") loadHistory();
 }
 
 function setupLogin() {
@@ -332,6 +384,8 @@ function setupPage() {
   setDefects(JSON.parse($("defects").textContent));
   $("live-filters").addEventListener("input", () => { live.cards.clear(); refreshLive(); });
   $("yield-filters").addEventListener("input", refreshYield);
+  $("history-filters").addEventListener("change", () => loadHistory());
+  $("history-more").addEventListener("click", () => loadHistory(true));
   $("new-defect").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && e.target.checkValidity() && e.target.value) {
       const name = e.target.value;

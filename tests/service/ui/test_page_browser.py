@@ -172,6 +172,23 @@ def test_operator_signs_in_inspects_watches_and_reviews_with_the_keyboard(server
     until(lambda: total("total") == "4", "the yield totals")
     assert (total("reviewed"), total("false_alarms"), total("misses")) == ("3", "1", "0")
 
+    # History: a filter, the CSV link with the same filter, a row opens in the review view
+    driver.get(f"{server}/ui/#history")
+
+    def rows() -> list[str]:
+        return js(driver, "return [...document.querySelectorAll('#history-rows tr')]"
+                  ".map(r => r.dataset.id)")
+
+    until(lambda: len(rows()) == 4, "all four records in History")
+    source = driver.find_element(By.CSS_SELECTOR, '#history-filters [name="source"]')
+    source.send_keys("line-2\t")
+    until(lambda: rows() == [ids["plain"]], "the filtered history")
+    csv_link = driver.find_element(By.ID, "history-csv").get_attribute("href")
+    assert "source=line-2" in csv_link
+    assert api.get(csv_link.replace(server, "")).text.count("\n") == 2  # header + one record
+    driver.find_element(By.CSS_SELECTOR, f'#history-rows tr[data-id="{ids["plain"]}"]').click()
+    until(lambda: current() == ids["plain"], "the record opened in the review view")
+
     # nothing a client sent ever ran, and nothing loaded from beyond loopback
     assert js(driver, "return window.pwned") is None
     with pytest.raises(NoAlertPresentException):
