@@ -27,6 +27,7 @@ from .config import Settings, get_settings
 from .labels import LabelStore
 from .middleware import BodyLimitMiddleware, RequestMetricsMiddleware
 from .monitoring import Metrics, configure_logging
+from .overlays import OverlayCache
 from .recording import open_store
 from .routes import router
 
@@ -154,6 +155,7 @@ def create_app(settings: Settings | None = None, *, inspector: Any = None) -> Fa
     app.state.batcher = None
     app.state.store = None
     app.state.labels = folder_labels(settings)
+    app.state.overlays = OverlayCache()  # the page asks for the same overlays again and again
     errors.register(app)
     app.include_router(router)
     app.mount(ui.STATIC_URL, StaticFiles(directory=ui.STATIC), name="ui-static")
