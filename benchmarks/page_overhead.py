@@ -11,7 +11,6 @@ setting and the ratio (issue 29's target: ten pages cost less than 5 % of throug
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import tempfile
@@ -19,7 +18,7 @@ import time
 
 import httpx
 
-from .records_overhead import load, start, washers
+from .records_overhead import load, one_round, side_by_side_arguments, washers
 
 REFRESH_S = 1.5  # the page's Live refresh (service/ui/static/kensa.js)
 
@@ -48,13 +47,8 @@ async def with_pages(base: str, bodies: list[bytes], clients: int, seconds: floa
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True)
-    p.add_argument("--size", type=int, default=256, help="upload side, pixels")
-    p.add_argument("--clients", type=int, default=8)
+    p = side_by_side_arguments(__doc__.split("\n\n")[0])
     p.add_argument("--pages", type=int, default=10)
-    p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--rounds", type=int, default=3)
     a = p.parse_args()
     bodies = washers(a.size, 32)
     runs: dict[int, list[list[float]]] = {0: [], a.pages: []}
@@ -62,14 +56,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for n in range(a.rounds):
             for pages, results in runs.items():
-                proc, base = start(a.model, {"KENSA_DATA_DIR": f"{tmp}/{n}-{pages}"})
-                try:
-                    asyncio.run(load(base, bodies, a.clients, 2.0))  # warm-up
-                    results.append(asyncio.run(with_pages(
-                        base, bodies, a.clients, a.seconds, pages, counts)))
-                finally:
-                    proc.terminate()
-                    proc.wait(30)
+                results.append(one_round(
+                    a.model, {"KENSA_DATA_DIR": f"{tmp}/{n}-{pages}"}, bodies, a.clients,
+                    lambda base, pages=pages: with_pages(base, bodies, a.clients, a.seconds,
+                                                         pages, counts)))
     rate = {}
     for pages, rounds in runs.items():
         rates = [len(lat) / a.seconds for lat in rounds]
