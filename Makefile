@@ -114,7 +114,8 @@ demo: install
 	img=$${img:-$$(find "$(DEMO_DATA)" -type f \( -name '*.png' -o -name '*.jpg' \) | sort | head -n 1 || true)}; \
 	echo; \
 	echo "Kensa is starting on http://$(HOST):$(PORT)"; \
-	echo "  Swagger UI:  http://$(HOST):$(PORT)/docs"; \
+	echo "  Operator page: http://$(HOST):$(PORT)/ui/  (live view, review queue, inspect, yield)"; \
+	echo "  Swagger UI:    http://$(HOST):$(PORT)/docs"; \
 	echo "  Inspect a demo image (paste into another terminal):"; \
 	echo "    curl -s -F 'file=@$$img' http://$(HOST):$(PORT)/v1/inspect"; \
 	echo "  Every answer is recorded in kensa-data/ (GET /v1/inspections, review with PUT"; \

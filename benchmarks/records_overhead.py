@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -81,13 +82,32 @@ async def load(base: str, bodies: list[bytes], clients: int, seconds: float) -> 
     return latencies
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def side_by_side_arguments(description: str) -> argparse.ArgumentParser:
+    """The flags of the side-by-side benchmarks: bundle, upload size, clients, time, rounds."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--model", required=True)
     p.add_argument("--size", type=int, default=256, help="upload side, pixels")
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--rounds", type=int, default=3)
+    return p
+
+
+def one_round(model: str, env_extra: dict[str, str], bodies: list[bytes], clients: int,
+              measure: Callable[[str], Awaitable[list[float]]]) -> list[float]:
+    """Starts a server with ``env_extra``, warms it up for 2 s, returns ``measure(base)``'s
+    latencies and stops it."""
+    proc, base = start(model, env_extra)
+    try:
+        asyncio.run(load(base, bodies, clients, 2.0))  # warm-up
+        return asyncio.run(measure(base))
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def main() -> None:
+    p = side_by_side_arguments(__doc__.split("\n\n")[0])
     p.add_argument("--keep-images", default="abnormal")
     a = p.parse_args()
     bodies = washers(a.size, 32)
@@ -97,13 +117,9 @@ def main() -> None:
                     "on": {"KENSA_DATA_DIR": f"{tmp}/data", "KENSA_KEEP_IMAGES": a.keep_images}}
         for _ in range(a.rounds):
             for name in ("off", "on"):
-                proc, base = start(a.model, settings[name])
-                try:
-                    asyncio.run(load(base, bodies, a.clients, 2.0))  # warm-up
-                    runs[name].append(asyncio.run(load(base, bodies, a.clients, a.seconds)))
-                finally:
-                    proc.terminate()
-                    proc.wait(30)
+                runs[name].append(one_round(
+                    a.model, settings[name], bodies, a.clients,
+                    lambda base: load(base, bodies, a.clients, a.seconds)))
     result = {}
     for name, rounds in runs.items():
         rates = [len(lat) / a.seconds for lat in rounds]

@@ -14,18 +14,20 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from models import __version__ as VERSION
 from models.errors import BundleError
 
-from . import errors
+from . import errors, ui
 from .batcher import Batcher
 from .config import Settings, get_settings
 from .labels import LabelStore
 from .middleware import BodyLimitMiddleware, RequestMetricsMiddleware
 from .monitoring import Metrics, configure_logging
+from .overlays import OverlayCache
 from .recording import open_store
 from .routes import router
 
@@ -145,6 +147,7 @@ def create_app(settings: Settings | None = None, *, inspector: Any = None) -> Fa
     metrics = Metrics()
     app = FastAPI(title="Kensa inspection service", version=VERSION, description=DESCRIPTION,
                   openapi_tags=TAGS, lifespan=lifespan(settings, metrics, inspector),
+                  docs_url=None, redoc_url=None,  # self-hosted instead: routes/docs.py
                   form_limits={"max_files": settings.max_batch, "max_fields": 16})
     app.state.settings = settings
     app.state.metrics = metrics
@@ -152,8 +155,10 @@ def create_app(settings: Settings | None = None, *, inspector: Any = None) -> Fa
     app.state.batcher = None
     app.state.store = None
     app.state.labels = folder_labels(settings)
+    app.state.overlays = OverlayCache()  # the page asks for the same overlays again and again
     errors.register(app)
     app.include_router(router)
+    app.mount(ui.STATIC_URL, StaticFiles(directory=ui.STATIC), name="ui-static")
     # the last added is the outermost: metrics see the body limiter's 413s too
     app.add_middleware(BodyLimitMiddleware, max_upload_bytes=settings.max_upload_bytes,
                        max_batch=settings.max_batch)

@@ -15,7 +15,7 @@ from fastapi.security import APIKeyHeader
 
 from .batcher import Batcher
 from .config import MIN_THRESHOLD, MIN_THRESHOLD_WHY, Settings
-from .errors import InvalidParameter, LabelingOff, NotReady, Unauthorized
+from .errors import Forbidden, InvalidParameter, LabelingOff, NotReady, Unauthorized
 from .labels import LabelStore
 from .monitoring import Metrics
 
@@ -29,6 +29,10 @@ NOT_READY = "the model is not loaded yet: retry when /health/ready answers 200"
 LABELS_OFF = ("labeling is off on this server: start it with KENSA_LABELS_DIR set to a "
               "writable folder, where labeled images and labels.csv are kept for "
               "`kensa train --labels`")
+
+SESSION_COOKIE = "kensa_key"  # the operator page's login keeps the key here (HttpOnly)
+PAGE_HEADER = "X-Kensa-Page"  # sent by the page's script on every call
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False, scheme_name="APIKey",
@@ -64,19 +68,36 @@ def label_store(request: Request) -> LabelStore:
     return store
 
 
+def key_is_valid(key: str, keys: list[str]) -> bool:
+    """Whether ``key`` is one of ``keys``, in constant time."""
+    # compare against every key so the time taken says nothing about which one was close
+    matches = [hmac.compare_digest(key.encode(), k.encode()) for k in keys]
+    return any(matches)
+
+
 def require_api_key(request: Request,
                     key: Annotated[str | None, Security(api_key_header)] = None) -> None:
-    """Checks ``X-API-Key`` against KENSA_API_KEYS in constant time (open when unset)."""
+    """Checks ``X-API-Key`` against KENSA_API_KEYS in constant time (open when unset).
+
+    The operator page's browser sends the key as the HttpOnly cookie its login set instead;
+    a state-changing call made that way must also carry ``X-Kensa-Page``, a header that a
+    cross-site form cannot send (403 otherwise).
+    """
     keys = request.app.state.settings.api_keys
     if not keys:
         return
+    from_cookie = not key
+    key = key or request.cookies.get(SESSION_COOKIE)
     if not key:
         raise Unauthorized("missing X-API-Key header: this server needs an API key on /v1/*; "
                            "ask its operator for one")
-    # compare against every key so the time taken says nothing about which one was close
-    matches = [hmac.compare_digest(key.encode(), k.encode()) for k in keys]
-    if not any(matches):
-        raise Unauthorized("the X-API-Key header is not a valid key for this server")
+    if not key_is_valid(key, keys):
+        raise Unauthorized("the key the page saved is no longer valid: sign in again at /ui/"
+                           if from_cookie else
+                           "the X-API-Key header is not a valid key for this server")
+    if from_cookie and request.method not in SAFE_METHODS and PAGE_HEADER not in request.headers:
+        raise Forbidden(f"a call signed in by the page's cookie must carry the {PAGE_HEADER} "
+                        "header (cross-site forms cannot send it); send X-API-Key instead")
 
 
 def parse_include(include: Annotated[str | None, Query(

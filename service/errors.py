@@ -100,6 +100,10 @@ class Unauthorized(ServiceError):
     headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": "APIKey"}
 
 
+class Forbidden(ServiceError):
+    status = 403
+
+
 class Overloaded(ServiceError):
     status = 503
 

@@ -1,5 +1,6 @@
 """The HTTP API, one module per resource: health, the loaded model, inspection, operator
-labels, recorded inspections, operations (metrics). :data:`router` holds them all, in the order Swagger UI lists
+labels, recorded inspections, operations (metrics); and the pages: Swagger UI and ReDoc
+(self-hosted) and the operator page. :data:`router` holds them all, in the order Swagger UI lists
 them.
 """
 
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import health, inspect, inspections, labels, model, operations
+from . import docs, health, inspect, inspections, labels, model, operations, page
 
 router = APIRouter()
 router.include_router(health.router)
@@ -16,3 +17,5 @@ router.include_router(inspect.router)
 router.include_router(labels.router)
 router.include_router(inspections.router)
 router.include_router(operations.router)
+router.include_router(docs.router)
+router.include_router(page.router)

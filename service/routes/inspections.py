@@ -202,17 +202,23 @@ async def get_image(store: StoreDep, ident: str) -> Response:
 @router.get("/inspections/{ident}/overlay", response_class=Response,
             summary="Overlay of the kept image",
             description="A JPEG of the kept image with the anomaly heatmap and defect "
-                        "contours, rendered by the loaded model with the record's threshold.",
+                        "contours, rendered by the loaded model with the record's threshold "
+                        "(once: the server keeps the latest few hundred).",
             responses={200: {"content": {"image/jpeg": {}}}} | E404 | E503)
 async def get_overlay(store: StoreDep, batcher: BatcherDep, request: Request,
                       ident: str) -> Response:
     row, data = await _kept_image(store, ident)
     settings = request.app.state.settings
-    async with batcher.gate.hold(uploads.inflight_bytes(data)):
-        image = await run_in_threadpool(uploads.decode, data, settings.image_limits)
-        [result] = await batcher.inspect([image], row["threshold"])
-        jpeg = await run_in_threadpool(pictures.overlay_jpeg, image, result.anomaly_map,
-                                       result.pixel_threshold, result.mask)
+    cache = request.app.state.overlays
+    key = (row["sha256"], row["threshold"], request.app.state.inspector.info.get("version"))
+    jpeg = cache.get(key)
+    if jpeg is None:
+        async with batcher.gate.hold(uploads.inflight_bytes(data)):
+            image = await run_in_threadpool(uploads.decode, data, settings.image_limits)
+            [result] = await batcher.inspect([image], row["threshold"])
+            jpeg = await run_in_threadpool(pictures.overlay_jpeg, image, result.anomaly_map,
+                                           result.pixel_threshold, result.mask)
+        cache.put(key, jpeg)
     return Response(jpeg, media_type="image/jpeg")
 
 
