@@ -6,7 +6,7 @@ from alembic.runtime.migration import MigrationContext
 from service.store.database import current_revision, make_engine, table_names, upgrade
 from service.store.tables import metadata
 
-HEAD = "0002"
+HEAD = "0003"
 
 
 def test_migrations_build_the_schema_from_an_empty_database(db_url):
@@ -15,7 +15,7 @@ def test_migrations_build_the_schema_from_an_empty_database(db_url):
     upgrade(eng)
     assert current_revision(eng) == HEAD
     assert table_names(eng) == ["alembic_version", "inspections", "label_imports", "labels",
-                                "reviews"]
+                                "outbox", "reviews", "sink_positions"]
     eng.dispose()
 
 
