@@ -159,7 +159,9 @@ class Subscriber:
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                              clean_session=False, protocol=mqtt.MQTTv311)
         client.reconnect_delay_set(0.05, 0.5)
-        client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+        # subscribing again on a kept session would replay the retained messages
+        client.on_connect = lambda c, u, flags, rc, p: (
+            self.subscribed.set() if flags.session_present else c.subscribe(topic, qos=1))
         client.on_subscribe = lambda *a: self.subscribed.set()
         client.on_message = self._keep
         client.connect("127.0.0.1", port)
