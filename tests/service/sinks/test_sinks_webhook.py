@@ -118,3 +118,22 @@ def test_nothing_answered_is_lost_to_the_sink_by_a_kill_9(tiny_bundle, receiver,
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
+
+
+def test_beyond_its_backlog_a_sink_that_is_down_drops_the_oldest_and_counts_them(
+        make_client, receiver, tmp_path):
+    port = free_port()  # the receiver is down
+    client = make_client(sinks_file=sinks_file(tmp_path, {
+        "name": "mes", "type": "webhook", "url": f"http://127.0.0.1:{port}/hook",
+        "max_backlog": 3}))
+    answers = inspect(client, 6)
+    assert wait_for(lambda: metric(client, "kensa_sink_dropped_total", "mes") >= 2)
+    hook = receiver(port=port)
+    assert wait_for(lambda: len(hook.accepted()) >= 3)
+    assert wait_for(lambda: metric(client, "kensa_sink_backlog", "mes") == 0)
+    got = [json.loads(b)["id"] for _, b in hook.accepted()]
+    # the oldest went as the backlog overflowed (how many depends on when the receiver came
+    # back); the newest three always arrive, and every record is either delivered or counted
+    assert got[-3:] == [a["id"] for a in answers[-3:]]
+    dropped = metric(client, "kensa_sink_dropped_total", "mes")
+    assert len(got) + dropped == 6
