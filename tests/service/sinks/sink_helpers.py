@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
+from store.store_helpers import wait_for  # noqa: F401  (re-exported for the sink tests)
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 REQUIRE_MOSQUITTO = os.environ.get("KENSA_REQUIRE_MOSQUITTO") == "1"
@@ -32,15 +33,6 @@ def sinks_file(folder: Path, *sinks: dict) -> Path:
     path = Path(folder) / "sinks.yaml"
     path.write_text(yaml.safe_dump({"sinks": [FAST | s for s in sinks]}))
     return path
-
-
-def wait_for(check, timeout_s: float = 30.0, every_s: float = 0.05):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(every_s)
 
 
 class Receiver:

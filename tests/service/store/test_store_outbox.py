@@ -3,12 +3,12 @@ sink is past; on SQLite and PostgreSQL."""
 
 from sqlalchemy import delete
 
-from service.store.database import current_revision, make_engine, upgrade
+from service.store.database import current_revision, upgrade
 from service.store.outbox import Outbox
 from service.store.records import Records
 from service.store.tables import inspections
 
-from .store_helpers import row
+from .store_helpers import engine_at, row
 
 
 def ids_after(box: Outbox, seq: int) -> list[str]:
@@ -66,15 +66,7 @@ def test_a_record_deleted_by_retention_comes_out_as_none(engine):
 
 
 def test_a_database_at_0002_upgrades_to_the_outbox_and_keeps_its_records(db_url):
-    from alembic import command
-
-    from service.store.database import alembic_config
-
-    eng = make_engine(db_url)
-    cfg = alembic_config(db_url)
-    with eng.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0002")
+    eng = engine_at(db_url, "0002")
     kept = row()
     Records(eng).add([kept])
     upgrade(eng)
