@@ -172,7 +172,10 @@ class Watcher:
     def _handle(self, name: str) -> None:
         path = self.config.folder / name
         self.closed.discard(name)
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return  # taken away before it was sent
         digest = hashlib.sha256(data).hexdigest()
         entry = self.journal.open.get(name)
         if entry is not None and entry.get("sha256") != digest:

@@ -81,12 +81,16 @@ class SinkWorker:
         """Delivers one page; False when there was nothing to do."""
         self._trim()
         entries = self.outbox.after(self.position, PAGE)
+        saved = self.position
         for seq, record in entries:
-            wanted = record is not None and self.config.wants(record)
-            if wanted and not self._deliver(record):
-                return True  # stopping, or the backlog was trimmed: read again
+            if record is not None and self.config.wants(record):
+                if not self._deliver(record):
+                    return True  # stopping, or the backlog was trimmed: read again
+                self.outbox.advance(self.config.name, seq)
+                saved = seq
             self.position = seq
-            self.outbox.advance(self.config.name, seq)
+        if self.position != saved:  # records the filter skipped: one write for the page
+            self.outbox.advance(self.config.name, self.position)
         self.backlog.set(self.outbox.count_after(self.position))
         return bool(entries)
 
