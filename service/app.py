@@ -30,6 +30,7 @@ from .monitoring import Metrics, configure_logging
 from .overlays import OverlayCache
 from .recording import open_store
 from .routes import router
+from .sinks import SinksConfigError, names, sinks_of, start_dispatcher
 
 log = logging.getLogger("kensa.service")
 
@@ -83,15 +84,19 @@ def lifespan(settings: Settings, metrics: Metrics, inspector: Any = None):
         try:
             loaded = inspector if inspector is not None else await run_in_threadpool(
                 load_inspector, settings)
-        except BundleError as exc:
+            sinks = sinks_of(settings)
+        except (BundleError, SinksConfigError) as exc:
             log.error("cannot start: %s", exc)
             raise
-        store = open_store(settings, metrics.registry)
+        dispatcher = None
+        store = open_store(settings, metrics.registry, names(sinks),
+                           on_written=lambda: dispatcher and dispatcher.notify())
         if store is not None:
             await run_in_threadpool(store.open)
             await run_in_threadpool(adopt_labels, store, settings)
             app.state.labels = store.labels
         app.state.store = store
+        dispatcher = start_dispatcher(sinks, store, metrics.registry)
         batcher = Batcher(loaded, max_size=settings.batch_max_size,
                           wait_ms=settings.batch_wait_ms, queue_size=settings.queue_size,
                           max_inflight_bytes=settings.max_inflight_bytes,
@@ -110,6 +115,8 @@ def lifespan(settings: Settings, metrics: Metrics, inspector: Any = None):
         finally:
             app.state.inspector = app.state.batcher = None
             await batcher.stop()
+            if dispatcher is not None:
+                await run_in_threadpool(dispatcher.stop)
             if store is not None:
                 app.state.store = None
                 app.state.labels = folder_labels(settings)
@@ -198,6 +205,10 @@ def run(model: str | None = None, host: str | None = None, port: int | None = No
         except OSError as exc:
             _fail(f"KENSA_LABELS_DIR {settings.labels_dir} is not a writable folder "
                   f"({exc.strerror or exc}): fix its permissions or mount, or unset it")
+    try:
+        sinks_of(settings)
+    except SinksConfigError as exc:
+        _fail(str(exc))
     try:
         inspector = load_inspector(settings)
     except BundleError as exc:

@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval(commands)
     add_serve(commands)
     add_db(commands)
+    add_watch(commands)
     add_bench(commands)
     return parser
 
@@ -148,6 +149,24 @@ def add_db(commands) -> None:
                                                 "file in the data folder")
     upgrade.add_argument("--data-dir", type=Path,
                          help="default KENSA_DATA_DIR, else ./kensa-data")
+
+
+def add_watch(commands) -> None:
+    watch = commands.add_parser("watch", help="inspect the images dropped into a folder "
+                                              "(cameras writing over FTP or SMB)")
+    watch.add_argument("folder", type=Path, metavar="DIR", help="the folder cameras write to")
+    watch.add_argument("--url", required=True, help="the Kensa server, http://host:8000")
+    watch.add_argument("--source", help="source name sent with every image (camera, station)")
+    watch.add_argument("--done", type=Path, help="where inspected images and their verdict "
+                                                 "JSON go (default DIR/done)")
+    watch.add_argument("--failed", type=Path, help="where refused files and their error go "
+                                                   "(default DIR/failed)")
+    watch.add_argument("--api-key", default=os.environ.get("KENSA_API_KEY"),
+                       help="X-API-Key (default env KENSA_API_KEY)")
+    watch.add_argument("--settle", type=float, default=1.0, metavar="S",
+                       help="a file whose size stood still this long is complete (default 1)")
+    watch.add_argument("--once", action="store_true",
+                       help="inspect what is there, then stop (default: watch until Ctrl-C)")
 
 
 def add_bench(commands) -> None:
@@ -306,6 +325,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    import signal
+
+    from service.watch import WatchConfig, Watcher
+
+    folder = args.folder
+    if not folder.is_dir():
+        print(f"kensa watch: error: {folder} is not a folder", file=sys.stderr)
+        return 2
+    watcher = Watcher(WatchConfig(
+        folder=folder, url=args.url, done=args.done or folder / "done",
+        failed=args.failed or folder / "failed", source=args.source, api_key=args.api_key,
+        settle_s=args.settle))
+    signal.signal(signal.SIGTERM, lambda *_: watcher.stop())
+    counts = watcher.run(once=args.once)
+    print(f"kensa watch: {counts['done']} inspected, {counts['failed']} refused")
+    return 0
+
+
 def cmd_bench(argv: list[str]) -> int:
     """``kensa bench ARGS`` is ``python -m benchmarks ARGS``; 2 where benchmarks/ is absent."""
     try:
@@ -340,7 +378,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"make-demo-data": cmd_make_demo_data, "train": cmd_train, "eval": cmd_eval,
-            "serve": cmd_serve, "db": cmd_db}
+            "serve": cmd_serve, "db": cmd_db, "watch": cmd_watch}
 
 
 def main(argv: list[str] | None = None) -> int:

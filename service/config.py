@@ -98,6 +98,9 @@ class Settings(BaseSettings):
                                 "records lose their images first.")
     record_retention_days: float = Field(
         365.0, gt=0, description="Days a record (and its review) is kept.")
+    sinks_file: Path | None = Field(
+        None, description="YAML file of the sinks (webhook, MQTT) every verdict is delivered "
+                          "to, through the records store's outbox; unset: none.")
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -138,7 +141,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("model", "threshold", "labels_dir", "database_url", "image_store_max_gb",
-                     "bundle_key", mode="before")
+                     "bundle_key", "sinks_file", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         # compose passes `KENSA_THRESHOLD=` from .env as an empty string: that means unset

@@ -83,9 +83,11 @@ async def record(request: Request, answers: list[tuple[InspectionResult, bytes]]
                                  for body, data in answers])
 
 
-def open_store(settings: Settings, registry) -> Store | None:
+def open_store(settings: Settings, registry, sinks: tuple[str, ...] = (),
+               on_written=None) -> Store | None:
     """The store the settings describe, with its metrics in ``registry`` (not yet opened);
-    None when recording is off."""
+    None when recording is off. ``sinks``: the names of the sinks records are queued for;
+    ``on_written``: called after records reach the database."""
     if not settings.records:
         return None
     pending = Gauge("kensa_records_pending",
@@ -98,8 +100,9 @@ def open_store(settings: Settings, registry) -> Store | None:
         data_dir=settings.data_dir, database_url=settings.database_url,
         keep_images=settings.keep_images,
         retention=Retention(settings.image_retention_days, settings.record_retention_days,
-                            settings.image_store_max_gb))
-    return Store(config, on_pending=pending.set, on_failure=failures.inc)
+                            settings.image_store_max_gb), sinks=tuple(sinks))
+    return Store(config, on_pending=pending.set, on_failure=failures.inc,
+                 on_written=on_written)
 
 
 def records_state(request: Request) -> str:

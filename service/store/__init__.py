@@ -11,4 +11,5 @@ Kept images lie under ``KENSA_DATA_DIR/images``, named by their SHA-256 (same by
 * :mod:`.journal`    the append-only file that holds records while the database is away
 * :mod:`.recorder`   the writer thread: one transaction per batch, journal on failure
 * :mod:`.retention`  pruning old images and records
+* :mod:`.outbox`     what the sinks (webhook, MQTT) still have to deliver, in order
 """

@@ -66,18 +66,21 @@ class Recorder:
             that began at start-up.
         on_pending: called with the number of journaled records whenever it changes.
         on_failure: called once per batch the database refused.
+        on_written: called after records reached the database (wakes the sinks).
     """
 
     def __init__(self, records: Records, images: ImageFolder, journal: Journal,
                  keep: str = "abnormal", upgrade: Callable[[], None] | None = None,
                  on_pending: Callable[[int], None] | None = None,
-                 on_failure: Callable[[], None] | None = None, retry_s: float = 2.0) -> None:
+                 on_failure: Callable[[], None] | None = None, retry_s: float = 2.0,
+                 on_written: Callable[[], None] | None = None) -> None:
         if keep not in KEEP:
             raise ValueError(f"keep must be one of {KEEP}")
         self.records, self.images, self.journal, self.keep = records, images, journal, keep
         self.upgrade = upgrade
         self.on_pending = on_pending or (lambda n: None)
         self.on_failure = on_failure or (lambda: None)
+        self.on_written = on_written or (lambda: None)
         self.retry_s = retry_s
         self.schema_ready = upgrade is None
         self.pending = journal.pending()
@@ -167,6 +170,7 @@ class Recorder:
         if not self.degraded:
             try:
                 self.records.add(rows)
+                self.on_written()
                 return
             except SQLAlchemyError as exc:
                 self.on_failure()
@@ -188,6 +192,7 @@ class Recorder:
             if self.pending or self.journal.pending():
                 moved = self.journal.drain(self.records.add)
                 log.info("records database back: wrote %d journaled record(s)", moved)
+                self.on_written()
             self.pending = 0
             self.on_pending(0)
         except SQLAlchemyError as exc:

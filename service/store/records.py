@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from models.errors import KensaError
 
+from .outbox import enqueue
 from .tables import inspections, reviews, utcnow
 
 MAX_LIMIT = 500
@@ -84,21 +85,29 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 class Records:
     """The records tables on one engine. Every method is one short transaction; safe to use
-    from several threads and several processes."""
+    from several threads and several processes.
 
-    def __init__(self, engine: Engine) -> None:
+    Args:
+        outbox: also queue every new record for the sinks, in the same transaction.
+    """
+
+    def __init__(self, engine: Engine, outbox: bool = False) -> None:
         self.engine = engine
+        self.outbox = outbox
         dialect = engine.dialect.name
         self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
 
     def add(self, rows: list[dict]) -> None:
-        """Writes ``rows`` in one transaction; ids already present are skipped (journal
-        replays and retries write nothing twice)."""
+        """Writes ``rows`` in one transaction (with their outbox rows when sinks are
+        configured); ids already present are skipped (journal replays and retries write
+        nothing twice)."""
         if not rows:
             return
         stmt = self._insert(inspections).on_conflict_do_nothing(index_elements=["id"])
         with self.engine.begin() as conn:
             conn.execute(stmt, rows)
+            if self.outbox:
+                enqueue(conn, [r["id"] for r in rows])
 
     def get(self, ident: str) -> dict | None:
         with self.engine.connect() as conn:

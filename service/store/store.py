@@ -15,6 +15,7 @@ from .database import database_url, make_engine, upgrade
 from .images import ImageFolder
 from .journal import Journal
 from .labels import StoreLabels
+from .outbox import Outbox
 from .recorder import Recorder
 from .records import Records
 from .retention import Retention, prune
@@ -32,25 +33,30 @@ class StoreConfig:
     retention: Retention = field(default_factory=Retention)
     prune_interval_s: float = 600.0
     retry_s: float = 2.0
+    sinks: tuple[str, ...] = ()  # names of the configured sinks: records are queued for them
 
 
 class Store:
     """Args:
         config: where things go and the policies.
         on_pending, on_failure: the recorder's metric hooks.
+        on_written: called after records reached the database (the sinks' dispatcher).
     """
 
-    def __init__(self, config: StoreConfig, on_pending=None, on_failure=None) -> None:
+    def __init__(self, config: StoreConfig, on_pending=None, on_failure=None,
+                 on_written=None) -> None:
         self.config = config
         self.url = database_url(config.data_dir, config.database_url)
         self.engine: Engine = make_engine(self.url)
-        self.records = Records(self.engine)
+        self.records = Records(self.engine, outbox=bool(config.sinks))
+        self.outbox = Outbox(self.engine)
         self.images = ImageFolder(Path(config.data_dir) / "images")
         self.journal = Journal(Path(config.data_dir) / "journal" / "records.jsonl")
         self.labels = StoreLabels(self.engine, self.images)
         self.recorder = Recorder(self.records, self.images, self.journal, config.keep_images,
                                  upgrade=lambda: upgrade(self.engine), on_pending=on_pending,
-                                 on_failure=on_failure, retry_s=config.retry_s)
+                                 on_failure=on_failure, retry_s=config.retry_s,
+                                 on_written=on_written)
         self._stop = threading.Event()
         self._pruner = threading.Thread(target=self._prune_loop, name="kensa-prune",
                                         daemon=True)
@@ -75,7 +81,9 @@ class Store:
         self.engine.dispose()
 
     def prune(self) -> dict[str, int]:
-        return prune(self.engine, self.images, self.config.retention)
+        done = prune(self.engine, self.images, self.config.retention)
+        done["outbox"] = self.outbox.prune(list(self.config.sinks))
+        return done
 
     def _prune_loop(self) -> None:
         # first pass soon after start, then every interval

@@ -104,3 +104,19 @@ label_imports = Table(
     Column("rows", Integer, nullable=False),
     Column("imported_at", UTCDateTime, nullable=False),
 )
+
+outbox = Table(
+    "outbox", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True,
+           comment="delivery order: sinks deliver records in this order"),
+    Column("inspection_id", String(36), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ux_outbox_inspection_id", "inspection_id", unique=True),
+)
+
+sink_positions = Table(
+    "sink_positions", metadata,
+    Column("sink", String(64), primary_key=True, comment="a sink's name in KENSA_SINKS_FILE"),
+    Column("position", Integer, nullable=False, comment="the last outbox seq it is done with"),
+    Column("updated_at", UTCDateTime, nullable=False),
+)

@@ -25,6 +25,20 @@ def row(label: str = "normal", when: datetime | None = None, **extra) -> dict:
     return base | extra
 
 
+def engine_at(db_url: str, revision: str):
+    """An engine on ``db_url`` with the schema migrated only as far as ``revision``."""
+    from alembic import command
+
+    from service.store.database import alembic_config, make_engine
+
+    eng = make_engine(db_url)
+    cfg = alembic_config(db_url)
+    with eng.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+    return eng
+
+
 def ago(**delta) -> datetime:
     return datetime.now(UTC) - timedelta(**delta)
 

@@ -6,7 +6,7 @@ from alembic.runtime.migration import MigrationContext
 from service.store.database import current_revision, make_engine, table_names, upgrade
 from service.store.tables import metadata
 
-HEAD = "0002"
+HEAD = "0003"
 
 
 def test_migrations_build_the_schema_from_an_empty_database(db_url):
@@ -15,23 +15,16 @@ def test_migrations_build_the_schema_from_an_empty_database(db_url):
     upgrade(eng)
     assert current_revision(eng) == HEAD
     assert table_names(eng) == ["alembic_version", "inspections", "label_imports", "labels",
-                                "reviews"]
+                                "outbox", "reviews", "sink_positions"]
     eng.dispose()
 
 
 def test_a_database_at_0001_upgrades_and_keeps_its_records(db_url):
-    from alembic import command
-
-    from service.store.database import alembic_config
     from service.store.records import Records
 
-    from .store_helpers import row
+    from .store_helpers import engine_at, row
 
-    eng = make_engine(db_url)
-    cfg = alembic_config(db_url)
-    with eng.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0001")
+    eng = engine_at(db_url, "0001")
     kept = row()
     Records(eng).add([kept])
     upgrade(eng)

@@ -1,0 +1,44 @@
+"""Sinks: every recorded verdict, delivered to the line (webhook, MQTT) from the outbox.
+
+* :mod:`.config`    ``KENSA_SINKS_FILE`` (YAML): which sinks, their filters, checked at start
+* :mod:`.webhook`   POST of the record as JSON, signed (``X-Kensa-Signature``)
+* :mod:`.mqtt`      publish to an MQTT broker, QoS 1, the last verdict per topic retained
+* :mod:`.dispatch`  one thread per sink: reads the outbox in order, retries with backoff,
+                    drops beyond the backlog, counts it all for Prometheus
+"""
+
+from __future__ import annotations
+
+from ..config import Settings
+from .config import SinksConfigError, SinksFile, load_sinks
+
+
+def sinks_of(settings: Settings) -> SinksFile | None:
+    """The sinks ``KENSA_SINKS_FILE`` names (None when unset).
+
+    Raises:
+        SinksConfigError: the file is wrong, or recording is off (the outbox lives in the
+            records store).
+    """
+    if settings.sinks_file is None:
+        return None
+    if not settings.records:
+        raise SinksConfigError(f"KENSA_SINKS_FILE {settings.sinks_file} needs recording on: "
+                               "sinks are fed from the records store's outbox; unset "
+                               "KENSA_RECORDS=off or unset KENSA_SINKS_FILE")
+    return load_sinks(settings.sinks_file)
+
+
+def names(sinks: SinksFile | None) -> tuple[str, ...]:
+    return tuple(s.name for s in sinks.sinks) if sinks else ()
+
+
+def start_dispatcher(sinks: SinksFile | None, store, registry):
+    """Starts delivering ``store``'s outbox to ``sinks``; None when there are none."""
+    if not sinks or store is None:
+        return None
+    from .dispatch import Dispatcher
+
+    dispatcher = Dispatcher(sinks, store.outbox, registry)
+    dispatcher.start()
+    return dispatcher

@@ -1,0 +1,92 @@
+"""KENSA_SINKS_FILE: a good file loads, every bad one stops the server naming the field."""
+
+import subprocess
+import sys
+
+import pytest
+
+from service.app import create_app
+from service.sinks import SinksConfigError, sinks_of
+from service.sinks.config import load_sinks
+from service.sinks.mqtt import topic_of
+
+from .sink_helpers import free_port
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "sinks.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_good_file_loads_with_its_defaults(tmp_path):
+    sinks = load_sinks(write(tmp_path, """
+sinks:
+  - {name: mes, type: webhook, url: "https://mes.local/kensa", secret: k}
+  - {name: gate, type: mqtt, host: broker, filter: abnormal, source: line-2/cam-1,
+     tls: {ca_file: /etc/ca.pem}, username: kensa, password: pw}
+"""))
+    mes, gate = sinks.sinks
+    assert (mes.type, mes.timeout_s, mes.filter, mes.max_backlog) == ("webhook", 5.0, "all",
+                                                                     100_000)
+    assert (gate.port, gate.qos, gate.retain, gate.source) == (1883, 1, True, ["line-2/cam-1"])
+    assert gate.topic == "kensa/{part}/{source}/verdict"
+    row = {"label": "abnormal", "source": "line-2/cam-1", "model_name": "screws"}
+    assert gate.wants(row) and not gate.wants(row | {"label": "normal"})
+    assert not gate.wants(row | {"source": "cam-9"})
+    assert topic_of(gate.topic, row) == "kensa/screws/line-2/cam-1/verdict"
+    assert topic_of(gate.topic, row | {"source": None}) == "kensa/screws/none/verdict"
+    assert topic_of("k/{source}", {"source": "a+b#"}) == "k/a_b_"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("sinks: [{name: a, type: webhook, url: 'ftp://x'}]",
+     "sinks[0].url: 'ftp://x' is not an http:// or https:// URL"),
+    ("sinks: [{name: a, type: opcua}]", "sinks[0]: 'type' must be webhook or mqtt"),
+    ("sinks: [{name: a, url: 'http://x'}]", "sinks[0]: each sink needs a 'type'"),
+    ("sinks: [{name: a, type: mqtt, host: h, topic: 'k/{serial}'}]",
+     "sinks[0].topic: unknown field(s) ['serial']"),
+    ("sinks: [{name: a, type: mqtt, host: h, qos: 3}]", "sinks[0].qos"),
+    ("sinks: [{name: a, type: webhook, url: 'http://x', filter: normal}]", "sinks[0].filter"),
+    ("sinks: [{name: a, type: webhook, url: 'http://x', secrets: k}]",
+     "sinks[0].secrets: Extra inputs are not permitted"),
+    ("sinks: [{name: a, type: webhook, url: 'http://x'}, {name: a, type: mqtt, host: h}]",
+     "sink names must be unique; ['a']"),
+    ("sinks: []", "sinks: List should have at least 1 item"),
+    ("- a\n- b", "the file: must be a mapping with a 'sinks' list"),
+    ("sinks: [", "not valid YAML"),
+])
+def test_a_bad_file_is_refused_naming_the_field(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(SinksConfigError) as err:
+        load_sinks(path)
+    assert str(err.value).startswith(f"KENSA_SINKS_FILE {path}: ")
+    assert message in str(err.value)
+
+
+def test_a_missing_file_and_recording_off_are_refused(make_settings, tmp_path):
+    with pytest.raises(SinksConfigError, match="cannot read it"):
+        sinks_of(make_settings(sinks_file=tmp_path / "nope.yaml"))
+    path = write(tmp_path, "sinks: [{name: a, type: webhook, url: 'http://x'}]")
+    with pytest.raises(SinksConfigError, match="needs recording on"):
+        sinks_of(make_settings(sinks_file=path, records=False))
+    assert sinks_of(make_settings()) is None
+
+
+def test_the_app_does_not_start_with_a_bad_file(make_settings, tmp_path):
+    from service_helpers import TestClient
+
+    app = create_app(make_settings(sinks_file=write(tmp_path, "sinks: [{name: a}]")))
+    with pytest.raises(SinksConfigError), TestClient(app):
+        pass
+
+
+def test_kensa_serve_stops_at_once_naming_the_field(tiny_bundle, tmp_path):
+    path = write(tmp_path, "sinks: [{name: gate, type: mqtt}]")
+    env = {"KENSA_SINKS_FILE": str(path), "KENSA_DATA_DIR": str(tmp_path / "data"),
+           "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "service.cli", "serve", "--model",
+                           str(tiny_bundle), "--port", str(free_port())], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert f"KENSA_SINKS_FILE {path}: sinks[0].host: Field required" in done.stderr
