@@ -26,8 +26,10 @@ import torch
 
 from models.results import Result
 
+from . import memory
 from .config import MB
-from .errors import NotReady, Overloaded
+from .errors import NotReady, OverBudget, Overloaded
+from .uploads import human_size
 
 log = logging.getLogger("kensa.service")
 
@@ -35,23 +37,45 @@ log = logging.getLogger("kensa.service")
 class InflightGate:
     """Bounds the memory that decoded images take while requests are being served.
 
-    Every request holds its images' estimated bytes (decoded image, anomaly map, mask and
-    encoded pictures) from decode until its answer is built. A request that would pass
-    ``max_bytes`` waits until others finish; after ``wait_s`` it gets :class:`Overloaded`
-    (503 with Retry-After). One request larger than the whole cap still runs, alone. Without
-    it memory grows with the number of concurrent clients times their batch size
+    Every request holds its images' estimated bytes (:func:`service.uploads.footprint`: the
+    upload, the decoded image, its anomaly map, mask and the pictures asked for) from before
+    its bytes are read until its answer is built. A request that would pass ``max_bytes``
+    waits until others finish; after ``wait_s`` it gets :class:`Overloaded` (503 with
+    Retry-After). A request larger than the whole budget is refused at once
+    (:class:`OverBudget`, 413): it could never run within it. When the last request leaves
+    after at least ``trim_bytes`` were served, the freed memory goes back to the system
+    (:func:`service.memory.give_back`), so the server returns to its idle size. Without the
+    gate memory grows with the number of concurrent clients times their images' sizes
     (benchmarks/HISTORY.md).
     """
 
-    def __init__(self, max_bytes: int, wait_s: float = 30.0) -> None:
+    def __init__(self, max_bytes: int, wait_s: float = 30.0, trim_bytes: int = 32 * MB) -> None:
         self.max_bytes = max(1, int(max_bytes))
         self.wait_s = wait_s
+        self.trim_bytes = trim_bytes
         self.used = 0
+        self.freed = 0  # bytes released since memory was last given back
         self._cond = asyncio.Condition()
+
+    def refusal(self, nbytes: int, what: str = "the image") -> OverBudget:
+        """The 413 for a request or image that needs more than the whole budget."""
+        return OverBudget(
+            f"{what} needs about {human_size(nbytes)} of memory while it is served (decoded "
+            f"pixels, anomaly map and the pictures asked for), over the server's whole "
+            f"in-flight budget of {human_size(self.max_bytes)}: send a smaller image, ask "
+            "for fewer pictures (include=), or raise KENSA_MAX_INFLIGHT_MB")
 
     @contextlib.asynccontextmanager
     async def hold(self, nbytes: int) -> AsyncIterator[None]:
-        share = min(max(0, int(nbytes)), self.max_bytes)
+        """Holds ``nbytes`` of the budget for the block.
+
+        Raises:
+            OverBudget: ``nbytes`` is more than the whole budget (413).
+            Overloaded: the budget stayed full for ``wait_s`` (503).
+        """
+        share = max(0, int(nbytes))
+        if share > self.max_bytes:
+            raise self.refusal(share)
         async with self._cond:
             try:
                 await asyncio.wait_for(
@@ -67,6 +91,10 @@ class InflightGate:
         finally:
             async with self._cond:
                 self.used -= share
+                self.freed += share
+                if self.used == 0 and self.freed >= self.trim_bytes:
+                    self.freed = 0
+                    memory.give_back()
                 self._cond.notify_all()
 
 

@@ -33,7 +33,9 @@ class Settings(BaseSettings):
         64, ge=1, le=4096, description="Most images one /v1/inspect/batch request may carry.")
     max_upload_mb: float = Field(20.0, gt=0, description="Largest accepted file, in MiB.")
     max_pixels: int = Field(
-        40_000_000, ge=1, description="Largest accepted image, width x height in pixels.")
+        16_000_000, ge=1, description="Largest accepted image, width x height in pixels "
+                                      "(16 MP of RGB take about 490 MiB while served, within "
+                                      "the default KENSA_MAX_INFLIGHT_MB).")
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma list of accepted X-API-Key values; empty leaves /v1/* open.")
@@ -49,7 +51,11 @@ class Settings(BaseSettings):
         128, ge=1, description="Most requests waiting for the model; beyond it: 503.")
     max_inflight_mb: float = Field(
         512.0, gt=0, description="Memory budget for decoded images being served, in MiB; "
-                                 "requests beyond it wait, then get 503 (bounds server RSS).")
+                                 "requests beyond it wait, then get 503; an image over all of "
+                                 "it gets 413 (bounds server RSS).")
+    max_batch_pixels: int = Field(
+        256_000_000, ge=1, description="Most pixels of all the images of one "
+                                       "/v1/inspect/batch request together.")
     labels_dir: Path | None = Field(
         None, description="With KENSA_RECORDS=off: the folder where POST /v1/labels keeps "
                           "operator-labeled images and labels.csv (for `kensa train "

@@ -11,6 +11,8 @@ Every error body is ``{"detail": "<what is wrong and how to fix it>"}``::
     └── ServiceError (here)
         ├── UnsupportedMediaType .. 415  the part's Content-Type is not an image type
         ├── FileTooLarge .......... 413  a file over KENSA_MAX_UPLOAD_MB
+        ├── OverBudget ............ 413  an image that needs more memory than the whole
+        │                                KENSA_MAX_INFLIGHT_MB budget
         ├── InvalidParameter ...... 422  a query parameter we could not use
         ├── NotReady .............. 503  no model loaded yet
         ├── Overloaded ............ 503  the inference queue is full (with Retry-After)
@@ -58,6 +60,10 @@ class UnsupportedMediaType(ServiceError):
 
 
 class FileTooLarge(ServiceError):
+    status = 413
+
+
+class OverBudget(ServiceError):
     status = 413
 
 
