@@ -13,6 +13,7 @@ import sys
 from contextlib import asynccontextmanager
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -23,6 +24,7 @@ from models.errors import BundleError
 from . import errors
 from .batcher import Batcher
 from .config import Settings, get_settings
+from .connection import header_deadline_protocol
 from .labels import LabelStore
 from .middleware import BodyLimitMiddleware, RequestMetricsMiddleware
 from .monitoring import Metrics, configure_logging
@@ -156,7 +158,7 @@ def create_app(settings: Settings | None = None, *, inspector: Any = None) -> Fa
     app.include_router(router)
     # the last added is the outermost: metrics see the body limiter's 413s too
     app.add_middleware(BodyLimitMiddleware, max_upload_bytes=settings.max_upload_bytes,
-                       max_batch=settings.max_batch)
+                       max_batch=settings.max_batch, body_timeout_s=settings.body_timeout_s)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     return app
 
@@ -169,8 +171,6 @@ def run(model: str | None = None, host: str | None = None, port: int | None = No
     folder it cannot write) ends the process at once with a message naming the path and the
     problem (exit status 2).
     """
-    import uvicorn
-
     given = {"model": model, "host": host, "port": port, "device": device}
     try:
         settings = Settings(**{k: v for k, v in given.items() if v is not None})
@@ -200,8 +200,18 @@ def run(model: str | None = None, host: str | None = None, port: int | None = No
     except RuntimeError as exc:  # e.g. --device cuda on a machine without CUDA
         _fail(f"cannot load the model bundle {settings.model}: {exc}")
     app = create_app(settings, inspector=inspector)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                access_log=False, workers=1)
+    uvicorn.Server(server_config(app, settings)).run()
+
+
+def server_config(app: FastAPI, settings: Settings):
+    """uvicorn's settings: the connection deadlines and caps of issue 27 (a stalled client
+    holds nothing for long, and a stop never waits on one)."""
+    return uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=settings.log_level,
+        access_log=False, workers=1, http=header_deadline_protocol(settings.header_timeout_s),
+        timeout_keep_alive=max(1, round(settings.header_timeout_s)),
+        limit_concurrency=settings.max_connections,
+        timeout_graceful_shutdown=max(0, round(settings.shutdown_timeout_s)))
 
 
 def writable_folder(folder) -> None:

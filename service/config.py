@@ -53,6 +53,17 @@ class Settings(BaseSettings):
         512.0, gt=0, description="Memory budget for decoded images being served, in MiB; "
                                  "requests beyond it wait, then get 503; an image over all of "
                                  "it gets 413 (bounds server RSS).")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="A connection must send a request's headers within this "
+                                "(also how long an idle keep-alive connection stays open).")
+    body_timeout_s: float = Field(
+        60.0, gt=0, description="A request's whole body must arrive within this after its "
+                                "headers; beyond it: 408 and the connection is closed.")
+    max_connections: int = Field(
+        256, ge=1, description="Most open connections; a request beyond them gets 503.")
+    shutdown_timeout_s: float = Field(
+        10.0, ge=0, description="How long a stopping server (SIGTERM) lets running requests "
+                                "finish before it closes their connections.")
     max_batch_pixels: int = Field(
         256_000_000, ge=1, description="Most pixels of all the images of one "
                                        "/v1/inspect/batch request together.")

@@ -21,6 +21,7 @@ Every error body is ``{"detail": "<what is wrong and how to fix it>"}``::
         ├── NotFound .............. 404  no such record, or its image was not kept
         └── Unauthorized .......... 401  missing or wrong X-API-Key
     UploadTooLarge (HTTPException)  413  a request body over its endpoint's cap
+    BodyTimeout (HTTPException) ... 408  a request body slower than KENSA_BODY_TIMEOUT_S
     RequestValidationError ........ 422  missing field, wrong type (one readable sentence)
     HTTPException ................. its own status (404, 405, ...), detail kept or explained
     sqlalchemy OperationalError ... 503  the records database is unreachable (reads, reviews)
@@ -110,6 +111,14 @@ class UploadTooLarge(HTTPException):
 
     def __init__(self, detail: str) -> None:
         super().__init__(status_code=413, detail=detail)
+
+
+class BodyTimeout(HTTPException):
+    """A request body that did not arrive in time; the connection is closed after the answer
+    (an ``HTTPException`` for the same reason as :class:`UploadTooLarge`)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(status_code=408, detail=detail, headers={"Connection": "close"})
 
 
 def status_of(exc: KensaError) -> int:

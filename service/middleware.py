@@ -1,4 +1,5 @@
-"""The ASGI middlewares: the request body limit, and the metrics and log line of each request.
+"""The ASGI middlewares: the request body limit (size and time), and the metrics and log line
+of each request.
 
 They wrap the whole app (``service.app.create_app``), so they see every answer, the error
 answers included.
@@ -6,13 +7,14 @@ answers included.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import MB
-from .errors import UploadTooLarge
+from .errors import BodyTimeout, UploadTooLarge
 from .monitoring import LOG_KEY, Metrics, access_log
 from .uploads import human_size
 
@@ -21,19 +23,24 @@ OTHER_BODY_LIMIT = 1 * MB  # any request that carries no image
 
 
 class BodyLimitMiddleware:
-    """Refuses request bodies over a cap, before and while they stream in (ASGI middleware).
+    """Refuses request bodies over a cap or slower than a deadline, before and while they
+    stream in (ASGI middleware).
 
     The cap depends on the endpoint: one file plus multipart overhead for the single-image
     endpoints and ``/v1/labels``, ``max_batch`` files for the batch endpoint, 1 MiB for the
     rest. A declared ``Content-Length`` over the cap is refused before a byte is read; a
-    chunked body is counted and refused as soon as it passes the cap.
+    chunked body is counted and refused as soon as it passes the cap. The whole body must
+    arrive within ``body_timeout_s`` of the request's headers, else 408 and the connection
+    closes: a client that sends half a body and waits holds nothing for long.
     """
 
-    def __init__(self, app: ASGIApp, max_upload_bytes: int, max_batch: int) -> None:
+    def __init__(self, app: ASGIApp, max_upload_bytes: int, max_batch: int,
+                 body_timeout_s: float = 60.0) -> None:
         self.app = app
         self.single = max_upload_bytes + PART_OVERHEAD
         self.batch = max_batch * (max_upload_bytes + PART_OVERHEAD) + PART_OVERHEAD
         self.max_upload_bytes = max_upload_bytes
+        self.body_timeout_s = body_timeout_s
 
     def cap(self, path: str) -> int:
         if path.rstrip("/").endswith("/inspect/batch"):
@@ -56,13 +63,24 @@ class BodyLimitMiddleware:
         if declared is not None and declared > cap:
             await _send_json(send, 413, {"detail": self.detail(cap)})
             return
-        seen = 0
+        seen, done = 0, False
+        deadline = asyncio.get_running_loop().time() + self.body_timeout_s
 
         async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, done
+            if done:  # after the body only a disconnect can come: no deadline on that wait
+                return await receive()
+            try:
+                message = await asyncio.wait_for(
+                    receive(), deadline - asyncio.get_running_loop().time())
+            except TimeoutError:
+                raise BodyTimeout(
+                    f"the request body did not arrive within {self.body_timeout_s:g} s "
+                    f"({seen:,} bytes came): send it faster, or raise "
+                    "KENSA_BODY_TIMEOUT_S") from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                done = not message.get("more_body", False)
                 if seen > cap:
                     raise UploadTooLarge(self.detail(cap))
             return message

@@ -4,6 +4,7 @@ uploads, overload and shutdown (issue 27)."""
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -100,3 +101,76 @@ def test_no_sequence_of_requests_takes_the_server_past_its_budget(tiny_bundle, t
     assert statuses[:6] == [200] * 6
     assert statuses[6:8] == [413, 413]  # one image over the whole budget: refused, not run
     assert statuses[8:] == [200, 200]  # the batch of huge ones answers 413 per image
+
+
+def stalled_upload(port: int, sent: int = 5000, declared: int = 100_000) -> socket.socket:
+    """A connection that sends the headers of a multipart upload and part of its body, then
+    goes quiet with the socket open."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    boundary = "kensa-stall"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+            "filename=\"part.png\"\r\nContent-Type: image/png\r\n\r\n").encode()
+    sock.sendall(f"POST /v1/inspect HTTP/1.1\r\nHost: kensa\r\nContent-Length: {declared}\r\n"
+                 f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode()
+                 + head + b"\x89PNG" + b"\0" * (sent - len(head) - 4))
+    return sock
+
+
+def until_closed(sock: socket.socket) -> tuple[bytes, float]:
+    """Everything the server sends until it closes the connection, and how long that took."""
+    start, got = time.monotonic(), b""
+    while chunk := sock.recv(65536):
+        got += chunk
+    return got, time.monotonic() - start
+
+
+TIMEOUTS = {"KENSA_HEADER_TIMEOUT_S": "2", "KENSA_BODY_TIMEOUT_S": "3",
+            "KENSA_SHUTDOWN_TIMEOUT_S": "2"}
+
+
+def test_a_stalled_upload_gets_408_and_is_closed_after_the_body_timeout(tiny_bundle, tmp_path):
+    with Server(tiny_bundle, tmp_path, **TIMEOUTS) as server:
+        with stalled_upload(server.port) as sock:
+            got, waited = until_closed(sock)
+        assert got.startswith(b"HTTP/1.1 408 "), got[:200]
+        assert b'{"detail":"the request body did not arrive within 3 s' in got
+        assert waited < 3 + 5
+        # the server still answers
+        r = httpx.post(f"{server.base}/v1/inspect", files=upload(washer_png(2)), timeout=30)
+        assert r.status_code == 200
+
+
+def test_a_connection_that_never_finishes_its_headers_is_closed(tiny_bundle, tmp_path):
+    with Server(tiny_bundle, tmp_path, **TIMEOUTS) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+            sock.sendall(b"POST /v1/inspect HTTP/1.1\r\nHost: kensa\r\n")
+            time.sleep(1)
+            sock.sendall(b"X-Slow: 1\r\n")  # a trickle does not keep it open
+            got, waited = until_closed(sock)
+        assert got == b""
+        assert waited < 2 + 5
+
+
+def test_sigterm_stops_the_server_promptly_despite_a_stalled_upload(tiny_bundle, tmp_path):
+    env = TIMEOUTS | {"KENSA_BODY_TIMEOUT_S": "600"}  # the stalled client would wait forever
+    with Server(tiny_bundle, tmp_path, **env) as server, stalled_upload(server.port):
+        time.sleep(0.5)
+        start = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        code = server.proc.wait(timeout=60)
+        stopped = time.monotonic() - start
+    assert code in (0, -signal.SIGTERM)
+    assert stopped < 2 + 8, f"took {stopped:.1f} s to stop"
+
+
+def test_a_connection_beyond_the_cap_gets_503_at_once(tiny_bundle, tmp_path):
+    with Server(tiny_bundle, tmp_path, KENSA_MAX_CONNECTIONS="3", **TIMEOUTS) as server:
+        held = [stalled_upload(server.port) for _ in range(3)]
+        try:
+            with stalled_upload(server.port) as extra:
+                got, waited = until_closed(extra)
+        finally:
+            for sock in held:
+                sock.close()
+        assert got.startswith(b"HTTP/1.1 503 "), got[:200]
+        assert waited < 2  # before any timeout: the cap, not the deadline, answered
