@@ -26,7 +26,7 @@ from .batcher import Batcher
 from .config import Settings, get_settings
 from .connection import header_deadline_protocol
 from .labels import LabelStore
-from .middleware import BodyLimitMiddleware, RequestMetricsMiddleware
+from .middleware import AdmissionMiddleware, BodyLimitMiddleware, RequestMetricsMiddleware
 from .monitoring import Metrics, configure_logging
 from .recording import open_store
 from .routes import router
@@ -159,6 +159,7 @@ def create_app(settings: Settings | None = None, *, inspector: Any = None) -> Fa
     # the last added is the outermost: metrics see the body limiter's 413s too
     app.add_middleware(BodyLimitMiddleware, max_upload_bytes=settings.max_upload_bytes,
                        max_batch=settings.max_batch, body_timeout_s=settings.body_timeout_s)
+    app.add_middleware(AdmissionMiddleware)  # before the body limiter reads a byte
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     return app
 

@@ -7,8 +7,9 @@ dedicated thread, so the event loop never blocks on torch and the model sees one
 time. Jobs that asked for different thresholds or for the reconstruction image share the
 batch but are inspected in separate groups, so every request gets exactly what it asked for.
 
-A full queue raises :class:`~service.errors.Overloaded` (503 with ``Retry-After``) at once,
-instead of letting memory grow with the backlog.
+Requests are admitted (:meth:`Batcher.admit`) before their bodies are read; beyond one running
+batch and a full queue they get :class:`~service.errors.Overloaded` (503 with ``Retry-After``)
+at once, instead of letting memory and latency grow with the backlog.
 """
 
 from __future__ import annotations
@@ -135,6 +136,8 @@ class Batcher:
         self.on_batch = on_batch or (lambda n: None)
         self.on_queue = on_queue or (lambda n: None)
         self.running_images = 0  # images in the batch the worker thread is inspecting now
+        self.capacity = queue_size + max_size  # requests admitted at once (see admit)
+        self.admitted = 0
         self._task: asyncio.Task | None = None
         self._running: list[Job] = []
 
@@ -162,6 +165,26 @@ class Batcher:
         self._running = []
         self.on_queue(0)
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def admit(self) -> None:
+        """Reserves room for one inspection request from before its body is read until its
+        answer (:meth:`release`): one model batch running plus ``queue_size`` waiting.
+        Asked first, a full server refuses in milliseconds instead of after reading and
+        decoding the upload.
+
+        Raises:
+            Overloaded: ``capacity`` requests are already in progress (503 with Retry-After).
+        """
+        if self.admitted >= self.capacity:
+            raise Overloaded(
+                f"the server is busy: {self.admitted} inspection requests are in progress, as "
+                "many as it takes (KENSA_QUEUE_SIZE waiting plus KENSA_BATCH_MAX_SIZE in the "
+                "model); retry after the Retry-After delay", retry_after_s=1)
+        self.admitted += 1
+
+    def release(self) -> None:
+        """Gives back the room an :meth:`admit` reserved."""
+        self.admitted -= 1
 
     async def inspect(self, images: list[np.ndarray], threshold: float | None = None,
                       with_reconstruction: bool = False) -> list[Result]:

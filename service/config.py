@@ -48,7 +48,8 @@ class Settings(BaseSettings):
         2.0, ge=0, le=1000,
         description="How long the batcher waits for more requests before it runs a batch.")
     queue_size: int = Field(
-        128, ge=1, description="Most requests waiting for the model; beyond it: 503.")
+        128, ge=1, description="Most requests waiting for the model; beyond it and one "
+                               "running model batch: 503 before the body is read.")
     max_inflight_mb: float = Field(
         512.0, gt=0, description="Memory budget for decoded images being served, in MiB; "
                                  "requests beyond it wait, then get 503; an image over all of "

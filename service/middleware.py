@@ -1,5 +1,5 @@
-"""The ASGI middlewares: the request body limit (size and time), and the metrics and log line
-of each request.
+"""The ASGI middlewares: admission of inspection requests, the request body limit (size and
+time), and the metrics and log line of each request.
 
 They wrap the whole app (``service.app.create_app``), so they see every answer, the error
 answers included.
@@ -14,7 +14,8 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import MB
-from .errors import BodyTimeout, UploadTooLarge
+from .deps import valid_key
+from .errors import BodyTimeout, Overloaded, UploadTooLarge
 from .monitoring import LOG_KEY, Metrics, access_log
 from .uploads import human_size
 
@@ -88,6 +89,52 @@ class BodyLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
 
+class AdmissionMiddleware:
+    """Sheds inspection requests the server has no room for before their bodies are read
+    (ASGI middleware; :meth:`service.batcher.Batcher.admit`).
+
+    Reading and decoding an upload only to refuse it made a 503 cost 0.5 s (median) to 4.7 s
+    (p99) under load (issue 27); asked first, it costs milliseconds, and the connection is
+    closed since its body stays unread. Requests without a valid API key (when keys are set)
+    take no room: the route refuses them.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        batcher = self._batcher(scope)
+        if batcher is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            batcher.admit()
+        except Overloaded as exc:
+            await _send_json(send, 503, {"detail": str(exc)}, exc.headers)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            batcher.release()
+
+    @staticmethod
+    def _batcher(scope: Scope):
+        """The running batcher when this request is an inspection that takes room."""
+        if (scope["type"] != "http" or scope["method"] != "POST"
+                or not scope["path"].startswith("/v1/inspect")):
+            return None
+        state = scope["app"].state
+        batcher = getattr(state, "batcher", None)
+        if batcher is None or not batcher.started:
+            return None  # the route answers 503 not ready
+        keys = state.settings.api_keys
+        if keys:
+            key = next((v for k, v in scope["headers"] if k == b"x-api-key"), b"")
+            if not valid_key(key.decode("latin-1"), keys):
+                return None  # the route answers 401
+        return batcher
+
+
 def _content_length(scope: Scope) -> int | None:
     for name, value in scope.get("headers", ()):
         if name == b"content-length":
@@ -98,12 +145,15 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _send_json(send: Send, status: int, body: dict) -> None:
+async def _send_json(send: Send, status: int, body: dict,
+                     headers: dict[str, str] | None = None) -> None:
+    """Answers with ``body`` and closes the connection (the request body stays unread)."""
     data = json.dumps(body).encode()
+    extra = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(data)).encode()),
-                            (b"connection", b"close")]})
+                            (b"connection", b"close"), *extra]})
     await send({"type": "http.response.body", "body": data})
 
 

@@ -3,6 +3,7 @@
 import asyncio
 import os
 import threading
+import time
 
 import httpx
 import pytest
@@ -180,8 +181,50 @@ def test_full_queue_is_503_with_retry_after(make_settings):
     refused, running, waiting = asyncio.run(asyncio.wait_for(scenario(), 60))
     assert refused.status_code == 503
     assert refused.headers["retry-after"] == "1"
-    assert refused.json() == {"detail": "the server is busy: 1 requests are already waiting "
-                                        "for the model; retry after the Retry-After delay"}
+    assert refused.json() == {"detail": BUSY}
+    assert (running.status_code, waiting.status_code) == (200, 200)
+
+
+BUSY = ("the server is busy: 2 inspection requests are in progress, as many as it takes "
+        "(KENSA_QUEUE_SIZE waiting plus KENSA_BATCH_MAX_SIZE in the model); retry after the "
+        "Retry-After delay")
+
+
+def test_a_full_server_answers_503_without_reading_the_body(make_settings):
+    """Capacity is reserved before the body is read: a request whose body never completes
+    still gets its 503, at once."""
+    app = create_app(make_settings(queue_size=1, batch_max_size=1, batch_wait_ms=0))
+    data = washer_png()
+    never = asyncio.Event()
+
+    async def endless_body():
+        yield b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n"
+        await never.wait()  # the rest never comes
+        yield b""
+
+    async def scenario():
+        async with app.router.lifespan_context(app):
+            batcher = app.state.batcher
+            gate = threading.Event()
+            batcher.executor.submit(gate.wait)  # the model thread is busy
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://kensa") as c:
+                running = asyncio.create_task(c.post("/v1/inspect", files=upload(data)))
+                await until(lambda: batcher.running_images == 1)
+                waiting = asyncio.create_task(c.post("/v1/inspect", files=upload(data)))
+                await until(lambda: batcher.queue.qsize() == 1)
+                start = time.perf_counter()
+                refused = await asyncio.wait_for(c.post(
+                    "/v1/inspect", content=endless_body(),
+                    headers={"Content-Type": "multipart/form-data; boundary=x"}), 10)
+                took = time.perf_counter() - start
+                gate.set()
+                return refused, took, await running, await waiting
+
+    refused, took, running, waiting = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert (refused.status_code, refused.json()) == (503, {"detail": BUSY})
+    assert refused.headers["retry-after"] == "1"
+    assert took < 1.0  # milliseconds in fact; generous for a shared machine
     assert (running.status_code, waiting.status_code) == (200, 200)
 
 
