@@ -10,6 +10,7 @@ too, so the server sees exactly the array that evaluation sees.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 from fastapi import UploadFile
@@ -85,6 +86,7 @@ def human_size(n: int) -> str:
 # and regions; then the one picture being encoded at a time adds its own.
 BYTES_PER_PIXEL = {1: 24, 3: 32}
 PICTURE_BYTES_PER_PIXEL = {"mask": 0, "heatmap": 16, "reconstruction": 24, "overlay": 72}
+OVERLAY = frozenset({"overlay"})
 
 
 @dataclass(frozen=True)
@@ -95,21 +97,21 @@ class Footprint:
     nbytes: int
 
 
-def footprint(file: UploadFile, include: frozenset[str] = frozenset(),
+def footprint(stream: BinaryIO, size: int, include: frozenset[str] = frozenset(),
               max_pixels: int | None = None) -> Footprint:
-    """Estimates one upload's memory (the bytes themselves, plus ``BYTES_PER_PIXEL`` and the
-    costliest picture in ``include`` per pixel) from the header of its spooled file, before
-    a byte of it is read into memory or decoded. An image the decoder will refuse (no image,
-    over ``max_pixels``) costs only its bytes. Blocking: call it off the event loop."""
-    size = file.size or 0
+    """Estimates one upload's memory (its ``size`` bytes, plus ``BYTES_PER_PIXEL`` and the
+    costliest picture in ``include`` per pixel) from the header in ``stream`` (an upload's
+    spooled file, rewound after), before a byte of it is read into memory or decoded. An
+    image the decoder will refuse (no image, over ``max_pixels``) costs only its bytes.
+    Blocking: call it off the event loop."""
     try:
-        with Image.open(file.file) as im:
+        with Image.open(stream) as im:
             w, h = im.size
             channels = 1 if im.mode in ("1", "L", "I", "I;16", "F", "P") else 3
     except Exception:  # noqa: BLE001 - the decoder reports what is wrong
         return Footprint(0, size)
     finally:
-        file.file.seek(0)
+        stream.seek(0)
     pixels = w * h
     if max_pixels is not None and pixels > max_pixels:
         return Footprint(0, size)

@@ -41,7 +41,6 @@ from ..schemas import (
 from .forms import UploadField, UploadsField
 from .responses import INSPECT_ERRORS
 
-OVERLAY = frozenset({"overlay"})
 router = APIRouter(prefix="/v1", tags=["inspection"], dependencies=[Depends(require_api_key)])
 
 
@@ -111,7 +110,8 @@ async def _footprint(file: UploadFile, include: frozenset[str], settings) -> int
     """Bytes one upload will hold while served, from its header; refuses a wrong content
     type or an oversized file first (415, 413)."""
     uploads.check_upload(file, settings.max_upload_bytes)
-    fp = await run_in_threadpool(uploads.footprint, file, include, settings.max_pixels)
+    fp = await run_in_threadpool(uploads.footprint, file.file, file.size or 0, include,
+                                 settings.max_pixels)
     return fp.nbytes
 
 
@@ -122,7 +122,8 @@ def _footprints(files: list[UploadFile], include: frozenset[str], settings,
     for n, file in enumerate(files):
         try:
             uploads.check_upload(file, settings.max_upload_bytes)
-            prints.append(uploads.footprint(file, include, settings.max_pixels))
+            prints.append(uploads.footprint(file.file, file.size or 0, include,
+                                            settings.max_pixels))
         except KensaError as exc:
             entries[n] = _item_error(file, exc)
             prints.append(uploads.Footprint(0, 0))
@@ -176,7 +177,7 @@ async def inspect_overlay(request: Request, file: UploadField, batcher: BatcherD
                           inspector: InspectorDep, settings: SettingsDep, metrics: MetricsDep,
                           threshold: ThresholdDep, origin: OriginDep) -> Response:
     started = time.perf_counter()
-    async with batcher.gate.hold(await _footprint(file, OVERLAY, settings)):
+    async with batcher.gate.hold(await _footprint(file, uploads.OVERLAY, settings)):
         data = await uploads.read_upload(file, settings.max_upload_bytes)
         image = await run_in_threadpool(uploads.decode, data, settings.max_pixels)
         [result] = await batcher.inspect([image], _threshold(threshold, settings))

@@ -208,7 +208,8 @@ async def get_overlay(store: StoreDep, batcher: BatcherDep, request: Request,
                       ident: str) -> Response:
     row, data = await _kept_image(store, ident)
     settings = request.app.state.settings
-    async with batcher.gate.hold(uploads.inflight_bytes(data)):
+    fp = uploads.footprint(io.BytesIO(data), len(data), uploads.OVERLAY, settings.max_pixels)
+    async with batcher.gate.hold(fp.nbytes):
         image = await run_in_threadpool(uploads.decode, data, settings.max_pixels)
         [result] = await batcher.inspect([image], row["threshold"])
         jpeg = await run_in_threadpool(pictures.overlay_jpeg, image, result.anomaly_map,
