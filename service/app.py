@@ -43,7 +43,7 @@ on request, a mask, a 16-bit heatmap, an overlay picture and the model's cleaned
   `label` is `"abnormal"` exactly when `score >= threshold`.
 * **Errors** are JSON `{"detail": "..."}` saying what is wrong and how to fix it.
 * **API keys**: when the server has `KENSA_API_KEYS`, send `X-API-Key` on every `/v1/*` call
-  (health and `/metrics` stay open).
+  and on `/metrics` (health and this description stay open).
 * Try `POST /v1/inspect/overlay` below with one of your images to see the heatmap.
 * **Operators**: when a verdict is wrong, send the image to `POST /v1/labels` with what the part
   really is (`good` or a defect name); the next `kensa train --labels` learns from it
@@ -145,8 +145,11 @@ def create_app(settings: Settings | None = None, *, inspector: Any = None) -> Fa
     """
     settings = settings or get_settings()
     metrics = Metrics()
+    docs = settings.public_docs
     app = FastAPI(title="Kensa inspection service", version=VERSION, description=DESCRIPTION,
                   openapi_tags=TAGS, lifespan=lifespan(settings, metrics, inspector),
+                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
+                  openapi_url="/openapi.json" if docs else None,
                   form_limits={"max_files": settings.max_batch, "max_fields": 16})
     app.state.settings = settings
     app.state.metrics = metrics

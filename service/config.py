@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma list of accepted X-API-Key values; empty leaves /v1/* open.")
+    public_docs: bool = Field(
+        True, description="Serve /docs, /redoc and /openapi.json to anyone (the API's "
+                          "description, no data); false: not served at all.")
+    public_metrics: bool = Field(
+        False, description="Serve /metrics without X-API-Key when KENSA_API_KEYS is set "
+                           "(it counts verdicts by label).")
     threshold: float | None = Field(
         None, description="Overrides the bundle's image threshold for every request that "
                           "names none (on the fused image score).")
@@ -114,7 +120,7 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("records", mode="before")
+    @field_validator("records", "public_docs", "public_metrics", mode="before")
     @classmethod
     def _on_off(cls, value: object) -> object:
         if isinstance(value, str) and value.strip().lower() in ("on", "off"):
