@@ -96,13 +96,22 @@ def sockets(pid: int) -> int:
     return sum(1 for fd in fds.iterdir() if os.readlink(fd).startswith("socket:"))
 
 
-def settle(server: Server) -> None:
-    """Warms every code path once, waits for idle connections to close."""
-    data = uploads()
-    with httpx.Client(timeout=120) as client:
-        for kind in ("single", "batch", "overlay"):
-            one_request(client, server.url, kind, data["good"])
-    time.sleep(HEADER_TIMEOUT_S + 1)
+def load(base: str, clients: int, seconds: float) -> Counter:
+    """``clients`` threads sending the mix for ``seconds``; the answers counted by kind."""
+    tally, lock, data = Counter(), threading.Lock(), uploads()
+    until = time.monotonic() + seconds
+    threads = [threading.Thread(target=client_loop, args=(base, until, data, n, tally, lock))
+               for n in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return tally
+
+
+def settle() -> None:
+    """Waits for abandoned bodies to time out and idle connections to close."""
+    time.sleep(5 + HEADER_TIMEOUT_S + 1)
 
 
 def soak(bundle: Path, clients: int, seconds: float, budget_mb: float) -> dict:
@@ -113,20 +122,13 @@ def soak(bundle: Path, clients: int, seconds: float, budget_mb: float) -> dict:
     server.start()
     try:
         pid = server.proc.pid
-        settle(server)
+        load(server.url, clients, min(5.0, seconds / 4))  # warm: threads, caches, pools
+        settle()
         idle, idle_sockets = memory_mb(pid, "VmRSS"), sockets(pid)
         Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM from here
-        tally, lock, data = Counter(), threading.Lock(), uploads()
-        until = time.monotonic() + seconds
-        threads = [threading.Thread(target=client_loop,
-                                    args=(server.url, until, data, n, tally, lock))
-                   for n in range(clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        tally = load(server.url, clients, seconds)
         peak = memory_mb(pid, "VmHWM")
-        time.sleep(5 + HEADER_TIMEOUT_S + 1)  # abandoned bodies time out, idle ones close
+        settle()
         after, after_sockets = memory_mb(pid, "VmRSS"), sockets(pid)
     finally:
         server.stop()
