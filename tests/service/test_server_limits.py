@@ -13,6 +13,7 @@ from typing import Self
 import httpx
 import numpy as np
 import pytest
+import torch
 from service_helpers import png, upload, washer_png
 from test_server_process import free_port, serve, wait_ready
 
@@ -174,3 +175,13 @@ def test_a_connection_beyond_the_cap_gets_503_at_once(tiny_bundle, tmp_path):
                 sock.close()
         assert got.startswith(b"HTTP/1.1 503 "), got[:200]
         assert waited < 2  # before any timeout: the cap, not the deadline, answered
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_bundle_that_fails_to_load_after_the_port_opened_still_ends_the_server(
+        tiny_bundle, tmp_path):
+    proc = serve("--model", str(tiny_bundle), "--port", str(free_port()), "--device", "cuda",
+                 stderr=subprocess.PIPE, env_extra={"KENSA_RECORDS": "off"})
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 2
+    assert f"kensa serve: cannot load the model bundle {tiny_bundle}: " in err.decode()
