@@ -82,8 +82,8 @@ def human_size(n: int) -> str:
 
 
 # Bytes per pixel while an image is served, measured with /proc's peak RSS on a 3000 x 3000
-# upload (benchmarks/HISTORY.md, "Memory, limits and soak"): the decoded float32 image, its anomaly map, mask
-# and regions; then the one picture being encoded at a time adds its own.
+# upload (benchmarks/HISTORY.md, "Memory, limits and soak"): the decoded float32 image, its
+# anomaly map, mask and regions; then the one picture being encoded at a time adds its own.
 BYTES_PER_PIXEL = {1: 24, 3: 32}
 PICTURE_BYTES_PER_PIXEL = {"mask": 0, "heatmap": 16, "reconstruction": 24, "overlay": 72}
 OVERLAY = frozenset({"overlay"})
