@@ -162,19 +162,10 @@ def test_full_queue_is_503_with_retry_after(make_settings):
 
     async def scenario():
         async with app.router.lifespan_context(app):
-            batcher = app.state.batcher
-            gate = threading.Event()
-            batcher.executor.submit(gate.wait)  # the model thread is busy
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://kensa") as c:
-                def post():
-                    return c.post("/v1/inspect", files=upload(data))
-
-                running = asyncio.create_task(post())
-                await until(lambda: batcher.running_images == 1)
-                waiting = asyncio.create_task(post())
-                await until(lambda: batcher.queue.qsize() == 1)
-                refused = await post()
+                gate, running, waiting = await fill(app, c, data)
+                refused = await c.post("/v1/inspect", files=upload(data))
                 gate.set()
                 return refused, await running, await waiting
 
@@ -183,6 +174,22 @@ def test_full_queue_is_503_with_retry_after(make_settings):
     assert refused.headers["retry-after"] == "1"
     assert refused.json() == {"detail": BUSY}
     assert (running.status_code, waiting.status_code) == (200, 200)
+
+
+async def fill(app, client, data: bytes):
+    """Holds the model thread and fills a server of one running and one waiting place.
+
+    Returns:
+        (the event that frees the model thread, the running request, the waiting one).
+    """
+    batcher = app.state.batcher
+    gate = threading.Event()
+    batcher.executor.submit(gate.wait)  # the model thread is busy
+    running = asyncio.create_task(client.post("/v1/inspect", files=upload(data)))
+    await until(lambda: batcher.running_images == 1)
+    waiting = asyncio.create_task(client.post("/v1/inspect", files=upload(data)))
+    await until(lambda: batcher.queue.qsize() == 1)
+    return gate, running, waiting
 
 
 BUSY = ("the server is busy: 2 inspection requests are in progress, as many as it takes "
@@ -204,15 +211,9 @@ def test_a_full_server_answers_503_without_reading_the_body(make_settings):
 
     async def scenario():
         async with app.router.lifespan_context(app):
-            batcher = app.state.batcher
-            gate = threading.Event()
-            batcher.executor.submit(gate.wait)  # the model thread is busy
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://kensa") as c:
-                running = asyncio.create_task(c.post("/v1/inspect", files=upload(data)))
-                await until(lambda: batcher.running_images == 1)
-                waiting = asyncio.create_task(c.post("/v1/inspect", files=upload(data)))
-                await until(lambda: batcher.queue.qsize() == 1)
+                gate, running, waiting = await fill(app, c, data)
                 start = time.perf_counter()
                 refused = await asyncio.wait_for(c.post(
                     "/v1/inspect", content=endless_body(),
