@@ -176,7 +176,27 @@ def test_full_queue_is_503_with_retry_after(make_settings):
     assert (running.status_code, waiting.status_code) == (200, 200)
 
 
-async def fill(app, client, data: bytes):
+def test_a_request_without_a_valid_key_takes_no_room_and_gets_401(make_settings):
+    app = create_app(make_settings(queue_size=1, batch_max_size=1, batch_wait_ms=0,
+                                   api_keys="alpha-key"))
+    data = washer_png()
+
+    async def scenario():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://kensa") as c:
+                gate, running, waiting = await fill(app, c, data, {"X-API-Key": "alpha-key"})
+                stranger = await c.post("/v1/inspect", files=upload(data),
+                                        headers={"X-API-Key": "guess"})
+                gate.set()
+                return stranger, await running, await waiting
+
+    stranger, running, waiting = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert stranger.status_code == 401  # not 503: a full server tells strangers nothing
+    assert (running.status_code, waiting.status_code) == (200, 200)
+
+
+async def fill(app, client, data: bytes, headers: dict | None = None):
     """Holds the model thread and fills a server of one running and one waiting place.
 
     Returns:
@@ -185,9 +205,11 @@ async def fill(app, client, data: bytes):
     batcher = app.state.batcher
     gate = threading.Event()
     batcher.executor.submit(gate.wait)  # the model thread is busy
-    running = asyncio.create_task(client.post("/v1/inspect", files=upload(data)))
+    running = asyncio.create_task(client.post("/v1/inspect", files=upload(data),
+                                              headers=headers))
     await until(lambda: batcher.running_images == 1)
-    waiting = asyncio.create_task(client.post("/v1/inspect", files=upload(data)))
+    waiting = asyncio.create_task(client.post("/v1/inspect", files=upload(data),
+                                              headers=headers))
     await until(lambda: batcher.queue.qsize() == 1)
     return gate, running, waiting
 
