@@ -4,7 +4,9 @@ on load. No pickles: the networks are rebuilt from the stored config.
 Layout::
 
     BUNDLE/
-      bundle.json          format version, version id, config, thresholds, fusion, data summary
+      bundle.json          format version, version id and the digests it is made of (and an
+                           optional signature: models.fingerprint), config, calibration,
+                           thresholds, fusion, data summary
       metrics.json         training curves and evaluation
       model.safetensors    reconstruction autoencoder + segmentation head
       vae.safetensors      VAE
@@ -33,13 +35,17 @@ from . import __version__
 from .autoencoder import DefectModel
 from .config import ModelConfig
 from .errors import BundleError
+from .fingerprint import stamp, verify
 from .latent import LatentClassifier
 from .preprocess import stride_multiple
 from .thresholds import Calibration
 from .vae import VAE
 
 # 2: the VAE's latent is a grid of codes (models.vae); format-1 bundles must be retrained
-FORMAT_VERSION = 2
+# 3: per-part digests, a version that covers latent.classes, an optional signature; format 2
+#    still loads (models.fingerprint says what its version covers)
+FORMAT_VERSION = 3
+READ_FORMATS = (2, 3)
 WEIGHT_FILES = ("model.safetensors", "vae.safetensors", "latent.safetensors")
 
 
@@ -95,7 +101,8 @@ def normalization_text(cfg: ModelConfig) -> str:
             "bilinear else)")
 
 
-def save_bundle(out: str | Path, bundle: Bundle, meta: dict, metrics: dict) -> Path:
+def save_bundle(out: str | Path, bundle: Bundle, meta: dict, metrics: dict,
+                key: bytes | None = None) -> Path:
     """Writes a bundle atomically: everything goes to a temporary sibling directory that is
     renamed into place at the end, so a crash never leaves half a bundle at ``out``.
 
@@ -104,6 +111,7 @@ def save_bundle(out: str | Path, bundle: Bundle, meta: dict, metrics: dict) -> P
         bundle: the trained, calibrated networks (``bundle.info`` is not written).
         meta: extra ``bundle.json`` fields (training config, data summary, threshold rule...).
         metrics: ``metrics.json`` content.
+        key: signs the bundle (HMAC-SHA256, :mod:`models.fingerprint`) when given.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -112,6 +120,7 @@ def save_bundle(out: str | Path, bundle: Bundle, meta: dict, metrics: dict) -> P
     try:
         files = _write_weights(tmp, bundle)
         info = _bundle_json(out, bundle, files, meta)
+        stamp(info, key)
         (tmp / "bundle.json").write_text(json.dumps(info, indent=2, sort_keys=True))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
         _swap_into_place(tmp, out)
@@ -132,8 +141,8 @@ def _write_weights(folder: Path, bundle: Bundle) -> dict[str, str]:
 
 
 def _bundle_json(out: Path, bundle: Bundle, files: dict[str, str], meta: dict) -> dict:
-    """``bundle.json``: what a user needs to know of the bundle, and its version id (a hash of
-    the weights, calibration and model config)."""
+    """``bundle.json``: what a user needs to know of the bundle (the version id is added by
+    :func:`models.fingerprint.stamp`)."""
     cfg, cal = bundle.cfg, bundle.cal
     info = {
         "format_version": FORMAT_VERSION,
@@ -154,10 +163,6 @@ def _bundle_json(out: Path, bundle: Bundle, files: dict[str, str], meta: dict) -
         "files": files,
         **{k: v for k, v in meta.items() if k not in ("name", "fusion_rule")},
     }
-    info["version"] = hashlib.sha256(
-        json.dumps({"files": files, "calibration": info["calibration"],
-                    "model_config": info["model_config"]}, sort_keys=True).encode()
-    ).hexdigest()[:16]
     return info
 
 
@@ -200,8 +205,9 @@ def fusion_description(cal: Calibration) -> str:
     return f"score = {cal.fusion_weight:g} * {recon} + {1 - cal.fusion_weight:g} * {latent}"
 
 
-def read_info(path: str | Path) -> dict:
-    """Reads and checks ``bundle.json`` (format version, listed files and their hashes)."""
+def read_info(path: str | Path, key: bytes | None = None) -> dict:
+    """Reads and checks ``bundle.json``: format version, listed files and their hashes, the
+    version id against everything that decides an answer, and (with ``key``) the signature."""
     path = Path(path)
     if not path.is_dir():
         raise BundleError(f"model bundle {path} does not exist: train one with "
@@ -213,10 +219,10 @@ def read_info(path: str | Path) -> dict:
         raise BundleError(f"{path} is not a Kensa bundle: bundle.json is missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{meta_path} is corrupt: {exc}") from None
-    if not isinstance(info, dict) or info.get("format_version") != FORMAT_VERSION:
+    if not isinstance(info, dict) or info.get("format_version") not in READ_FORMATS:
         got = info.get("format_version") if isinstance(info, dict) else None
-        raise BundleError(f"{path} has bundle format {got!r}; this Kensa reads format "
-                          f"{FORMAT_VERSION}: retrain it with this version")
+        raise BundleError(f"{path} has bundle format {got!r}; this Kensa reads formats "
+                          f"{' and '.join(map(str, READ_FORMATS))}: retrain it with this version")
     for name in WEIGHT_FILES:
         file = path / name
         if not file.is_file():
@@ -224,19 +230,24 @@ def read_info(path: str | Path) -> dict:
         if sha256(file) != info.get("files", {}).get(name):
             raise BundleError(f"{file} does not match the hash in bundle.json: the file is "
                               "corrupt or was replaced; copy the bundle again or retrain")
+    verify(path, info, key)
     return info
 
 
-def load_bundle(path: str | Path) -> Bundle:
+def load_bundle(path: str | Path, key: bytes | None = None) -> Bundle:
     """Reads and verifies a bundle: the networks rebuilt from the stored config and loaded
     with the stored weights (on the CPU), the latent classifier and the calibration.
 
+    Args:
+        key: when given, only a bundle signed with it loads (``KENSA_BUNDLE_KEY``).
+
     Raises:
-        BundleError: missing directory or file, bad format version, hash mismatch, or
-            weights that do not fit the stored config.
+        BundleError: missing directory or file, bad format version, hash mismatch, a part
+            changed since the bundle was written, a missing or wrong signature, or weights
+            that do not fit the stored config.
     """
     path = Path(path)
-    info = read_info(path)
+    info = read_info(path, key)
     try:
         cfg = ModelConfig.from_dict(info["model_config"])
         model, vae = DefectModel(cfg), VAE(cfg)

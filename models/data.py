@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps
 
-from .errors import DataError, ImageError, ImageTooLargeError
+from .errors import (
+    DataError,
+    ImageError,
+    ImageShapeError,
+    ImageTooLargeError,
+    UnsupportedImageError,
+)
 
 if TYPE_CHECKING:
     from .config import TrainConfig
@@ -27,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+PIL_FORMATS = ("PNG", "JPEG", "BMP", "TIFF")  # the formats of IMAGE_SUFFIXES, by PIL's names
 FORMATS_TEXT = "PNG, JPEG, BMP or TIFF (8- or 16-bit; gray, RGB or RGBA)"
 DEFAULT_MAX_PIXELS = 40_000_000
 GOOD = "good"
@@ -36,41 +43,90 @@ LABELS_FILE = "labels.csv"  # the labels CSV in a labels folder (kensa serve's K
 Image.MAX_IMAGE_PIXELS = None
 
 
-def decode_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+JPEG_MAX_SIDE = 65_500  # OpenCV's JPEG encoder (the overlay) stops here
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """The image geometry :func:`decode_image` accepts, checked on the header before any
+    pixel is decoded; ``None`` for no limit.
+
+    Attributes:
+        max_pixels: width x height (decompression bombs).
+        max_side: the longer side.
+        min_side: the shorter side (a 1 x 1 crop got a confident verdict once).
+        max_aspect: longer side / shorter side.
+    """
+
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    max_side: int | None = None
+    min_side: int | None = None
+    max_aspect: float | None = None
+
+    def check(self, width: int, height: int) -> None:
+        """Raises :class:`ImageTooLargeError` or :class:`ImageShapeError` for a
+        ``width`` x ``height`` image outside these limits."""
+        if width < 1 or height < 1:
+            raise ImageError(f"the image has no pixels ({width}x{height})")
+        size, long, short = f"{width}x{height}", max(width, height), min(width, height)
+        if self.max_pixels is not None and width * height > self.max_pixels:
+            raise ImageTooLargeError(
+                f"the image is {size} = {width * height:,} pixels, over the limit of "
+                f"{self.max_pixels:,}: resize it before upload or raise KENSA_MAX_PIXELS")
+        if self.max_side is not None and long > self.max_side:
+            raise ImageTooLargeError(
+                f"the image is {size}: its longer side, {long:,} pixels, is over the limit of "
+                f"{self.max_side:,}: resize it before upload or raise KENSA_MAX_SIDE (at most "
+                f"{JPEG_MAX_SIDE:,})")
+        if self.min_side is not None and short < self.min_side:
+            raise ImageShapeError(
+                f"the image is {size}: its shorter side, {short} pixel{'s' * (short > 1)}, is "
+                f"under the minimum of {self.min_side}: send the whole part, not a crop of it, "
+                "or lower KENSA_MIN_SIDE")
+        if self.max_aspect is not None and long > self.max_aspect * short:
+            raise ImageShapeError(
+                f"the image is {size}, {long / short:.0f} times as long as wide, over the limit "
+                f"of {self.max_aspect:g}: cut it into pieces at most {self.max_aspect:g} times "
+                "as long as wide, or raise KENSA_MAX_ASPECT")
+
+
+DEFAULT_LIMITS = ImageLimits()
+
+
+def decode_image(data: bytes, limits: ImageLimits | None = DEFAULT_LIMITS) -> np.ndarray:
     """Decodes image bytes into Kensa's image form.
 
     Args:
         data: the encoded file (PNG, JPEG, BMP, TIFF).
-        max_pixels: refuse images with more pixels than this before decoding them
-            (decompression bombs); ``None`` for no limit.
+        limits: the geometry to accept, checked before decoding (decompression bombs,
+            slivers); ``None`` for no limit. The default checks pixels only.
 
     Returns:
         ``float32`` array ``(H, W, C)`` in ``[0, 1]``, ``C`` 1 or 3.
 
     Raises:
         ImageError: empty, truncated or non-image bytes.
-        ImageTooLargeError: more pixels than ``max_pixels``.
+        ImageTooLargeError: more pixels, or a longer side, than ``limits`` allow.
+        ImageShapeError: a shorter side or an aspect ratio ``limits`` do not allow.
     """
     if not data:
         raise ImageError(f"the upload is empty (0 bytes): send the bytes of a {FORMATS_TEXT} file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            im = Image.open(io.BytesIO(data))
+            im = Image.open(io.BytesIO(data), formats=PIL_FORMATS)
     except Exception as exc:  # PIL raises several types for unknown bytes
+        other = _other_format(data)
+        if other:
+            raise UnsupportedImageError(f"the image is a {other} file: Kensa reads "
+                                        f"{FORMATS_TEXT}; convert it to one of those") from exc
         raise ImageError(
             f"the bytes are not a readable image ({len(data)} bytes, {type(exc).__name__}): "
             f"send a {FORMATS_TEXT} file"
         ) from exc
     with im:
-        width, height = im.size
-        if width < 1 or height < 1:
-            raise ImageError(f"the image has no pixels ({width}x{height})")
-        if max_pixels is not None and width * height > max_pixels:
-            raise ImageTooLargeError(
-                f"the image is {width}x{height} = {width * height:,} pixels, over the limit of "
-                f"{max_pixels:,}: resize it before upload or raise KENSA_MAX_PIXELS"
-            )
+        _check_samples(im)
+        (limits or ImageLimits(max_pixels=None)).check(*im.size)
         try:
             im.load()
             return pil_to_array(upright(im))
@@ -81,6 +137,32 @@ def decode_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np
                 f"the {im.format or 'image'} data is truncated or corrupt ({exc}): "
                 "send the complete file"
             ) from exc
+
+
+def _other_format(data: bytes) -> str | None:
+    """The name of a format PIL reads but Kensa does not (GIF, WEBP...), else None."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as im:
+                return im.format or None
+    except Exception:  # noqa: BLE001 - not an image at all: the caller says so
+        return None
+
+
+# 32-bit samples: a float TIFF may hold 0-1 intensities, raw counts or a depth in millimetres,
+# and nothing in the file says which. They were divided by each image's own maximum (every
+# image on its own scale) or by 65535 and clipped; refusing beats guessing a verdict.
+WIDE_SAMPLES = {"F": "floating-point", "I": "32-bit integer"}
+
+
+def _check_samples(im: Image.Image) -> None:
+    kind = WIDE_SAMPLES.get(im.mode)
+    if kind and (im.mode == "F" or im.format == "TIFF"):  # old Pillows opened 16-bit PNGs as I
+        raise UnsupportedImageError(
+            f"the image is a {im.format or 'file'} of {kind} samples, whose value range (0-1, "
+            "raw counts, millimetres...) the file does not say: convert it to 8- or 16-bit, "
+            "scaled as the training images are")
 
 
 EXIF_ORIENTATION = 0x0112
@@ -98,12 +180,8 @@ def upright(im: Image.Image) -> Image.Image:
 def pil_to_array(im: Image.Image) -> np.ndarray:
     """Converts a loaded PIL image to ``float32 (H, W, C)`` in ``[0, 1]``."""
     mode = im.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):  # "I": a 16-bit PNG in old Pillows
         arr = np.asarray(im, dtype=np.float32) / 65535.0
-    elif mode == "F":
-        arr = np.asarray(im, dtype=np.float32)
-        hi = float(arr.max()) if arr.size else 1.0
-        arr = arr / hi if hi > 1.0 else arr
     elif mode in ("1", "L"):
         arr = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
     elif mode in ("LA", "La"):
@@ -135,9 +213,9 @@ def image_shape(path: str | Path) -> tuple[int, int] | None:
     return (w, h) if turned else (h, w)
 
 
-def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
-    """Reads one image file (see :func:`decode_image`)."""
-    return decode_image(Path(path).read_bytes(), max_pixels=max_pixels)
+def read_image(path: str | Path, limits: ImageLimits | None = None) -> np.ndarray:
+    """Reads one image file (see :func:`decode_image`); no limits unless given."""
+    return decode_image(Path(path).read_bytes(), limits)
 
 
 def read_mask(path: str | Path) -> np.ndarray:

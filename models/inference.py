@@ -88,9 +88,11 @@ class Inspector:
         self.max_batch = max_batch or (64 if self.device == "cuda" else 8)
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto") -> Inspector:
-        """Loads a bundle directory written by ``kensa train`` (see :mod:`models.bundle`)."""
-        bundle = load_bundle(path)
+    def load(cls, path: str | Path, device: str = "auto", key: bytes | None = None
+             ) -> Inspector:
+        """Loads a bundle directory written by ``kensa train`` (see :mod:`models.bundle`);
+        with ``key``, only a bundle signed with it."""
+        bundle = load_bundle(path, key)
         return cls(bundle.cfg, bundle.model, bundle.vae, bundle.latent, bundle.cal,
                    device=device, info=bundle.info)
 

@@ -78,8 +78,10 @@ class Fitted:
 def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = None,
           train_cfg: TrainConfig | None = None,
           labels: str | Path | dict[str, str] | None = None,
-          device: str = "auto", progress: bool = True, name: str | None = None) -> dict:
-    """Trains, calibrates, evaluates and writes a bundle. Returns the bundle's metrics.
+          device: str = "auto", progress: bool = True, name: str | None = None,
+          key: bytes | None = None) -> dict:
+    """Trains, calibrates, evaluates and writes a bundle (signed with ``key`` when given).
+    Returns the bundle's metrics.
 
     Raises:
         DataError: no usable training image, or a bad labels file.
@@ -104,7 +106,8 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
     metrics = {"training": {**fitted.history, "seconds": train_s},
                "calibration": calib, "evaluation": {}}
     # the bundle first: nothing the evaluation meets (a test file, memory) can cost the model
-    save_bundle(out, Bundle(run.mcfg, insp.model, insp.vae, insp.latent, insp.cal), meta, metrics)
+    save_bundle(out, Bundle(run.mcfg, insp.model, insp.vae, insp.latent, insp.cal), meta, metrics,
+                key)
     if ds.test:
         labeled_paths = {str(it.path) for it, _ in run.label_rows}
         test_items = [it for it in ds.test if str(it.path) not in labeled_paths]

@@ -73,7 +73,7 @@ def load_inspector(settings: Settings) -> Any:
         raise BundleError("no model bundle given: pass --model BUNDLE_DIR or set KENSA_MODEL")
     from models.inference import Inspector  # torch and the networks load here, not on import
 
-    return Inspector.load(settings.model, device=settings.device)
+    return Inspector.load(settings.model, device=settings.device, key=settings.bundle_key_bytes)
 
 
 def lifespan(settings: Settings, metrics: Metrics, inspector: Any = None,

@@ -164,9 +164,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     model_config, train_config = training_configs(args)
     metrics = train(args.data, args.out, model_config, train_config,
                     labels=_labels(args.labels, args.data_dir), device=args.device,
-                    progress=not args.quiet)
+                    progress=not args.quiet, key=bundle_key())
     print_training_summary(args, metrics)
     return 0
+
+
+def bundle_key() -> bytes | None:
+    """``KENSA_BUNDLE_KEY``: ``kensa train`` signs with it, ``kensa eval`` checks it."""
+    from pydantic import ValidationError
+
+    from service.config import Settings
+
+    try:
+        return Settings().bundle_key_bytes
+    except ValidationError as exc:
+        raise KensaError("; ".join(str(e["msg"]) for e in exc.errors())) from None
 
 
 def _labels(value: str | None, data_dir: Path | None) -> str | dict[str, str] | None:
@@ -231,7 +243,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from models.evaluate import bundle_normals, evaluate, format_table
     from models.inference import Inspector
 
-    inspector = Inspector.load(args.model, args.device)
+    inspector = Inspector.load(args.model, args.device, key=bundle_key())
     dataset = open_dataset(args.data)
     if not dataset.test:
         raise KensaError(f"{args.data} has no test split: evaluation needs DIR/test/<type>/ "

@@ -12,10 +12,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from models.data import JPEG_MAX_SIDE, ImageLimits
+
 MB = 1024 * 1024
+# the fused image score is in units of the calibrated thresholds (about 1 at the threshold); a
+# thousandth of that labels every image abnormal already, so anything lower is a typo or a test
+MIN_THRESHOLD = 0.001
+MIN_THRESHOLD_WHY = ("(the fused score is in units of the calibrated thresholds, about 1; under "
+                     "0.001 every image would be abnormal)")
 
 
 class Settings(BaseSettings):
@@ -36,6 +43,19 @@ class Settings(BaseSettings):
         16_000_000, ge=1, description="Largest accepted image, width x height in pixels "
                                       "(16 MP of RGB take about 490 MiB while served, within "
                                       "the default KENSA_MAX_INFLIGHT_MB).")
+    # a line-scan strip of 20:1 at the 16 MP default is 17,889 px long: the side limit rarely
+    # binds before the pixel limit, and can never pass the overlay JPEG's 65,500
+    max_side: int = Field(
+        32_768, ge=1, le=JPEG_MAX_SIDE, description="Longest accepted image side, in pixels "
+                                                     "(at most 65,500, the JPEG overlay's).")
+    # the default network's deepest stage works on 16 x 16 pixel cells (depth 4): a thinner
+    # image gives it less than one cell of real pixels
+    min_side: int = Field(16, ge=1, description="Shortest accepted image side, in pixels.")
+    # at 20:1 the short side still spans 3-4 of those cells at the model's scale; beyond, the
+    # rounding of sides to the stride distorts the image by tens of percent
+    max_aspect: float = Field(
+        20.0, ge=1, description="Most an image's longer side may exceed its shorter one "
+                                "(20: twenty times as long as wide).")
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma list of accepted X-API-Key values; empty leaves /v1/* open.")
@@ -80,6 +100,10 @@ class Settings(BaseSettings):
                           "--labels`); unset: labeling is off. With records on, labels live "
                           "in the records store and this folder's labels.csv is imported "
                           "there once.")
+    bundle_key: SecretStr | None = Field(
+        None, description="Secret (16+ characters) with which `kensa train` signs bundles "
+                          "(HMAC-SHA256) and without which `kensa serve` refuses them; unset: "
+                          "bundles are checked against their version id, not signed.")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     records: bool = Field(
         True, description="Record every inspected image (KENSA_RECORDS=off turns it off).")
@@ -113,6 +137,16 @@ class Settings(BaseSettings):
     def _finite(cls, value: float | None) -> float | None:
         if value is not None and not math.isfinite(value):
             raise ValueError("the threshold must be a finite number")
+        if value is not None and value < MIN_THRESHOLD:
+            raise ValueError(f"KENSA_THRESHOLD must be at least {MIN_THRESHOLD:g} "
+                             f"{MIN_THRESHOLD_WHY}")
+        return value
+
+    @field_validator("bundle_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("KENSA_BUNDLE_KEY must have at least 16 characters")
         return value
 
     @field_validator("log_level", mode="before")
@@ -128,7 +162,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("model", "threshold", "labels_dir", "database_url", "image_store_max_gb",
-                     mode="before")
+                     "bundle_key", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         # compose passes `KENSA_THRESHOLD=` from .env as an empty string: that means unset
@@ -141,6 +175,15 @@ class Settings(BaseSettings):
     @property
     def max_inflight_bytes(self) -> int:
         return int(self.max_inflight_mb * MB)
+
+    @property
+    def image_limits(self) -> ImageLimits:
+        return ImageLimits(max_pixels=self.max_pixels, max_side=self.max_side,
+                           min_side=self.min_side, max_aspect=self.max_aspect)
+
+    @property
+    def bundle_key_bytes(self) -> bytes | None:
+        return self.bundle_key.get_secret_value().encode() if self.bundle_key else None
 
 
 @lru_cache

@@ -14,7 +14,7 @@ from fastapi import Depends, Query, Request, Security
 from fastapi.security import APIKeyHeader
 
 from .batcher import Batcher
-from .config import Settings
+from .config import MIN_THRESHOLD, MIN_THRESHOLD_WHY, Settings
 from .errors import InvalidParameter, LabelingOff, NotReady, Unauthorized
 from .labels import LabelStore
 from .monitoring import Metrics
@@ -103,7 +103,12 @@ def request_threshold(threshold: Annotated[float | None, Query(
         allow_inf_nan=False,
         description="Image threshold for this request, on the fused score (unitless): "
                     "overrides KENSA_THRESHOLD and the bundle's calibrated default; the answer "
-                    "reports the one applied.", examples=[0.02])] = None) -> float | None:
+                    "reports the one applied; at least 0.001.", examples=[0.02])] = None
+                      ) -> float | None:
+    if threshold is not None and threshold < MIN_THRESHOLD:
+        raise InvalidParameter(
+            f"query parameter 'threshold' is {threshold!r}: send a number of at least "
+            f"{MIN_THRESHOLD:g} {MIN_THRESHOLD_WHY}")
     return threshold
 
 

@@ -4,7 +4,9 @@ Every error body is ``{"detail": "<what is wrong and how to fix it>"}``::
 
     KensaError (models.errors)
     ├── ImageError ................ 400  bytes that do not decode as an image
-    │   └── ImageTooLargeError .... 413  more pixels than KENSA_MAX_PIXELS
+    │   ├── ImageTooLargeError .... 413  more than KENSA_MAX_PIXELS, a side over KENSA_MAX_SIDE
+    │   ├── ImageShapeError ....... 422  a side under KENSA_MIN_SIDE, aspect over KENSA_MAX_ASPECT
+    │   └── UnsupportedImageError . 415  GIF, WebP...; float or 32-bit TIFF samples
     ├── BundleError ............... 503  (at start-up it stops the server instead)
     ├── BadCursor (store) ......... 422  a pagination cursor we never handed out
     ├── RecordingFailed (store) ... 503  neither the records database nor the journal took it
@@ -13,6 +15,7 @@ Every error body is ``{"detail": "<what is wrong and how to fix it>"}``::
         ├── FileTooLarge .......... 413  a file over KENSA_MAX_UPLOAD_MB
         ├── OverBudget ............ 413  an image that needs more memory than the whole
         │                                KENSA_MAX_INFLIGHT_MB budget
+        ├── PictureTooLarge ....... 413  a picture (overlay, mask...) the encoder refuses
         ├── InvalidParameter ...... 422  a query parameter we could not use
         ├── NotReady .............. 503  no model loaded yet
         ├── Overloaded ............ 503  the inference queue is full (with Retry-After)
@@ -39,7 +42,14 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
-from models.errors import BundleError, ImageError, ImageTooLargeError, KensaError
+from models.errors import (
+    BundleError,
+    ImageError,
+    ImageShapeError,
+    ImageTooLargeError,
+    KensaError,
+    UnsupportedImageError,
+)
 
 from .store.recorder import RecordingFailed
 from .store.records import BadCursor
@@ -65,6 +75,10 @@ class FileTooLarge(ServiceError):
 
 
 class OverBudget(ServiceError):
+    status = 413
+
+
+class PictureTooLarge(ServiceError):
     status = 413
 
 
@@ -127,6 +141,10 @@ def status_of(exc: KensaError) -> int:
         return exc.status
     if isinstance(exc, ImageTooLargeError):
         return 413
+    if isinstance(exc, ImageShapeError):
+        return 422
+    if isinstance(exc, UnsupportedImageError):
+        return 415
     if isinstance(exc, ImageError):
         return 400
     if isinstance(exc, BundleError):

@@ -29,7 +29,7 @@ from models.data import GOOD, LABELS_FILE, read_labels
 
 IMAGES = "images"
 LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "BMP": ".bmp", "TIFF": ".tif"}
+SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "MPO": ".jpg", "BMP": ".bmp", "TIFF": ".tif"}
 
 
 @dataclass(frozen=True)

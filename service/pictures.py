@@ -11,6 +11,8 @@ import base64
 import cv2
 import numpy as np
 
+from .errors import PictureTooLarge
+
 PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
 # heatmaps are smooth: run-length coding after the UP filter is faster than deflate's default
 # strategy for slightly larger files (benchmarks/HISTORY.md)
@@ -23,9 +25,22 @@ def b64(data: bytes) -> str:
 
 
 def encode(ext: str, image: np.ndarray, params: list[int] | None = None) -> bytes:
-    ok, buf = cv2.imencode(ext, image, params or [])
-    if not ok:  # cv2 only fails on shapes we never produce; say so loudly if it does
-        raise RuntimeError(f"cv2 could not encode a {image.shape} {image.dtype} image as {ext}")
+    """``image`` encoded as ``ext``.
+
+    Raises:
+        PictureTooLarge: the encoder refused the image; with sides up to KENSA_MAX_SIDE (at
+            most 65,500, the JPEG encoder's limit) it does not, but a 500 must never be the
+            answer if it does.
+    """
+    try:
+        ok, buf = cv2.imencode(ext, image, params or [])
+    except cv2.error:
+        ok = False
+    if not ok:
+        h, w = image.shape[:2]
+        raise PictureTooLarge(
+            f"the {w}x{h} picture could not be encoded as {ext.lstrip('.').upper()} (JPEG sides "
+            "stop at 65,500 pixels): leave it out of include, or send a smaller image")
     return buf.tobytes()
 
 

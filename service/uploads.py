@@ -16,7 +16,7 @@ import numpy as np
 from fastapi import UploadFile
 from PIL import Image
 
-from models.data import decode_image
+from models.data import ImageLimits, decode_image
 
 from .config import MB
 from .errors import FileTooLarge, UnsupportedMediaType
@@ -98,23 +98,23 @@ class Footprint:
 
 
 def footprint(stream: BinaryIO, size: int, include: frozenset[str] = frozenset(),
-              max_pixels: int | None = None) -> Footprint:
+              limits: ImageLimits | None = None) -> Footprint:
     """Estimates one upload's memory (its ``size`` bytes, plus ``BYTES_PER_PIXEL`` and the
     costliest picture in ``include`` per pixel) from the header in ``stream`` (an upload's
     spooled file, rewound after), before a byte of it is read into memory or decoded. An
-    image the decoder will refuse (no image, over ``max_pixels``) costs only its bytes.
-    Blocking: call it off the event loop."""
+    image the decoder will refuse (no image, outside ``limits``) costs only its bytes, so
+    the decoder's own message reaches the client. Blocking: call it off the event loop."""
     try:
         with Image.open(stream) as im:
             w, h = im.size
             channels = 1 if im.mode in ("1", "L", "I", "I;16", "F", "P") else 3
+        if limits is not None:
+            limits.check(w, h)
     except Exception:  # noqa: BLE001 - the decoder reports what is wrong
         return Footprint(0, size)
     finally:
         stream.seek(0)
     pixels = w * h
-    if max_pixels is not None and pixels > max_pixels:
-        return Footprint(0, size)
     picture = max((PICTURE_BYTES_PER_PIXEL.get(p, 0) for p in include), default=0)
     return Footprint(pixels, size + pixels * (BYTES_PER_PIXEL[channels] + picture))
 
@@ -137,6 +137,6 @@ def chunks(prints: list[Footprint], max_images: int, max_bytes: int) -> list[lis
     return runs
 
 
-def decode(data: bytes, max_pixels: int | None) -> np.ndarray:
+def decode(data: bytes, limits: ImageLimits) -> np.ndarray:
     """Bytes to Kensa's image form ``float32 (H, W, C)``; see :func:`decode_image`."""
-    return decode_image(data, max_pixels=max_pixels)
+    return decode_image(data, limits)

@@ -38,14 +38,14 @@ from ..schemas import (
     LatentOpinion,
     ReconstructionOpinion,
 )
-from .forms import UploadField, UploadsField
+from .forms import UploadField, UploadsField, sent_once
 from .responses import INSPECT_ERRORS
 
 router = APIRouter(prefix="/v1", tags=["inspection"], dependencies=[Depends(require_api_key)])
 
 
 @router.post("/inspect", response_model=InspectionResult, response_model_exclude_none=True,
-             summary="Inspect one image", responses=INSPECT_ERRORS,
+             dependencies=[Depends(sent_once("file"))], summary="Inspect one image", responses=INSPECT_ERRORS,
              response_description="The verdict, scores, defect regions and the asked pictures.",
              description="Upload one image as multipart field `file`; get its verdict, scores "
                          "and defect regions, plus the pictures named in `include`.")
@@ -56,7 +56,7 @@ async def inspect(request: Request, file: UploadField, batcher: BatcherDep,
     started = time.perf_counter()
     async with batcher.gate.hold(await _footprint(file, include, settings)):
         data = await uploads.read_upload(file, settings.max_upload_bytes)
-        image = await run_in_threadpool(uploads.decode, data, settings.max_pixels)
+        image = await run_in_threadpool(uploads.decode, data, settings.image_limits)
         [result] = await batcher.inspect([image], _threshold(threshold, settings),
                                          "reconstruction" in include)
         body = await run_in_threadpool(
@@ -111,7 +111,7 @@ async def _footprint(file: UploadFile, include: frozenset[str], settings) -> int
     type or an oversized file first (415, 413)."""
     uploads.check_upload(file, settings.max_upload_bytes)
     fp = await run_in_threadpool(uploads.footprint, file.file, file.size or 0, include,
-                                 settings.max_pixels)
+                                 settings.image_limits)
     return fp.nbytes
 
 
@@ -123,7 +123,7 @@ def _footprints(files: list[UploadFile], include: frozenset[str], settings,
         try:
             uploads.check_upload(file, settings.max_upload_bytes)
             prints.append(uploads.footprint(file.file, file.size or 0, include,
-                                            settings.max_pixels))
+                                            settings.image_limits))
         except KensaError as exc:
             entries[n] = _item_error(file, exc)
             prints.append(uploads.Footprint(0, 0))
@@ -141,7 +141,7 @@ async def _inspect_chunk(request: Request, files: list[UploadFile], run: list[in
         for n in run:
             try:
                 data = await uploads.read_upload(files[n], settings.max_upload_bytes)
-                images.append(await run_in_threadpool(uploads.decode, data, settings.max_pixels))
+                images.append(await run_in_threadpool(uploads.decode, data, settings.image_limits))
                 slots.append(n)
                 kept.append(data)
             except KensaError as exc:
@@ -164,7 +164,7 @@ def _item_error(file: UploadFile, exc: KensaError) -> BatchItemError:
 
 
 @router.post("/inspect/overlay", response_class=Response,
-             summary="Inspect one image, get a picture",
+             dependencies=[Depends(sent_once("file"))], summary="Inspect one image, get a picture",
              description="Upload one image as multipart field `file`; the answer is a JPEG of "
                          "the upload with the anomaly heatmap in colour and defect contours in "
                          "red, so Swagger UI's *Try it out* shows it. The verdict travels in "
@@ -179,7 +179,7 @@ async def inspect_overlay(request: Request, file: UploadField, batcher: BatcherD
     started = time.perf_counter()
     async with batcher.gate.hold(await _footprint(file, uploads.OVERLAY, settings)):
         data = await uploads.read_upload(file, settings.max_upload_bytes)
-        image = await run_in_threadpool(uploads.decode, data, settings.max_pixels)
+        image = await run_in_threadpool(uploads.decode, data, settings.image_limits)
         [result] = await batcher.inspect([image], _threshold(threshold, settings))
         jpeg = await run_in_threadpool(pictures.overlay_jpeg, image, result.anomaly_map,
                                        result.pixel_threshold, result.mask)

@@ -208,9 +208,9 @@ async def get_overlay(store: StoreDep, batcher: BatcherDep, request: Request,
                       ident: str) -> Response:
     row, data = await _kept_image(store, ident)
     settings = request.app.state.settings
-    fp = uploads.footprint(io.BytesIO(data), len(data), uploads.OVERLAY, settings.max_pixels)
+    fp = uploads.footprint(io.BytesIO(data), len(data), uploads.OVERLAY, settings.image_limits)
     async with batcher.gate.hold(fp.nbytes):
-        image = await run_in_threadpool(uploads.decode, data, settings.max_pixels)
+        image = await run_in_threadpool(uploads.decode, data, settings.image_limits)
         [result] = await batcher.inspect([image], row["threshold"])
         jpeg = await run_in_threadpool(pictures.overlay_jpeg, image, result.anomaly_map,
                                        result.pixel_threshold, result.mask)

@@ -14,7 +14,7 @@ from ..errors import InvalidParameter
 from ..labels import LABEL_PATTERN
 from ..monitoring import LOG_KEY
 from ..schemas import LabelCounts, LabelStored
-from .forms import UploadField
+from .forms import UploadField, sent_once
 from .responses import E400, E401, E413, E415, E422, error_response
 
 router = APIRouter(prefix="/v1", tags=["labels"], dependencies=[Depends(require_api_key)])
@@ -28,6 +28,7 @@ E503_LABELS = {503: error_response("The server was started without KENSA_LABELS_
 
 
 @router.post("/labels", response_model=LabelStored, status_code=201,
+             dependencies=[Depends(sent_once("file", "label"))],
              summary="Label an image (operator feedback)",
              responses=E400 | E401 | E413 | E415 | E422 | E503_LABELS,
              response_description="Where the image was stored and what the folder holds.",
@@ -45,7 +46,7 @@ async def add_label(request: Request, file: UploadField, label: LabelField,
             "'_', '-' and '.', at most 64 characters, starting with a letter or digit")
     data = await uploads.read_upload(file, settings.max_upload_bytes)
     # stored only when it decodes: a label on a file the trainer cannot read would be lost
-    await run_in_threadpool(uploads.decode, data, settings.max_pixels)
+    await run_in_threadpool(uploads.decode, data, settings.image_limits)
     stored = await run_in_threadpool(store.add, data, label)
     counts = await run_in_threadpool(store.counts)
     request.scope[LOG_KEY] = {"label": label, "path": stored.path}

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 from texture_helpers import SIZE, plant_defect, texture
-from tiny import TEXTURE_MODEL, TEXTURE_TRAINING
+from tiny import TEXTURE_MODEL, TEXTURE_TRAINING, TINY_MODEL, TINY_TRAINING
 
 from models.train import train
 
@@ -36,3 +36,12 @@ def texture_bundle(texture_data, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("bundle") / "texture"
     metrics = train(texture_data, out, TEXTURE_MODEL, TEXTURE_TRAINING, device="cpu", progress=False)
     return out, metrics
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(texture_data, tmp_path_factory) -> Path:
+    """A bundle of the tiny configuration (seconds): for tests that edit a bundle, not judge
+    with it."""
+    out = tmp_path_factory.mktemp("tiny") / "tiny"
+    train(texture_data, out, TINY_MODEL, TINY_TRAINING, device="cpu", progress=False)
+    return out

@@ -8,7 +8,7 @@ import pytest
 from safetensors.numpy import load_file as load_numpy
 from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file, save_file
-from texture_helpers import far_cell_codes
+from texture_helpers import far_cell_codes, write_as_format_2
 
 from models.bundle import FORMAT_VERSION, WEIGHT_FILES, load_bundle, read_info, sha256
 from models.errors import BundleError
@@ -88,7 +88,7 @@ def test_a_bundle_from_before_the_latent_map_loads_and_keeps_its_maps(texture_bu
     shutil.copytree(path, copy)
     info = json.loads((copy / "bundle.json").read_text())
     assert info["calibration"].pop("map_scale") > 0
-    (copy / "bundle.json").write_text(json.dumps(info))
+    write_as_format_2(copy, info)
     old, new = Inspector.load(copy, "cpu"), Inspector.load(path, "cpu")
     assert old.cal.map_scale == 0.0
     img = np.random.default_rng(2).random((40, 50, 1), dtype=np.float32)
@@ -117,7 +117,7 @@ def test_a_bundle_with_one_latent_grid_loads_and_draws_its_map_from_it(texture_b
     lat["mean"], lat["whiten"] = lat["mean"][:g * g], lat["whiten"][:g * g]
     save_numpy(lat, str(copy / "latent.safetensors"))
     info["files"] = {name: sha256(copy / name) for name in WEIGHT_FILES}
-    (copy / "bundle.json").write_text(json.dumps(info))
+    write_as_format_2(copy, info)
 
     old, new = Inspector.load(copy, "cpu"), Inspector.load(path, "cpu")
     assert old.vae.map_vae is None and old.cfg.map_grid == g and old.cal.map_distance == 0.0
@@ -143,7 +143,7 @@ def test_a_bundle_from_before_test_time_flips_loads_without_them(texture_bundle,
     shutil.copytree(path, copy)
     info = json.loads((copy / "bundle.json").read_text())
     assert info["calibration"].pop("flips") == []
-    (copy / "bundle.json").write_text(json.dumps(info))
+    write_as_format_2(copy, info)
     img = np.random.default_rng(4).random((40, 50, 1), dtype=np.float32)
     old, new = Inspector.load(copy, "cpu"), Inspector.load(path, "cpu")
     assert old.cal.flips == [] and old.inspect([img])[0].score == new.inspect([img])[0].score

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.data import Item, decode_image, open_dataset, read_items, read_labels
-from models.errors import DataError, ImageError, ImageTooLargeError
+from models.data import ImageLimits, Item, decode_image, open_dataset, read_items, read_labels
+from models.errors import DataError, ImageError, ImageTooLargeError, UnsupportedImageError
 
 
 def encode(arr: np.ndarray, fmt: str = "PNG", mode: str | None = None) -> bytes:
@@ -72,7 +72,7 @@ def test_empty_bytes():
 def test_pixel_limit_refuses_before_decoding():
     data = encode(np.zeros((100, 100), np.uint8))
     with pytest.raises(ImageTooLargeError, match="10,000 pixels, over the limit of 9,999"):
-        decode_image(data, max_pixels=9999)
+        decode_image(data, ImageLimits(max_pixels=9999))
 
 
 def test_folder_without_images_names_folder_and_formats(tmp_path):
@@ -148,3 +148,31 @@ def test_orientation_1_leaves_pixels_as_stored():
     buf = io.BytesIO()
     Image.fromarray(stored).save(buf, format="PNG", exif=exif.tobytes())
     assert np.array_equal(decode_image(buf.getvalue())[..., 0] * 255, stored.astype(np.float32))
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP"])
+def test_formats_outside_the_four_are_refused_by_name(fmt):
+    """GIF and WebP decoded for /v1/inspect and /v1/labels while `kensa train` skips their
+    files: the one reader reads the four formats training lists, for everyone."""
+    with pytest.raises(UnsupportedImageError, match=f"the image is a {fmt} file: Kensa reads "
+                                                    "PNG, JPEG, BMP or TIFF"):
+        decode_image(encode(np.full((16, 16, 3), 99, np.uint8), fmt))
+
+
+@pytest.mark.parametrize(("dtype", "kind"), [(np.float32, "floating-point"),
+                                             (np.int32, "32-bit integer")])
+def test_32_bit_tiffs_are_refused_with_the_reason(dtype, kind):
+    """A float TIFF was divided by its own maximum (each image on its own scale), a 32-bit
+    integer one by 65535 and clipped: no value range is agreed for them, so none is guessed."""
+    data = encode(np.full((16, 16), 0.5 if dtype == np.float32 else 70_000, dtype), "TIFF")
+    with pytest.raises(UnsupportedImageError) as err:
+        decode_image(data)
+    assert str(err.value) == (
+        f"the image is a TIFF of {kind} samples, whose value range (0-1, raw counts, "
+        "millimetres...) the file does not say: convert it to 8- or 16-bit, scaled as the "
+        "training images are")
+
+
+def test_16_bit_tiffs_keep_their_range():
+    img = decode_image(encode(np.full((16, 16), 65535 // 5, np.uint16), "TIFF"))
+    assert img.dtype == np.float32 and float(img.max()) == pytest.approx(0.2)

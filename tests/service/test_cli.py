@@ -104,3 +104,21 @@ def test_kensa_bench_says_how_to_get_the_benchmarks_where_they_are_absent(monkey
 
     assert main(["bench", "--help"]) == 2
     assert capsys.readouterr().err == NO_BENCHMARKS + "\n"
+
+
+def test_train_signs_with_kensa_bundle_key_and_eval_checks_it(tiny_bundle, tmp_path,
+                                                              monkeypatch, capsys):
+    from models.bundle import read_info
+    from service.cli import main
+
+    out = tmp_path / "signed"
+    monkeypatch.setenv("KENSA_BUNDLE_KEY", "a-key-of-the-plant")
+    assert main(["train", "--data", str(tiny_bundle.parent / "data"), "--out", str(out),
+                 "--preset", "tiny", "--epochs", "1", "--max-minutes", "0", "--quiet"]) == 0
+    assert read_info(out, b"a-key-of-the-plant")["signature"].startswith("hmac-sha256:")
+    monkeypatch.setenv("KENSA_BUNDLE_KEY", "another-key-of-another-plant")
+    assert main(["eval", "--model", str(out), "--data", str(tiny_bundle.parent / "data")]) == 2
+    assert "is not signed with this KENSA_BUNDLE_KEY" in capsys.readouterr().err
+    monkeypatch.setenv("KENSA_BUNDLE_KEY", "short")
+    assert main(["eval", "--model", str(out), "--data", str(tiny_bundle.parent / "data")]) == 2
+    assert "KENSA_BUNDLE_KEY must have at least 16 characters" in capsys.readouterr().err

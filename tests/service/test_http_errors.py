@@ -6,6 +6,7 @@ import threading
 import time
 
 import httpx
+import numpy as np
 import pytest
 from service_helpers import TestClient, png, upload, washer, washer_png
 
@@ -70,6 +71,43 @@ def test_too_many_pixels_is_413(make_client):
                                   "resize it before upload or raise KENSA_MAX_PIXELS"}
 
 
+def test_a_side_over_the_limit_is_413_and_the_connection_lives_on(client):
+    """A 100000 x 1 upload with the overlay asked for was a 500 (the JPEG encoder stops at
+    65,500 pixels a side); it is refused at decode now, before any model work."""
+    line = png(np.zeros((1, 100_000, 3), np.uint8))
+    r = client.post("/v1/inspect?include=overlay", files=upload(line))
+    assert (r.status_code, r.json()) == (413, {"detail": (
+        "the image is 100000x1: its longer side, 100,000 pixels, is over the limit of 32,768: "
+        "resize it before upload or raise KENSA_MAX_SIDE (at most 65,500)")})
+    assert client.post("/v1/inspect?include=overlay", files=upload(washer_png())
+                       ).status_code == 200
+
+
+@pytest.mark.parametrize(("shape", "detail"), [
+    ((1, 1), ("the image is 1x1: its shorter side, 1 pixel, is under the minimum of 16: send "
+             "the whole part, not a crop of it, or lower KENSA_MIN_SIDE")),
+    ((15, 48), ("the image is 48x15: its shorter side, 15 pixels, is under the minimum of 16: "
+               "send the whole part, not a crop of it, or lower KENSA_MIN_SIDE")),
+    ((16, 336), ("the image is 336x16, 21 times as long as wide, over the limit of 20: cut it "
+                "into pieces at most 20 times as long as wide, or raise KENSA_MAX_ASPECT")),
+])
+def test_a_sliver_is_422(client, shape, detail):
+    for route in ("/v1/inspect", "/v1/inspect/overlay"):
+        r = client.post(route, files=upload(png(np.zeros(shape, np.uint8))))
+        assert (r.status_code, r.json()) == (422, {"detail": detail})
+    r = client.post("/v1/inspect/batch", files=[("files", ("a.png", png(np.zeros(shape,
+                                                                                 np.uint8))))])
+    assert (r.json()["results"][0]["status"], r.json()["results"][0]["error"]) == (422, detail)
+
+
+def test_the_geometry_limits_are_settings(make_client):
+    client = make_client(max_side=40, min_side=1, max_aspect=1000)
+    r = client.post("/v1/inspect", files=upload(washer_png()))
+    assert r.status_code == 413 and "limit of 40:" in r.json()["detail"]
+    r = client.post("/v1/inspect", files=upload(png(np.zeros((1, 30), np.uint8))))
+    assert r.status_code == 200, r.text
+
+
 def test_missing_field_is_422(client):
     r = client.post("/v1/inspect", files={"image": ("p.png", washer_png(), "image/png")})
     assert (r.status_code, r.json()) == (422, {"detail": MISSING_FILE})
@@ -99,6 +137,31 @@ def test_unknown_include_is_422(client):
     assert (r.status_code, r.json()) == (422, {"detail": (
         "query parameter 'include': unknown value(s) xray; choose from mask, heatmap, "
         "overlay, reconstruction (comma-separated)")})
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1e-320", "0.0009", "-inf"])
+def test_a_threshold_under_a_thousandth_is_422(client, value):
+    """threshold=0, -1 or 1e-320 labeled every image abnormal without a word."""
+    for route in ("/v1/inspect", "/v1/inspect/overlay"):
+        r = client.post(f"{route}?threshold={value}", files=upload(washer_png()))
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"] in (
+            (f"query parameter 'threshold' is {float(value)!r}: send a number of at least 0.001 "
+            "(the fused score is in units of the calibrated thresholds, about 1; under 0.001 "
+            "every image would be abnormal)"),
+            f"query parameter 'threshold': Input should be a finite number (got '{value}')")
+    r = client.post(f"/v1/inspect/batch?threshold={value}", files=[("files", ("a.png",
+                                                                              washer_png()))])
+    assert r.status_code == 422
+    assert client.post("/v1/inspect?threshold=0.001", files=upload(washer_png())
+                       ).json()["label"] == "abnormal"
+
+
+def test_kensa_threshold_under_a_thousandth_is_refused(make_settings):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="KENSA_THRESHOLD must be at least 0.001"):
+        make_settings(threshold=0.0)
 
 
 @pytest.mark.parametrize("value,why", [
@@ -283,3 +346,28 @@ def test_no_500_for_odd_requests(client):
     for r in odd:
         assert r.status_code < 500, r.text
         assert r.status_code == 200 or isinstance(r.json()["detail"], str)
+
+
+@pytest.mark.parametrize("route", ["/v1/inspect", "/v1/inspect/overlay"])
+def test_two_file_fields_are_422(client, route):
+    """The last of two `file` parts was judged, silently."""
+    two = [("file", ("a.png", washer_png(1), "image/png")),
+           ("file", ("b.png", washer_png(2), "image/png"))]
+    r = client.post(route, files=two)
+    assert (r.status_code, r.json()) == (422, {"detail": (
+        "multipart field 'file' was sent 2 times: send one image per request (several go to "
+        "/v1/inspect/batch, each as a 'files' field)")})
+
+
+def test_a_float_tiff_is_415_with_the_reason(client):
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((48, 48), 0.5, np.float32)).save(buf, format="TIFF")
+    r = client.post("/v1/inspect", files=upload(buf.getvalue(), "part.tif", "image/tiff"))
+    assert (r.status_code, r.json()) == (415, {"detail": (
+        "the image is a TIFF of floating-point samples, whose value range (0-1, raw counts, "
+        "millimetres...) the file does not say: convert it to 8- or 16-bit, scaled as the "
+        "training images are")})

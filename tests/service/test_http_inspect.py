@@ -105,10 +105,10 @@ def test_request_threshold_decides_the_label(client):
 
 
 def test_startup_threshold_overrides_the_bundle(make_client):
-    client = make_client(threshold=1e-9)
+    client = make_client(threshold=0.001)
     body = client.post("/v1/inspect", files=upload(washer_png())).json()
-    assert (body["threshold"], body["label"]) == (1e-9, "abnormal")
-    assert client.get("/v1/model").json()["default_threshold"] == 1e-9
+    assert (body["threshold"], body["label"]) == (0.001, "abnormal")
+    assert client.get("/v1/model").json()["default_threshold"] == 0.001
     # a request's own threshold still wins
     assert client.post("/v1/inspect?threshold=1e9", files=upload(washer_png())).json()[
         "label"] == "normal"
@@ -118,10 +118,9 @@ def test_startup_threshold_overrides_the_bundle(make_client):
     ("gray", washer(9)[..., 0]),
     ("rgba", np.dstack([washer(9), np.full((48, 48), 200, np.uint8)])),
     ("16-bit", washer(9)[..., 1].astype(np.uint16) * 257),
-    ("8x8", washer(9)[20:28, 20:28]),
-    ("wide", np.tile(washer(9)[20:23], (1, 20, 1))),    # 3 x 960
-    ("tall", np.tile(washer(9)[:, 20:22], (20, 1, 1))),  # 960 x 2
-    ("1x1", washer(9)[:1, :1]),
+    ("16x16", washer(9)[16:32, 16:32]),  # KENSA_MIN_SIDE
+    ("wide", np.tile(washer(9)[16:32, 8:24], (1, 20, 1))),  # 16 x 320: KENSA_MAX_ASPECT
+    ("tall", np.tile(washer(9)[8:24, 16:32], (20, 1, 1))),  # 320 x 16
 ])
 def test_image_kinds_are_inspected_like_the_inspector_does(client, inspector, name, image):
     data = png(image)
@@ -166,5 +165,5 @@ def test_overlay_endpoint_answers_a_jpeg(client, inspector):
 
 
 def test_overlay_endpoint_takes_a_threshold(client):
-    r = client.post("/v1/inspect/overlay?threshold=0", files=upload(washer_png()))
-    assert (r.headers["x-kensa-label"], r.headers["x-kensa-threshold"]) == ("abnormal", "0.0")
+    r = client.post("/v1/inspect/overlay?threshold=0.001", files=upload(washer_png()))
+    assert (r.headers["x-kensa-label"], r.headers["x-kensa-threshold"]) == ("abnormal", "0.001")

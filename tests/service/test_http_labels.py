@@ -141,22 +141,60 @@ def test_concurrent_labels_are_all_kept(tmp_path):
     assert not list(tmp_path.glob("images/.*.tmp"))
 
 
+def as_format(path, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    Image.open(path).save(buf, format=fmt)
+    return buf.getvalue()
+
+
 def test_labels_from_the_server_train_the_next_bundle(make_client, tmp_path):
     # the loop a line runs: operators label flagged images over HTTP, the trainer reads the
-    # folder's labels.csv (paths relative to it) and builds a semi-supervised bundle
+    # folder's labels.csv (paths relative to it) and builds a semi-supervised bundle; one
+    # labeled image in each format the labels route accepts, so each is one training reads
     data = tmp_path / "data"
     make_demo_dataset(data, seed=3, n_train=16, n_test_good=2, n_per_defect=1, size=48)
     client = make_client(records=False, labels_dir=tmp_path / "labels")
-    sent = {"chip": data / "test/chip/000.png", "dent": data / "test/dent/000.png",
-            "good": data / "test/good/000.png"}
-    for lab, path in sent.items():
-        assert label(client, path.read_bytes(), lab).status_code == 201
+    sent = {"chip": (data / "test/chip/000.png", "PNG"), "dent": (data / "test/dent/000.png",
+                                                                  "JPEG"),
+            "good": (data / "test/good/000.png", "BMP"), "stain": (data / "test/stain/000.png",
+                                                                   "TIFF")}
+    stored = []
+    for lab, (path, fmt) in sent.items():
+        r = label(client, as_format(path, fmt), lab)
+        assert r.status_code == 201, r.text
+        stored.append(r.json()["path"].rsplit(".", 1)[1])
+    assert stored == ["png", "jpg", "bmp", "tif"]
     out = tmp_path / "bundle"
     # --labels takes the folder itself, as the compose trainer is given it
     train(data, out, TINY_MODEL, TINY_TRAINING, labels=tmp_path / "labels", device="cpu",
           progress=False)
     info = json.loads((out / "bundle.json").read_text())
-    assert info["data"]["labeled_images"] == 3
+    assert info["data"]["labeled_images"] == 4 and info["data"]["skipped"] == 0
     assert info["data"]["labeled_good_trained"] == 1  # the false alarm joins the normals
     assert info["latent"]["semi_supervised"] is True
-    assert set(info["latent"]["classes"]) == {"good", "chip", "dent"}
+    assert set(info["latent"]["classes"]) == {"good", "chip", "dent", "stain"}
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP"])
+def test_a_format_training_does_not_read_is_415_and_not_stored(make_client, tmp_path, fmt):
+    client = make_client(records=False, labels_dir=tmp_path)
+    r = label(client, as_format(io.BytesIO(washer_png()), fmt), "dent", f"part.{fmt.lower()}",
+              f"image/{fmt.lower()}")
+    assert (r.status_code, r.json()) == (415, {"detail": (
+        f"the image is a {fmt} file: Kensa reads PNG, JPEG, BMP or TIFF (8- or 16-bit; gray, "
+        "RGB or RGBA); convert it to one of those")})
+    assert not (tmp_path / "labels.csv").exists() and not list(tmp_path.glob("images/*"))
+
+
+@pytest.mark.parametrize(("files", "data", "field"), [
+    ([("file", ("a.png", washer_png(1), "image/png")),
+      ("file", ("b.png", washer_png(2), "image/png"))], {"label": "dent"}, "file"),
+    ([("file", ("a.png", washer_png(1), "image/png"))], {"label": ["good", "dent"]}, "label"),
+])
+def test_a_repeated_field_is_422_and_nothing_is_stored(make_client, tmp_path, files, data,
+                                                       field):
+    client = make_client(records=False, labels_dir=tmp_path)
+    r = client.post("/v1/labels", files=files, data=data)
+    assert r.status_code == 422
+    assert r.json()["detail"].startswith(f"multipart field '{field}' was sent 2 times: send one")
+    assert not (tmp_path / "labels.csv").exists()

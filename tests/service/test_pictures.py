@@ -45,3 +45,19 @@ def test_overlay_and_reconstruction_keep_the_size(channels):
     rec = cv2.imdecode(np.frombuffer(pictures.reconstruction_png(image), np.uint8),
                        cv2.IMREAD_UNCHANGED)
     assert rec.shape[:2] == (11, 40)
+
+
+def test_a_picture_the_encoder_refuses_is_a_typed_413_not_a_500():
+    """OpenCV's JPEG stops at 65,500 pixels a side (it returned False, which was a
+    RuntimeError and a 500); KENSA_MAX_SIDE keeps uploads below it, this keeps it a 413."""
+    from service.errors import PictureTooLarge, status_of
+
+    image = np.zeros((1, 70_000, 3), np.float32)
+    amap, mask = np.zeros((1, 70_000), np.float32), np.zeros((1, 70_000), bool)
+    with pytest.raises(PictureTooLarge) as err:
+        pictures.overlay_jpeg(image, amap, 0.5, mask)
+    assert status_of(err.value) == 413
+    assert str(err.value) == ("the 70000x1 picture could not be encoded as JPG (JPEG sides stop "
+                              "at 65,500 pixels): leave it out of include, or send a smaller "
+                              "image")
+    assert len(pictures.mask_png(mask)) > 0 and len(pictures.heatmap_png(amap, 0.5)) > 0

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -9,8 +10,9 @@ import sys
 import time
 
 import httpx
+import numpy as np
 import pytest
-from service_helpers import upload, washer_png
+from service_helpers import png, upload, washer_png
 
 pytestmark = pytest.mark.slow
 
@@ -57,6 +59,12 @@ def test_kensa_serve_answers_over_a_socket(tiny_bundle, inspector, tmp_path):
             assert body["model_version"] == inspector.info["version"]
             bad = httpx.post(f"{base}/v1/inspect", files=upload(b""), timeout=30)
             assert bad.status_code == 400
+            with httpx.Client(base_url=base, timeout=30) as keep_alive:  # one connection
+                line = png(np.zeros((1, 100_000, 3), np.uint8))
+                r = keep_alive.post("/v1/inspect?include=overlay", files=upload(line))
+                assert r.status_code == 413, r.text
+                r = keep_alive.post("/v1/inspect?include=overlay", files=upload(washer_png(3)))
+                assert r.status_code == 200, r.text
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -95,3 +103,27 @@ def test_kensa_serve_stops_at_once_when_it_cannot_write_the_labels_folder(tiny_b
     assert proc.returncode == 2
     assert err.decode().startswith(
         f"kensa serve: KENSA_LABELS_DIR {blocker / 'labels'} is not a writable folder")
+
+
+def test_kensa_serve_stops_at_once_on_an_edited_bundle(tiny_bundle, tmp_path):
+    """The factory-network finding: calibration.image set to 99 by hand served every defect
+    as normal under the old version. Now the server does not start, and says what changed."""
+    edited = tmp_path / "edited"
+    shutil.copytree(tiny_bundle, edited)
+    info = json.loads((edited / "bundle.json").read_text())
+    info["calibration"]["image"] = 99.0
+    (edited / "bundle.json").write_text(json.dumps(info))
+    proc = serve("--model", str(edited), "--port", str(free_port()), stderr=subprocess.PIPE)
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 2
+    assert err.decode().startswith(f"kensa serve: cannot load the model bundle: {edited} was "
+                                   "changed after it was written: calibration differs")
+
+
+def test_kensa_serve_with_a_bundle_key_refuses_an_unsigned_bundle(tiny_bundle):
+    proc = serve("--model", str(tiny_bundle), "--port", str(free_port()), stderr=subprocess.PIPE,
+                 env_extra={"KENSA_BUNDLE_KEY": "a-key-of-the-plant"})
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 2
+    assert err.decode().startswith(f"kensa serve: cannot load the model bundle: {tiny_bundle} "
+                                   "is not signed, and KENSA_BUNDLE_KEY is set")
