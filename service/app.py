@@ -265,16 +265,17 @@ def check_folders(settings: Settings) -> None:
 
 
 def check_bundle(settings: Settings) -> None:
-    """The bundle's files, before the port opens (the weights load after it).
+    """The bundle's files, version id and signature, before the port opens (the weights load
+    after it).
 
     Raises:
-        BundleError: none named, or missing, incomplete or corrupt.
+        BundleError: none named, or missing, incomplete, edited or not signed with the key.
     """
     if settings.model is None:
         raise BundleError("no model bundle given: pass --model BUNDLE_DIR or set KENSA_MODEL")
     from models.bundle import read_info
 
-    read_info(settings.model)
+    read_info(settings.model, key=settings.bundle_key_bytes)
 
 
 def server_config(app: FastAPI, settings: Settings):
