@@ -56,6 +56,7 @@ class Server:
     proc: subprocess.Popen | None = None
     port: int = 0
     logfile: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)  # KENSA_* settings for this server
 
     @property
     def url(self) -> str:
@@ -66,7 +67,7 @@ class Server:
 
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("KENSA_")}
-        env.update({"KENSA_LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1"})
+        env.update({"KENSA_LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1", **self.env})
         fd, name = tempfile.mkstemp(prefix="kensa-bench-server-", suffix=".log")
         self.logfile = Path(name)
         cmd = [sys.executable, "-m", "service.cli", "serve", "--model", str(self.bundle),

@@ -8,11 +8,15 @@ message that names the path and the problem.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sys
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
@@ -24,8 +28,9 @@ from models.errors import BundleError
 from . import errors, ui
 from .batcher import Batcher
 from .config import Settings, get_settings
+from .connection import header_deadline_protocol
 from .labels import LabelStore
-from .middleware import BodyLimitMiddleware, RequestMetricsMiddleware
+from .middleware import AdmissionMiddleware, BodyLimitMiddleware, RequestMetricsMiddleware
 from .monitoring import Metrics, configure_logging
 from .overlays import OverlayCache
 from .recording import open_store
@@ -44,7 +49,7 @@ on request, a mask, a 16-bit heatmap, an overlay picture and the model's cleaned
   `label` is `"abnormal"` exactly when `score >= threshold`.
 * **Errors** are JSON `{"detail": "..."}` saying what is wrong and how to fix it.
 * **API keys**: when the server has `KENSA_API_KEYS`, send `X-API-Key` on every `/v1/*` call
-  (health and `/metrics` stay open).
+  and on `/metrics` (health and this description stay open).
 * Try `POST /v1/inspect/overlay` below with one of your images to see the heatmap.
 * **Operators**: when a verdict is wrong, send the image to `POST /v1/labels` with what the part
   really is (`good` or a defect name); the next `kensa train --labels` learns from it
@@ -74,56 +79,104 @@ def load_inspector(settings: Settings) -> Any:
     return Inspector.load(settings.model, device=settings.device, key=settings.bundle_key_bytes)
 
 
-def lifespan(settings: Settings, metrics: Metrics, inspector: Any = None):
+def lifespan(settings: Settings, metrics: Metrics, inspector: Any = None,
+             load: Callable[[Settings], Any] | None = None):
     """The app's lifespan: loads the bundle (unless ``inspector`` is given), opens the records
     store (bringing its schema up to date), starts the batcher and puts them on
-    ``app.state``; stops the batcher, then the store, at shutdown."""
+    ``app.state``; stops the batcher, then the store, at shutdown.
+
+    With ``load`` (``kensa serve``), all that happens in the background after the server has
+    bound its port: ``/health/live`` answers at once, ``/health/ready`` and the API answer
+    503 until the bundle is loaded, and a failure calls ``app.state.on_start_failure``.
+    """
 
     @asynccontextmanager
     async def span(app: FastAPI):
-        try:
-            loaded = inspector if inspector is not None else await run_in_threadpool(
-                load_inspector, settings)
-            sinks = sinks_of(settings)
-        except (BundleError, SinksConfigError) as exc:
-            log.error("cannot start: %s", exc)
-            raise
-        dispatcher = None
-        store = open_store(settings, metrics.registry, names(sinks),
-                           on_written=lambda: dispatcher and dispatcher.notify())
-        if store is not None:
-            await run_in_threadpool(store.open)
-            await run_in_threadpool(adopt_labels, store, settings)
-            app.state.labels = store.labels
-        app.state.store = store
-        dispatcher = start_dispatcher(sinks, store, metrics.registry)
-        batcher = Batcher(loaded, max_size=settings.batch_max_size,
-                          wait_ms=settings.batch_wait_ms, queue_size=settings.queue_size,
-                          max_inflight_bytes=settings.max_inflight_bytes,
-                          on_batch=metrics.batch_size.observe, on_queue=metrics.queue_depth.set)
-        await batcher.start()
-        app.state.inspector, app.state.batcher = loaded, batcher
-        info = loaded.info
-        metrics.model_info.labels(str(info.get("name", "")), str(info.get("version", "")),
-                                  str(loaded.device)).set(1)
-        log.info("ready", extra={"fields": {
-            "model": str(settings.model), "version": info.get("version"),
-            "device": loaded.device, "image_threshold": loaded.image_threshold,
-            "threshold_override": settings.threshold}})
+        if load is None:
+            try:
+                loaded = inspector or await run_in_threadpool(load_inspector, settings)
+            except BundleError as exc:
+                log.error("cannot start: %s", exc)
+                raise
+            try:
+                await start(app, settings, metrics, loaded)
+            except SinksConfigError as exc:
+                log.error("cannot start: %s", exc)
+                raise
+            starting = None
+        else:
+            starting = asyncio.create_task(start_in_background(app, settings, metrics, load))
         try:
             yield
         finally:
-            app.state.inspector = app.state.batcher = None
-            await batcher.stop()
-            if dispatcher is not None:
-                await run_in_threadpool(dispatcher.stop)
-            if store is not None:
-                app.state.store = None
-                app.state.labels = folder_labels(settings)
-                await run_in_threadpool(store.close)
-            log.info("stopped", extra={"fields": {"version": info.get("version")}})
+            if starting is not None:
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
+            await stop(app, settings)
 
     return span
+
+
+async def start_in_background(app: FastAPI, settings: Settings, metrics: Metrics,
+                              load: Callable[[Settings], Any]) -> None:
+    try:
+        await start(app, settings, metrics, await run_in_threadpool(load, settings))
+    except Exception as exc:  # noqa: BLE001 - any failure ends the server, with its message
+        log.error("cannot start: %s", exc)
+        app.state.start_error = exc
+        app.state.on_start_failure(exc)
+
+
+async def start(app: FastAPI, settings: Settings, metrics: Metrics, loaded: Any) -> None:
+    """Opens the records store, starts the sinks' dispatcher and the batcher on ``loaded``,
+    and says ready.
+
+    Raises:
+        SinksConfigError: the sinks file (KENSA_SINKS_FILE) is wrong.
+    """
+    sinks = sinks_of(settings)
+    dispatcher = None
+    store = open_store(settings, metrics.registry, names(sinks),
+                       on_written=lambda: dispatcher and dispatcher.notify())
+    if store is not None:
+        await run_in_threadpool(store.open)
+        await run_in_threadpool(adopt_labels, store, settings)
+        app.state.labels = store.labels
+    app.state.store = store
+    dispatcher = start_dispatcher(sinks, store, metrics.registry)
+    app.state.dispatcher = dispatcher
+    batcher = Batcher(loaded, max_size=settings.batch_max_size,
+                      wait_ms=settings.batch_wait_ms, queue_size=settings.queue_size,
+                      max_inflight_bytes=settings.max_inflight_bytes,
+                      on_batch=metrics.batch_size.observe, on_queue=metrics.queue_depth.set)
+    await batcher.start()
+    app.state.inspector, app.state.batcher = loaded, batcher
+    info = loaded.info
+    metrics.model_info.labels(str(info.get("name", "")), str(info.get("version", "")),
+                              str(loaded.device)).set(1)
+    log.info("ready", extra={"fields": {
+        "model": str(settings.model), "version": info.get("version"),
+        "device": loaded.device, "image_threshold": loaded.image_threshold,
+        "threshold_override": settings.threshold}})
+
+
+async def stop(app: FastAPI, settings: Settings) -> None:
+    """Stops the batcher, then the sinks' dispatcher, then closes the store, whatever of them
+    had started."""
+    inspector, batcher, store = app.state.inspector, app.state.batcher, app.state.store
+    dispatcher = app.state.dispatcher
+    app.state.inspector = app.state.batcher = app.state.dispatcher = None
+    if batcher is not None:
+        await batcher.stop()
+    if dispatcher is not None:
+        await run_in_threadpool(dispatcher.stop)
+    if store is not None:
+        app.state.store = None
+        app.state.labels = folder_labels(settings)
+        await run_in_threadpool(store.close)
+    if inspector is not None:
+        log.info("stopped", extra={"fields": {"version": inspector.info.get("version")}})
 
 
 def folder_labels(settings: Settings) -> LabelStore | None:
@@ -142,33 +195,42 @@ def adopt_labels(store, settings: Settings) -> None:
         log.exception("could not import the labels folder %s", settings.labels_dir)
 
 
-def create_app(settings: Settings | None = None, *, inspector: Any = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, inspector: Any = None,
+               load: Callable[[Settings], Any] | None = None) -> FastAPI:
     """Builds the app; the bundle loads when the lifespan starts.
 
     Args:
         settings: defaults to :func:`get_settings` (the environment).
         inspector: an already loaded inspector to serve instead of loading
-            ``settings.model`` (``run`` loads it first to fail fast).
+            ``settings.model``.
+        load: load the inspector with this, in the background once the server runs
+            (``run`` passes :func:`load_inspector`); see :func:`lifespan`.
     """
     settings = settings or get_settings()
     metrics = Metrics()
+    docs = settings.public_docs
     app = FastAPI(title="Kensa inspection service", version=VERSION, description=DESCRIPTION,
-                  openapi_tags=TAGS, lifespan=lifespan(settings, metrics, inspector),
-                  docs_url=None, redoc_url=None,  # self-hosted instead: routes/docs.py
+                  openapi_tags=TAGS, lifespan=lifespan(settings, metrics, inspector, load),
+                  # /docs and /redoc are self-hosted (routes/docs.py), served while docs is on
+                  docs_url=None, redoc_url=None, openapi_url="/openapi.json" if docs else None,
                   form_limits={"max_files": settings.max_batch, "max_fields": 16})
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.inspector = None
     app.state.batcher = None
     app.state.store = None
+    app.state.dispatcher = None
     app.state.labels = folder_labels(settings)
     app.state.overlays = OverlayCache()  # the page asks for the same overlays again and again
+    app.state.start_error = None
+    app.state.on_start_failure = lambda exc: None
     errors.register(app)
     app.include_router(router)
     app.mount(ui.STATIC_URL, StaticFiles(directory=ui.STATIC), name="ui-static")
     # the last added is the outermost: metrics see the body limiter's 413s too
     app.add_middleware(BodyLimitMiddleware, max_upload_bytes=settings.max_upload_bytes,
-                       max_batch=settings.max_batch)
+                       max_batch=settings.max_batch, body_timeout_s=settings.body_timeout_s)
+    app.add_middleware(AdmissionMiddleware)  # before the body limiter reads a byte
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     return app
 
@@ -177,12 +239,13 @@ def run(model: str | None = None, host: str | None = None, port: int | None = No
         device: str | None = None) -> None:
     """``kensa serve``: settings from the environment, these arguments win (None keeps them).
 
-    Loads the bundle before binding the port, so a missing or corrupt bundle (or a labels
-    folder it cannot write) ends the process at once with a message naming the path and the
-    problem (exit status 2).
+    Checks the settings, the folders and the bundle's files before binding the port, so a
+    missing or corrupt bundle (or a labels folder it cannot write) ends the process at once
+    with a message naming the path and the problem (exit status 2). The port then opens and
+    the bundle loads in the background: orchestrators see ``/health/live`` at once and
+    ``/health/ready`` 503 until it is loaded; a load that fails still ends the process with
+    status 2 and its message.
     """
-    import uvicorn
-
     given = {"model": model, "host": host, "port": port, "device": device}
     try:
         settings = Settings(**{k: v for k, v in given.items() if v is not None})
@@ -191,6 +254,28 @@ def run(model: str | None = None, host: str | None = None, port: int | None = No
                              for e in exc.errors())
         _fail(f"invalid settings: {problems}")
     configure_logging(settings.log_level)
+    check_folders(settings)
+    try:
+        sinks_of(settings)
+    except SinksConfigError as exc:
+        _fail(str(exc))
+    try:
+        check_bundle(settings)
+    except BundleError as exc:
+        _fail(f"cannot load the model bundle: {exc}")
+    app = create_app(settings, load=load_inspector)
+    server = uvicorn.Server(server_config(app, settings))
+    app.state.on_start_failure = lambda exc: setattr(server, "should_exit", True)
+    server.run()
+    failure = app.state.start_error
+    if isinstance(failure, BundleError):
+        _fail(f"cannot load the model bundle: {failure}")
+    if failure is not None:  # e.g. --device cuda on a machine without CUDA
+        _fail(f"cannot load the model bundle {settings.model}: {failure}")
+
+
+def check_folders(settings: Settings) -> None:
+    """Ends the process (status 2) when the records or labels folder is not writable."""
     if settings.records:
         try:
             writable_folder(settings.data_dir)
@@ -205,19 +290,31 @@ def run(model: str | None = None, host: str | None = None, port: int | None = No
         except OSError as exc:
             _fail(f"KENSA_LABELS_DIR {settings.labels_dir} is not a writable folder "
                   f"({exc.strerror or exc}): fix its permissions or mount, or unset it")
-    try:
-        sinks_of(settings)
-    except SinksConfigError as exc:
-        _fail(str(exc))
-    try:
-        inspector = load_inspector(settings)
-    except BundleError as exc:
-        _fail(f"cannot load the model bundle: {exc}")
-    except RuntimeError as exc:  # e.g. --device cuda on a machine without CUDA
-        _fail(f"cannot load the model bundle {settings.model}: {exc}")
-    app = create_app(settings, inspector=inspector)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                access_log=False, workers=1)
+
+
+def check_bundle(settings: Settings) -> None:
+    """The bundle's files, version id and signature, before the port opens (the weights load
+    after it).
+
+    Raises:
+        BundleError: none named, or missing, incomplete, edited or not signed with the key.
+    """
+    if settings.model is None:
+        raise BundleError("no model bundle given: pass --model BUNDLE_DIR or set KENSA_MODEL")
+    from models.bundle import read_info
+
+    read_info(settings.model, key=settings.bundle_key_bytes)
+
+
+def server_config(app: FastAPI, settings: Settings):
+    """uvicorn's settings: the connection deadlines and caps of issue 27 (a stalled client
+    holds nothing for long, and a stop never waits on one)."""
+    return uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=settings.log_level,
+        access_log=False, workers=1, http=header_deadline_protocol(settings.header_timeout_s),
+        timeout_keep_alive=max(1, round(settings.header_timeout_s)),
+        limit_concurrency=settings.max_connections,
+        timeout_graceful_shutdown=max(0, round(settings.shutdown_timeout_s)))
 
 
 def writable_folder(folder) -> None:

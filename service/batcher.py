@@ -7,8 +7,9 @@ dedicated thread, so the event loop never blocks on torch and the model sees one
 time. Jobs that asked for different thresholds or for the reconstruction image share the
 batch but are inspected in separate groups, so every request gets exactly what it asked for.
 
-A full queue raises :class:`~service.errors.Overloaded` (503 with ``Retry-After``) at once,
-instead of letting memory grow with the backlog.
+Requests are admitted (:meth:`Batcher.admit`) before their bodies are read; beyond one running
+batch and a full queue they get :class:`~service.errors.Overloaded` (503 with ``Retry-After``)
+at once, instead of letting memory and latency grow with the backlog.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ import torch
 
 from models.results import Result
 
+from . import memory
 from .config import MB
-from .errors import NotReady, Overloaded
+from .errors import NotReady, OverBudget, Overloaded
+from .uploads import human_size
 
 log = logging.getLogger("kensa.service")
 
@@ -35,23 +38,45 @@ log = logging.getLogger("kensa.service")
 class InflightGate:
     """Bounds the memory that decoded images take while requests are being served.
 
-    Every request holds its images' estimated bytes (decoded image, anomaly map, mask and
-    encoded pictures) from decode until its answer is built. A request that would pass
-    ``max_bytes`` waits until others finish; after ``wait_s`` it gets :class:`Overloaded`
-    (503 with Retry-After). One request larger than the whole cap still runs, alone. Without
-    it memory grows with the number of concurrent clients times their batch size
+    Every request holds its images' estimated bytes (:func:`service.uploads.footprint`: the
+    upload, the decoded image, its anomaly map, mask and the pictures asked for) from before
+    its bytes are read until its answer is built. A request that would pass ``max_bytes``
+    waits until others finish; after ``wait_s`` it gets :class:`Overloaded` (503 with
+    Retry-After). A request larger than the whole budget is refused at once
+    (:class:`OverBudget`, 413): it could never run within it. When the last request leaves
+    after at least ``trim_bytes`` were served, the freed memory goes back to the system
+    (:func:`service.memory.give_back`), so the server returns to its idle size. Without the
+    gate memory grows with the number of concurrent clients times their images' sizes
     (benchmarks/HISTORY.md).
     """
 
-    def __init__(self, max_bytes: int, wait_s: float = 30.0) -> None:
+    def __init__(self, max_bytes: int, wait_s: float = 30.0, trim_bytes: int = 32 * MB) -> None:
         self.max_bytes = max(1, int(max_bytes))
         self.wait_s = wait_s
+        self.trim_bytes = trim_bytes
         self.used = 0
+        self.freed = 0  # bytes released since memory was last given back
         self._cond = asyncio.Condition()
+
+    def refusal(self, nbytes: int, what: str = "the image") -> OverBudget:
+        """The 413 for a request or image that needs more than the whole budget."""
+        return OverBudget(
+            f"{what} needs about {human_size(nbytes)} of memory while it is served (decoded "
+            f"pixels, anomaly map and the pictures asked for), over the server's whole "
+            f"in-flight budget of {human_size(self.max_bytes)}: send a smaller image, ask "
+            "for fewer pictures (include=), or raise KENSA_MAX_INFLIGHT_MB")
 
     @contextlib.asynccontextmanager
     async def hold(self, nbytes: int) -> AsyncIterator[None]:
-        share = min(max(0, int(nbytes)), self.max_bytes)
+        """Holds ``nbytes`` of the budget for the block.
+
+        Raises:
+            OverBudget: ``nbytes`` is more than the whole budget (413).
+            Overloaded: the budget stayed full for ``wait_s`` (503).
+        """
+        share = max(0, int(nbytes))
+        if share > self.max_bytes:
+            raise self.refusal(share)
         async with self._cond:
             try:
                 await asyncio.wait_for(
@@ -67,6 +92,10 @@ class InflightGate:
         finally:
             async with self._cond:
                 self.used -= share
+                self.freed += share
+                if self.used == 0 and self.freed >= self.trim_bytes:
+                    self.freed = 0
+                    memory.give_back()
                 self._cond.notify_all()
 
 
@@ -107,6 +136,8 @@ class Batcher:
         self.on_batch = on_batch or (lambda n: None)
         self.on_queue = on_queue or (lambda n: None)
         self.running_images = 0  # images in the batch the worker thread is inspecting now
+        self.capacity = queue_size + max_size  # requests admitted at once (see admit)
+        self.admitted = 0
         self._task: asyncio.Task | None = None
         self._running: list[Job] = []
 
@@ -134,6 +165,26 @@ class Batcher:
         self._running = []
         self.on_queue(0)
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def admit(self) -> None:
+        """Reserves room for one inspection request from before its body is read until its
+        answer (:meth:`release`): one model batch running plus ``queue_size`` waiting.
+        Asked first, a full server refuses in milliseconds instead of after reading and
+        decoding the upload.
+
+        Raises:
+            Overloaded: ``capacity`` requests are already in progress (503 with Retry-After).
+        """
+        if self.admitted >= self.capacity:
+            raise Overloaded(
+                f"the server is busy: {self.admitted} inspection requests are in progress, as "
+                "many as it takes (KENSA_QUEUE_SIZE waiting plus KENSA_BATCH_MAX_SIZE in the "
+                "model); retry after the Retry-After delay", retry_after_s=1)
+        self.admitted += 1
+
+    def release(self) -> None:
+        """Gives back the room an :meth:`admit` reserved."""
+        self.admitted -= 1
 
     async def inspect(self, images: list[np.ndarray], threshold: float | None = None,
                       with_reconstruction: bool = False) -> list[Result]:

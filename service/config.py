@@ -40,8 +40,10 @@ class Settings(BaseSettings):
         64, ge=1, le=4096, description="Most images one /v1/inspect/batch request may carry.")
     max_upload_mb: float = Field(20.0, gt=0, description="Largest accepted file, in MiB.")
     max_pixels: int = Field(
-        40_000_000, ge=1, description="Largest accepted image, width x height in pixels.")
-    # a line-scan strip of 20:1 at the 40 MP default is 28,284 px long: the side limit rarely
+        16_000_000, ge=1, description="Largest accepted image, width x height in pixels "
+                                      "(16 MP of RGB take about 490 MiB while served, within "
+                                      "the default KENSA_MAX_INFLIGHT_MB).")
+    # a line-scan strip of 20:1 at the 16 MP default is 17,889 px long: the side limit rarely
     # binds before the pixel limit, and can never pass the overlay JPEG's 65,500
     max_side: int = Field(
         32_768, ge=1, le=JPEG_MAX_SIDE, description="Longest accepted image side, in pixels "
@@ -57,6 +59,12 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma list of accepted X-API-Key values; empty leaves /v1/* open.")
+    public_docs: bool = Field(
+        True, description="Serve /docs, /redoc and /openapi.json to anyone (the API's "
+                          "description, no data); false: not served at all.")
+    public_metrics: bool = Field(
+        False, description="Serve /metrics without X-API-Key when KENSA_API_KEYS is set "
+                           "(it counts verdicts by label).")
     threshold: float | None = Field(
         None, description="Overrides the bundle's image threshold for every request that "
                           "names none (on the fused image score).")
@@ -66,10 +74,26 @@ class Settings(BaseSettings):
         2.0, ge=0, le=1000,
         description="How long the batcher waits for more requests before it runs a batch.")
     queue_size: int = Field(
-        128, ge=1, description="Most requests waiting for the model; beyond it: 503.")
+        128, ge=1, description="Most requests waiting for the model; beyond it and one "
+                               "running model batch: 503 before the body is read.")
     max_inflight_mb: float = Field(
         512.0, gt=0, description="Memory budget for decoded images being served, in MiB; "
-                                 "requests beyond it wait, then get 503 (bounds server RSS).")
+                                 "requests beyond it wait, then get 503; an image over all of "
+                                 "it gets 413 (bounds server RSS).")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="A connection must send a request's headers within this "
+                                "(also how long an idle keep-alive connection stays open).")
+    body_timeout_s: float = Field(
+        60.0, gt=0, description="A request's whole body must arrive within this after its "
+                                "headers; beyond it: 408 and the connection is closed.")
+    max_connections: int = Field(
+        256, ge=1, description="Most open connections; a request beyond them gets 503.")
+    shutdown_timeout_s: float = Field(
+        10.0, ge=0, description="How long a stopping server (SIGTERM) lets running requests "
+                                "finish before it closes their connections.")
+    max_batch_pixels: int = Field(
+        256_000_000, ge=1, description="Most pixels of all the images of one "
+                                       "/v1/inspect/batch request together.")
     labels_dir: Path | None = Field(
         None, description="With KENSA_RECORDS=off: the folder where POST /v1/labels keeps "
                           "operator-labeled images and labels.csv (for `kensa train "
@@ -133,7 +157,7 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("records", mode="before")
+    @field_validator("records", "public_docs", "public_metrics", mode="before")
     @classmethod
     def _on_off(cls, value: object) -> object:
         if isinstance(value, str) and value.strip().lower() in ("on", "off"):

@@ -68,7 +68,7 @@ def label_store(request: Request) -> LabelStore:
     return store
 
 
-def key_is_valid(key: str, keys: list[str]) -> bool:
+def valid_key(key: str, keys: list[str]) -> bool:
     """Whether ``key`` is one of ``keys``, in constant time."""
     # compare against every key so the time taken says nothing about which one was close
     matches = [hmac.compare_digest(key.encode(), k.encode()) for k in keys]
@@ -91,7 +91,7 @@ def require_api_key(request: Request,
     if not key:
         raise Unauthorized("missing X-API-Key header: this server needs an API key on /v1/*; "
                            "ask its operator for one")
-    if not key_is_valid(key, keys):
+    if not valid_key(key, keys):
         raise Unauthorized("the key the page saved is no longer valid: sign in again at /ui/"
                            if from_cookie else
                            "the X-API-Key header is not a valid key for this server")

@@ -13,6 +13,8 @@ Every error body is ``{"detail": "<what is wrong and how to fix it>"}``::
     └── ServiceError (here)
         ├── UnsupportedMediaType .. 415  the part's Content-Type is not an image type
         ├── FileTooLarge .......... 413  a file over KENSA_MAX_UPLOAD_MB
+        ├── OverBudget ............ 413  an image that needs more memory than the whole
+        │                                KENSA_MAX_INFLIGHT_MB budget
         ├── PictureTooLarge ....... 413  a picture (overlay, mask...) the encoder refuses
         ├── InvalidParameter ...... 422  a query parameter we could not use
         ├── NotReady .............. 503  no model loaded yet
@@ -22,6 +24,7 @@ Every error body is ``{"detail": "<what is wrong and how to fix it>"}``::
         ├── NotFound .............. 404  no such record, or its image was not kept
         └── Unauthorized .......... 401  missing or wrong X-API-Key
     UploadTooLarge (HTTPException)  413  a request body over its endpoint's cap
+    BodyTimeout (HTTPException) ... 408  a request body slower than KENSA_BODY_TIMEOUT_S
     RequestValidationError ........ 422  missing field, wrong type (one readable sentence)
     HTTPException ................. its own status (404, 405, ...), detail kept or explained
     sqlalchemy OperationalError ... 503  the records database is unreachable (reads, reviews)
@@ -68,6 +71,10 @@ class UnsupportedMediaType(ServiceError):
 
 
 class FileTooLarge(ServiceError):
+    status = 413
+
+
+class OverBudget(ServiceError):
     status = 413
 
 
@@ -122,6 +129,14 @@ class UploadTooLarge(HTTPException):
 
     def __init__(self, detail: str) -> None:
         super().__init__(status_code=413, detail=detail)
+
+
+class BodyTimeout(HTTPException):
+    """A request body that did not arrive in time; the connection is closed after the answer
+    (an ``HTTPException`` for the same reason as :class:`UploadTooLarge`)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(status_code=408, detail=detail, headers={"Connection": "close"})
 
 
 def status_of(exc: KensaError) -> int:
@@ -231,7 +246,8 @@ def explain_http_error(request: Request, exc: HTTPException) -> tuple[int, str]:
     status = exc.status_code
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     if status == 404 and detail == "Not Found":
-        return status, f"no such endpoint: {request.url.path}; the API is listed at /docs"
+        listed = "the API is listed at /docs" if request.app.docs_url else "see the README"
+        return status, f"no such endpoint: {request.url.path}; {listed}"
     if status == 405:
         return status, (f"{request.method} is not allowed on {request.url.path}; "
                         "the allowed methods are listed at /docs")

@@ -9,7 +9,8 @@ too, so the server sees exactly the array that evaluation sees.
 
 from __future__ import annotations
 
-import io
+from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 from fastapi import UploadFile
@@ -47,16 +48,26 @@ async def read_upload(file: UploadFile, max_bytes: int) -> bytes:
         UnsupportedMediaType: the part's content type is not an image type.
         FileTooLarge: the file has more than ``max_bytes`` bytes (413).
     """
+    check_upload(file, max_bytes)
+    parts, total = [], 0
+    while part := await file.read(min(CHUNK, max_bytes + 1 - total) or 1):
+        total += len(part)
+        if total > max_bytes:
+            raise FileTooLarge(too_large_detail(None, max_bytes, file.filename))
+        parts.append(part)
+    return b"".join(parts)
+
+
+def check_upload(file: UploadFile, max_bytes: int) -> None:
+    """What :func:`read_upload` can refuse before reading: the content type, the size.
+
+    Raises:
+        UnsupportedMediaType: the part's content type is not an image type.
+        FileTooLarge: the file has more than ``max_bytes`` bytes (413).
+    """
     check_content_type(file.content_type, file.filename)
     if file.size is not None and file.size > max_bytes:
         raise FileTooLarge(too_large_detail(file.size, max_bytes, file.filename))
-    chunks, total = [], 0
-    while chunk := await file.read(min(CHUNK, max_bytes + 1 - total) or 1):
-        total += len(chunk)
-        if total > max_bytes:
-            raise FileTooLarge(too_large_detail(None, max_bytes, file.filename))
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def too_large_detail(size: int | None, max_bytes: int, filename: str | None = None) -> str:
@@ -70,18 +81,60 @@ def human_size(n: int) -> str:
     return f"{n / MB:.1f} MiB" if n >= MB else f"{n:,} bytes"
 
 
-def inflight_bytes(data: bytes) -> int:
-    """Memory one upload will take while it is served, estimated from its header alone:
-    the decoded ``float32`` image (4 bytes per channel), its anomaly map (4), mask and
-    encoded pictures (about 16 more) per pixel. 0 when the header does not parse (the decoder
-    then refuses the bytes with a 400)."""
+# Bytes per pixel while an image is served, measured with /proc's peak RSS on a 3000 x 3000
+# upload (benchmarks/HISTORY.md, "Memory, limits and soak"): the decoded float32 image, its
+# anomaly map, mask and regions; then the one picture being encoded at a time adds its own.
+BYTES_PER_PIXEL = {1: 24, 3: 32}
+PICTURE_BYTES_PER_PIXEL = {"mask": 0, "heatmap": 16, "reconstruction": 24, "overlay": 72}
+OVERLAY = frozenset({"overlay"})
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What one upload will cost while it is served, from its header alone."""
+
+    pixels: int  # 0 when the header does not parse or the decoder will refuse the image
+    nbytes: int
+
+
+def footprint(stream: BinaryIO, size: int, include: frozenset[str] = frozenset(),
+              limits: ImageLimits | None = None) -> Footprint:
+    """Estimates one upload's memory (its ``size`` bytes, plus ``BYTES_PER_PIXEL`` and the
+    costliest picture in ``include`` per pixel) from the header in ``stream`` (an upload's
+    spooled file, rewound after), before a byte of it is read into memory or decoded. An
+    image the decoder will refuse (no image, outside ``limits``) costs only its bytes, so
+    the decoder's own message reaches the client. Blocking: call it off the event loop."""
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with Image.open(stream) as im:
             w, h = im.size
             channels = 1 if im.mode in ("1", "L", "I", "I;16", "F", "P") else 3
+        if limits is not None:
+            limits.check(w, h)
     except Exception:  # noqa: BLE001 - the decoder reports what is wrong
-        return 0
-    return w * h * (4 * channels + 20)
+        return Footprint(0, size)
+    finally:
+        stream.seek(0)
+    pixels = w * h
+    picture = max((PICTURE_BYTES_PER_PIXEL.get(p, 0) for p in include), default=0)
+    return Footprint(pixels, size + pixels * (BYTES_PER_PIXEL[channels] + picture))
+
+
+def chunks(prints: list[Footprint], max_images: int, max_bytes: int) -> list[list[int]]:
+    """Indices of a batch's uploads in upload order, cut into runs of at most ``max_images``
+    whose bytes fit ``max_bytes`` together. An upload over ``max_bytes`` alone gets a run of
+    its own (the gate refuses it)."""
+    runs: list[list[int]] = []
+    run: list[int] = []
+    held = 0
+    for n, fp in enumerate(prints):
+        if run and (len(run) >= max_images or held + fp.nbytes > max_bytes):
+            runs.append(run)
+            run, held = [], 0
+        run.append(n)
+        held += fp.nbytes
+    if run:
+        runs.append(run)
+    return runs
 
 
 def decode(data: bytes, limits: ImageLimits) -> np.ndarray:

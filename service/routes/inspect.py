@@ -54,8 +54,8 @@ async def inspect(request: Request, file: UploadField, batcher: BatcherDep,
                   include: IncludeDep, threshold: ThresholdDep,
                   origin: OriginDep) -> InspectionResult:
     started = time.perf_counter()
-    data = await uploads.read_upload(file, settings.max_upload_bytes)
-    async with batcher.gate.hold(uploads.inflight_bytes(data)):
+    async with batcher.gate.hold(await _footprint(file, include, settings)):
+        data = await uploads.read_upload(file, settings.max_upload_bytes)
         image = await run_in_threadpool(uploads.decode, data, settings.image_limits)
         [result] = await batcher.inspect([image], _threshold(threshold, settings),
                                          "reconstruction" in include)
@@ -80,12 +80,23 @@ async def inspect_batch(request: Request, files: UploadsField, batcher: BatcherD
     if len(files) > settings.max_batch:
         raise FileTooLarge(f"too many files: a batch takes at most {settings.max_batch} images "
                            "(KENSA_MAX_BATCH); split it into several requests")
-    entries: list[BatchItemResult | BatchItemError] = []
-    # in chunks of one model batch, so a big batch never holds every decoded image at once
-    for start in range(0, len(files), settings.batch_max_size):
-        chunk = files[start:start + settings.batch_max_size]
-        entries.extend(await _inspect_chunk(request, chunk, batcher, inspector, settings,
-                                            include, threshold, origin))
+    entries: list = [None] * len(files)
+    prints = await run_in_threadpool(_footprints, files, include, settings, entries)
+    pixels = sum(fp.pixels for fp in prints)
+    if pixels > settings.max_batch_pixels:
+        raise FileTooLarge(f"the batch's images have {pixels:,} pixels in all, over the limit "
+                           f"of {settings.max_batch_pixels:,} (KENSA_MAX_BATCH_PIXELS); split "
+                           "it into several requests")
+    # in runs of at most one model batch that fit the in-flight budget, so a big batch never
+    # holds every decoded image at once
+    for run in uploads.chunks(prints, settings.batch_max_size, batcher.gate.max_bytes):
+        run = [n for n in run if entries[n] is None]
+        nbytes = sum(prints[n].nbytes for n in run)
+        if len(run) == 1 and nbytes > batcher.gate.max_bytes:
+            entries[run[0]] = _item_error(files[run[0]], batcher.gate.refusal(nbytes))
+        elif run:
+            await _inspect_chunk(request, files, run, nbytes, entries, batcher, inspector,
+                                 settings, include, threshold, origin)
     for entry in entries:
         metrics.inspections.labels(getattr(entry, "label", "error")).inc()
     request.scope[LOG_KEY] = {
@@ -95,27 +106,46 @@ async def inspect_batch(request: Request, files: UploadsField, batcher: BatcherD
     return BatchResponse(results=entries)
 
 
-async def _inspect_chunk(request: Request, files: list[UploadFile], batcher, inspector,
-                         settings, include, threshold, origin
-                         ) -> list[BatchItemResult | BatchItemError]:
-    started = time.perf_counter()
-    entries: list = [None] * len(files)
-    read: list[tuple[int, bytes]] = []
+async def _footprint(file: UploadFile, include: frozenset[str], settings) -> int:
+    """Bytes one upload will hold while served, from its header; refuses a wrong content
+    type or an oversized file first (415, 413)."""
+    uploads.check_upload(file, settings.max_upload_bytes)
+    fp = await run_in_threadpool(uploads.footprint, file.file, file.size or 0, include,
+                                 settings.image_limits)
+    return fp.nbytes
+
+
+def _footprints(files: list[UploadFile], include: frozenset[str], settings,
+                entries: list) -> list[uploads.Footprint]:
+    """Every file's footprint (worker thread); a file refused outright gets its error entry."""
+    prints = []
     for n, file in enumerate(files):
         try:
-            read.append((n, await uploads.read_upload(file, settings.max_upload_bytes)))
+            uploads.check_upload(file, settings.max_upload_bytes)
+            prints.append(uploads.footprint(file.file, file.size or 0, include,
+                                            settings.image_limits))
         except KensaError as exc:
             entries[n] = _item_error(file, exc)
-    async with batcher.gate.hold(sum(uploads.inflight_bytes(data) for _, data in read)):
+            prints.append(uploads.Footprint(0, 0))
+    return prints
+
+
+async def _inspect_chunk(request: Request, files: list[UploadFile], run: list[int],
+                         nbytes: int, entries: list, batcher, inspector, settings, include,
+                         threshold, origin) -> None:
+    """Inspects ``files[n]`` for ``n`` in ``run`` and fills in their ``entries``, holding
+    ``nbytes`` of the in-flight budget from reading to answer."""
+    started = time.perf_counter()
+    async with batcher.gate.hold(nbytes):
         images, slots, kept = [], [], []
-        for n, data in read:
+        for n in run:
             try:
+                data = await uploads.read_upload(files[n], settings.max_upload_bytes)
                 images.append(await run_in_threadpool(uploads.decode, data, settings.image_limits))
                 slots.append(n)
                 kept.append(data)
             except KensaError as exc:
                 entries[n] = _item_error(files[n], exc)
-        del read
         results = await batcher.inspect(images, _threshold(threshold, settings),
                                         "reconstruction" in include)
 
@@ -127,7 +157,6 @@ async def _inspect_chunk(request: Request, files: list[UploadFile], batcher, ins
         await run_in_threadpool(encode_all)
         await recording.record(request, [(entries[n], data) for n, data in zip(slots, kept)],
                                origin, inspector.info)
-    return entries
 
 
 def _item_error(file: UploadFile, exc: KensaError) -> BatchItemError:
@@ -148,8 +177,8 @@ async def inspect_overlay(request: Request, file: UploadField, batcher: BatcherD
                           inspector: InspectorDep, settings: SettingsDep, metrics: MetricsDep,
                           threshold: ThresholdDep, origin: OriginDep) -> Response:
     started = time.perf_counter()
-    data = await uploads.read_upload(file, settings.max_upload_bytes)
-    async with batcher.gate.hold(uploads.inflight_bytes(data)):
+    async with batcher.gate.hold(await _footprint(file, uploads.OVERLAY, settings)):
+        data = await uploads.read_upload(file, settings.max_upload_bytes)
         image = await run_in_threadpool(uploads.decode, data, settings.image_limits)
         [result] = await batcher.inspect([image], _threshold(threshold, settings))
         jpeg = await run_in_threadpool(pictures.overlay_jpeg, image, result.anomaly_map,

@@ -213,7 +213,9 @@ async def get_overlay(store: StoreDep, batcher: BatcherDep, request: Request,
     key = (row["sha256"], row["threshold"], request.app.state.inspector.info.get("version"))
     jpeg = cache.get(key)
     if jpeg is None:
-        async with batcher.gate.hold(uploads.inflight_bytes(data)):
+        fp = uploads.footprint(io.BytesIO(data), len(data), uploads.OVERLAY,
+                               settings.image_limits)
+        async with batcher.gate.hold(fp.nbytes):
             image = await run_in_threadpool(uploads.decode, data, settings.image_limits)
             [result] = await batcher.inspect([image], row["threshold"])
             jpeg = await run_in_threadpool(pictures.overlay_jpeg, image, result.anomaly_map,

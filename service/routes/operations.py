@@ -1,18 +1,26 @@
-"""``/metrics``: Prometheus metrics, open like the health endpoints."""
+"""``/metrics``: Prometheus metrics, behind the API key when keys are set (they count verdicts)
+unless ``KENSA_PUBLIC_METRICS``."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Request, Response
 
-from ..deps import MetricsDep
+from ..deps import MetricsDep, api_key_header, require_api_key
 
-router = APIRouter(tags=["operations"])
+
+def metrics_key(request: Request, key: str | None = Depends(api_key_header)) -> None:
+    """The API key check, unless KENSA_PUBLIC_METRICS opens /metrics to scrapers."""
+    if not request.app.state.settings.public_metrics:
+        require_api_key(request, key)
+
+
+router = APIRouter(tags=["operations"], dependencies=[Depends(metrics_key)])
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
             description="Requests by endpoint and status, inspections by label, latency "
-                        "histogram, batch sizes, queue depth (Prometheus text format). Open "
-                        "like the health endpoints: it carries counts, never images.",
+                        "histogram, batch sizes, queue depth (Prometheus text format). Needs "
+                        "X-API-Key when the server has keys, unless KENSA_PUBLIC_METRICS.",
             responses={200: {"content": {"text/plain": {}},
                              "description": "Prometheus exposition format."}})
 async def prometheus_metrics(metrics: MetricsDep) -> Response:

@@ -17,7 +17,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from ..deps import PAGE_HEADER, SESSION_COOKIE, key_is_valid
+from ..deps import PAGE_HEADER, SESSION_COOKIE, valid_key
 from ..errors import Forbidden, Unauthorized
 from ..store.records import GOOD, Filters
 from ..ui import STATIC_URL, TEMPLATES
@@ -34,7 +34,7 @@ class Login(BaseModel):
 
 def signed_in(request: Request) -> bool:
     keys = request.app.state.settings.api_keys
-    return not keys or key_is_valid(request.cookies.get(SESSION_COOKIE) or "", keys)
+    return not keys or valid_key(request.cookies.get(SESSION_COOKIE) or "", keys)
 
 
 def known_names(store) -> tuple[list[str], list[str]]:
@@ -80,7 +80,7 @@ async def sign_in(request: Request, body: Login, x_kensa_page: Annotated[
     if x_kensa_page is None:
         raise Forbidden(f"sign in from the page: the call must carry {PAGE_HEADER}")
     keys = request.app.state.settings.api_keys
-    if keys and not key_is_valid(body.key, keys):
+    if keys and not valid_key(body.key, keys):
         raise Unauthorized("that is not a valid key for this server")
     response = Response(status_code=204)
     response.set_cookie(SESSION_COOKIE, body.key, max_age=COOKIE_MAX_AGE_S, path="/",

@@ -7,7 +7,8 @@ import pytest
 from service_helpers import decoded, washer_png
 
 from service.batcher import Batcher, InflightGate
-from service.errors import NotReady, Overloaded
+from service.config import MB
+from service.errors import NotReady, OverBudget, Overloaded
 
 
 def images(*seeds):
@@ -150,11 +151,14 @@ def test_inflight_gate_makes_a_request_over_the_budget_wait_for_the_others():
     assert order.index(("c", "in", 90)) < order.index(("a", "out")) < order.index(("b", "in", 50))
 
 
-def test_inflight_gate_lets_one_oversized_request_run_alone_and_times_out_the_rest():
+def test_inflight_gate_refuses_a_request_over_the_whole_budget_and_times_out_the_rest():
     async def scenario():
-        gate = InflightGate(100, wait_s=0.1)
-        async with gate.hold(10_000):  # bigger than the whole budget: runs, alone
-            assert gate.used == 100
+        gate = InflightGate(100 * MB, wait_s=0.1)
+        with pytest.raises(OverBudget, match="about 200.0 MiB .* budget of 100.0 MiB"):
+            async with gate.hold(200 * MB):  # could never run within the budget
+                pass
+        assert gate.used == 0
+        async with gate.hold(100 * MB):
             with pytest.raises(Overloaded, match="KENSA_MAX_INFLIGHT_MB"):
                 async with gate.hold(1):
                     pass

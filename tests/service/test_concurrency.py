@@ -47,8 +47,9 @@ def test_32_concurrent_requests(make_settings, inspector):
 
 def test_a_tiny_inflight_budget_makes_requests_take_turns_and_answers_all(make_settings,
                                                                            inspector):
-    # 1 KiB: every upload is over the budget on its own, so each runs alone, in turn
-    app = create_app(make_settings(max_inflight_mb=1 / 1024, batch_wait_ms=20))
+    # 100 KiB: every upload (about 80 KiB when served) fits alone, no two together, so each
+    # runs alone, in turn, and the batch is cut into runs of one image
+    app = create_app(make_settings(max_inflight_mb=100 / 1024, batch_wait_ms=20))
     uploads = [washer_png(seed) for seed in range(8)]
 
     async def scenario():
@@ -70,5 +71,5 @@ def test_a_tiny_inflight_budget_makes_requests_take_turns_and_answers_all(make_s
     np.testing.assert_allclose(got, want, rtol=1e-5)
     sizes = dict(line.split() for line in metrics.splitlines()
                  if line.startswith(("kensa_batch_size_sum ", "kensa_batch_size_count ")))
-    # never two requests in one model call: 8 images in 5 calls
-    assert (float(sizes["kensa_batch_size_sum"]), float(sizes["kensa_batch_size_count"])) == (8, 5)
+    # never two images in one model call: 8 images in 8 calls
+    assert (float(sizes["kensa_batch_size_sum"]), float(sizes["kensa_batch_size_count"])) == (8, 8)

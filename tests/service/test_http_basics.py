@@ -1,7 +1,13 @@
 """Health, model info, OpenAPI and Swagger UI, Prometheus metrics."""
 
+import threading
+import time
+
 import pytest
-from service_helpers import upload, washer_png
+from service_helpers import TestClient, upload, washer_png
+
+from service.app import create_app, load_inspector
+from service.deps import NOT_READY
 
 INSPECT_PATHS = ("/v1/inspect", "/v1/inspect/batch", "/v1/inspect/overlay")
 
@@ -81,3 +87,27 @@ def test_metrics(client):
     assert "kensa_batch_size_count 2.0" in text and "kensa_batch_size_sum 3.0" in text
     assert "kensa_queue_depth 0.0" in text
     assert 'kensa_model_info{device="cpu",name="tiny"' in text
+
+
+def test_health_live_answers_while_the_bundle_loads_and_ready_says_503(make_settings):
+    """``kensa serve`` binds first and loads in the background (``load``): until the bundle
+    is in, liveness is 200 and readiness and the API are 503."""
+    loading = threading.Event()
+
+    def slow_load(settings):
+        assert loading.wait(30)
+        return load_inspector(settings)
+
+    app = create_app(make_settings(), load=slow_load)
+    with TestClient(app) as client:
+        assert client.get("/health/live").status_code == 200
+        ready = client.get("/health/ready")
+        assert (ready.status_code, ready.json()) == (503, {"detail": NOT_READY})
+        assert client.post("/v1/inspect", files=upload(washer_png())).status_code == 503
+        loading.set()
+        for _ in range(300):
+            if client.get("/health/ready").status_code == 200:
+                break
+            time.sleep(0.05)
+        assert client.get("/health/ready").status_code == 200
+        assert client.post("/v1/inspect", files=upload(washer_png())).status_code == 200

@@ -97,3 +97,25 @@ def test_a_batch_of_several_shapes_keeps_each_aspect_and_equals_the_inspector(cl
     assert [(e["score"], e["label"]) for e in results] == [(x.score, x.label) for x in want]
     model = client.get("/v1/model").json()
     assert model["keep_aspect"] is True
+
+
+def test_a_batch_answers_413_for_an_image_over_the_budget_and_inspects_the_rest(make_client):
+    client = make_client(max_inflight_mb=100 / 1024)  # a washer fits, a 200x200 image does not
+    big = png(np.full((200, 200, 3), 90, np.uint8))
+    r = client.post("/v1/inspect/batch", files=[("files", ("a.png", washer_png(1), "image/png")),
+                                                ("files", ("big.png", big, "image/png"))])
+    assert r.status_code == 200
+    ok, refused = r.json()["results"]
+    assert ok["label"] in ("normal", "abnormal")
+    assert refused["status"] == 413
+    assert "over the server's whole in-flight budget of 102,400 bytes" in refused["error"]
+
+
+def test_a_batch_over_the_pixel_cap_is_refused_before_decoding(make_client):
+    client = make_client(max_batch_pixels=3 * 48 * 48)
+    files = [("files", (f"{n}.png", washer_png(n), "image/png")) for n in range(4)]
+    r = client.post("/v1/inspect/batch", files=files)
+    assert r.status_code == 413
+    assert r.json()["detail"] == (
+        "the batch's images have 9,216 pixels in all, over the limit of 6,912 "
+        "(KENSA_MAX_BATCH_PIXELS); split it into several requests")

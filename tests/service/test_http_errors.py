@@ -3,6 +3,7 @@
 import asyncio
 import os
 import threading
+import time
 
 import httpx
 import numpy as np
@@ -224,27 +225,92 @@ def test_full_queue_is_503_with_retry_after(make_settings):
 
     async def scenario():
         async with app.router.lifespan_context(app):
-            batcher = app.state.batcher
-            gate = threading.Event()
-            batcher.executor.submit(gate.wait)  # the model thread is busy
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://kensa") as c:
-                def post():
-                    return c.post("/v1/inspect", files=upload(data))
-
-                running = asyncio.create_task(post())
-                await until(lambda: batcher.running_images == 1)
-                waiting = asyncio.create_task(post())
-                await until(lambda: batcher.queue.qsize() == 1)
-                refused = await post()
+                gate, running, waiting = await fill(app, c, data)
+                refused = await c.post("/v1/inspect", files=upload(data))
                 gate.set()
                 return refused, await running, await waiting
 
     refused, running, waiting = asyncio.run(asyncio.wait_for(scenario(), 60))
     assert refused.status_code == 503
     assert refused.headers["retry-after"] == "1"
-    assert refused.json() == {"detail": "the server is busy: 1 requests are already waiting "
-                                        "for the model; retry after the Retry-After delay"}
+    assert refused.json() == {"detail": BUSY}
+    assert (running.status_code, waiting.status_code) == (200, 200)
+
+
+def test_a_request_without_a_valid_key_takes_no_room_and_gets_401(make_settings):
+    app = create_app(make_settings(queue_size=1, batch_max_size=1, batch_wait_ms=0,
+                                   api_keys="alpha-key"))
+    data = washer_png()
+
+    async def scenario():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://kensa") as c:
+                gate, running, waiting = await fill(app, c, data, {"X-API-Key": "alpha-key"})
+                stranger = await c.post("/v1/inspect", files=upload(data),
+                                        headers={"X-API-Key": "guess"})
+                gate.set()
+                return stranger, await running, await waiting
+
+    stranger, running, waiting = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert stranger.status_code == 401  # not 503: a full server tells strangers nothing
+    assert (running.status_code, waiting.status_code) == (200, 200)
+
+
+async def fill(app, client, data: bytes, headers: dict | None = None):
+    """Holds the model thread and fills a server of one running and one waiting place.
+
+    Returns:
+        (the event that frees the model thread, the running request, the waiting one).
+    """
+    batcher = app.state.batcher
+    gate = threading.Event()
+    batcher.executor.submit(gate.wait)  # the model thread is busy
+    running = asyncio.create_task(client.post("/v1/inspect", files=upload(data),
+                                              headers=headers))
+    await until(lambda: batcher.running_images == 1)
+    waiting = asyncio.create_task(client.post("/v1/inspect", files=upload(data),
+                                              headers=headers))
+    await until(lambda: batcher.queue.qsize() == 1)
+    return gate, running, waiting
+
+
+BUSY = ("the server is busy: 2 inspection requests are in progress, as many as it takes "
+        "(KENSA_QUEUE_SIZE waiting plus KENSA_BATCH_MAX_SIZE in the model); retry after the "
+        "Retry-After delay")
+
+
+def test_a_full_server_answers_503_without_reading_the_body(make_settings):
+    """Capacity is reserved before the body is read: a request whose body never completes
+    still gets its 503, at once."""
+    app = create_app(make_settings(queue_size=1, batch_max_size=1, batch_wait_ms=0))
+    data = washer_png()
+    never = asyncio.Event()
+
+    async def endless_body():
+        yield b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n"
+        await never.wait()  # the rest never comes
+        yield b""
+
+    async def scenario():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://kensa") as c:
+                gate, running, waiting = await fill(app, c, data)
+                start = time.perf_counter()
+                refused = await asyncio.wait_for(c.post(
+                    "/v1/inspect", content=endless_body(),
+                    headers={"Content-Type": "multipart/form-data; boundary=x"}), 10)
+                took = time.perf_counter() - start
+                gate.set()
+                return refused, took, await running, await waiting
+
+    refused, took, running, waiting = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert (refused.status_code, refused.json()) == (503, {"detail": BUSY})
+    assert refused.headers["retry-after"] == "1"
+    assert took < 1.0  # milliseconds in fact; generous for a shared machine
     assert (running.status_code, waiting.status_code) == (200, 200)
 
 

@@ -9,7 +9,7 @@ from service.config import Settings, get_settings
 def test_defaults():
     s = Settings()  # conftest cleared every KENSA_* variable
     assert (s.model, s.device, s.host, s.port) == (None, "auto", "127.0.0.1", 8000)
-    assert (s.max_batch, s.max_upload_mb, s.max_pixels) == (64, 20.0, 40_000_000)
+    assert (s.max_batch, s.max_upload_mb, s.max_pixels) == (64, 20.0, 16_000_000)
     assert (s.api_keys, s.threshold) == ([], None)
     assert s.max_upload_bytes == 20 * 1024 * 1024
 
