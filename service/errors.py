@@ -246,7 +246,7 @@ def explain_http_error(request: Request, exc: HTTPException) -> tuple[int, str]:
     status = exc.status_code
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     if status == 404 and detail == "Not Found":
-        listed = "the API is listed at /docs" if request.app.docs_url else "see the README"
+        listed = "the API is listed at /docs" if request.app.openapi_url else "see the README"
         return status, f"no such endpoint: {request.url.path}; {listed}"
     if status == 405:
         return status, (f"{request.method} is not allowed on {request.url.path}; "

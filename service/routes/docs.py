@@ -17,10 +17,10 @@ router = APIRouter(include_in_schema=False)
 
 
 def docs_on(request: Request) -> None:
-    """404 when KENSA_PUBLIC_DOCS is off (then there is no /openapi.json either)."""
+    """404 when KENSA_PUBLIC_DOCS is off (then there is no /openapi.json either), as for a
+    path that does not exist."""
     if request.app.openapi_url is None:
-        raise HTTPException(404, "the API documentation is off on this server "
-                                 "(KENSA_PUBLIC_DOCS=false)")
+        raise HTTPException(404)  # answered as every unknown path is (service/errors.py)
 
 
 @router.get("/docs")
