@@ -40,7 +40,7 @@ MAKEFILE = ROOT / "Makefile"
 # Variables that only docker compose reads (interpolation); every other KENSA_* name is a
 # server setting and must be a field of service.config.Settings.
 COMPOSE_ONLY_VARS = {"KENSA_CATEGORY", "KENSA_TORCH_VARIANT", "KENSA_TRAIN_PRESET",
-                     "KENSA_TRAIN_MAX_MINUTES"}
+                     "KENSA_TRAIN_MAX_MINUTES", "KENSA_POSTGRES_PASSWORD"}
 HEALTH_PATH = "/health/ready"
 REQUIRE_TOOLS = os.environ.get("KENSA_REQUIRE_DEPLOY_TOOLS") == "1"
 VAR = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
@@ -191,7 +191,7 @@ def service(name: str) -> dict:
 
 def test_compose_defines_trainer_and_inspector_from_one_image():
     services = load_compose()["services"]
-    assert set(services) == {"trainer", "inspector"}
+    assert set(services) == {"trainer", "inspector", "postgres"}
     trainer, inspector = services["trainer"], services["inspector"]
     assert trainer["image"] == inspector["image"]
     assert trainer["build"] == inspector["build"]
@@ -252,6 +252,19 @@ def test_image_owns_the_records_folder_and_names_it():
     assert re.search(r"mkdir -p [^\n]*/records", text)
     assert re.search(r"chown kensa:kensa [^\n]*/records", text)
     assert re.search(r"KENSA_DATA_DIR=/records", text)
+
+
+def test_postgres_is_an_optional_profile_on_its_own_volume():
+    """`docker compose up` starts trainer and inspector only; `--profile postgres` adds a
+    PostgreSQL for KENSA_DATABASE_URL, unpublished, its data in a named volume."""
+    postgres = service("postgres")
+    assert postgres["profiles"] == ["postgres"]
+    assert "ports" not in postgres
+    assert [m["source"] for m in postgres["volumes"]] == ["postgres"]
+    assert "postgres" in load_compose()["volumes"]
+    assert postgres["environment"]["POSTGRES_DB"] == "kensa"
+    for name in ("trainer", "inspector"):
+        assert "profiles" not in service(name)
 
 
 def test_trainer_runs_once_and_inspector_waits_for_its_success():
