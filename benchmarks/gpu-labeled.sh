@@ -19,15 +19,7 @@ LIMIT_S=${LIMIT_S:-400}
 PYTHON=${PYTHON:-python3}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
-{
-    date -u +%FT%TZ
-    nvidia-smi -L 2>&1 || true
-    "$PYTHON" -c 'import torch, sys; print("python", sys.version.split()[0], "torch",
-torch.__version__, "cuda", torch.cuda.is_available(),
-torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")'
-    nproc
-} >"$OUT/machine.txt" 2>&1
-cat "$OUT/machine.txt"
+. "$(dirname "${BASH_SOURCE[0]}")/gpu-machine.sh"
 if [ "${DEMO_ARGS:-}" = small ]; then
     demo="n_train=24, n_test_good=3, n_per_defect=3, size=64"
 else

@@ -32,15 +32,7 @@ if ! "$PYTHON" -c 'import fastapi, uvicorn, pydantic_settings, multipart' 2>/dev
     export PYTHONPATH=/tmp/kensa-site:$PWD
 fi
 
-{
-    date -u +%FT%TZ
-    nvidia-smi -L 2>&1 || true
-    "$PYTHON" -c 'import torch, sys; print("python", sys.version.split()[0], "torch",
-torch.__version__, "cuda", torch.cuda.is_available(),
-torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")'
-    nproc
-} >"$OUT/machine.txt" 2>&1
-cat "$OUT/machine.txt"
+. "$(dirname "${BASH_SOURCE[0]}")/gpu-machine.sh"
 
 # 1. speed: raw forward, in-process pipeline, HTTP against a real kensa serve, 256 and 512
 timeout "$SPEED_LIMIT_S" "$PYTHON" -m benchmarks --skip-accuracy --device "$DEVICE" \
