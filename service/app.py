@@ -82,8 +82,8 @@ def load_inspector(settings: Settings) -> Any:
 def lifespan(settings: Settings, metrics: Metrics, inspector: Any = None,
              load: Callable[[Settings], Any] | None = None):
     """The app's lifespan: loads the bundle (unless ``inspector`` is given), opens the records
-    store (bringing its schema up to date), starts the batcher and puts them on
-    ``app.state``; stops the batcher, then the store, at shutdown.
+    store (bringing its schema up to date), starts the sinks' dispatcher and the batcher and
+    puts them on ``app.state``; stops the batcher, the dispatcher, then the store, at shutdown.
 
     With ``load`` (``kensa serve``), all that happens in the background after the server has
     bound its port: ``/health/live`` answers at once, ``/health/ready`` and the API answer
@@ -95,12 +95,8 @@ def lifespan(settings: Settings, metrics: Metrics, inspector: Any = None,
         if load is None:
             try:
                 loaded = inspector or await run_in_threadpool(load_inspector, settings)
-            except BundleError as exc:
-                log.error("cannot start: %s", exc)
-                raise
-            try:
                 await start(app, settings, metrics, loaded)
-            except SinksConfigError as exc:
+            except (BundleError, SinksConfigError) as exc:
                 log.error("cannot start: %s", exc)
                 raise
             starting = None
