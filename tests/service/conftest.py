@@ -82,18 +82,9 @@ def client(make_client) -> TestClient:
 def live_server(tiny_bundle, tmp_path_factory) -> Iterator[str]:
     """A real ``kensa serve`` process (records on, API key ``line-key``) for the client and
     ``kensa watch`` tests; yields its base URL."""
-    import signal
-
-    from store.store_helpers import free_port, serve, wait_ready
+    from test_server_process import running_server
 
     root = tmp_path_factory.mktemp("live")
-    port = free_port()
-    proc = serve(tiny_bundle, port, {"KENSA_DATA_DIR": str(root / "data"),
-                                     "KENSA_API_KEYS": "line-key"}, root / "server.log")
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(base, proc)
+    with running_server(tiny_bundle, {"KENSA_DATA_DIR": str(root / "data"),
+                                      "KENSA_API_KEYS": "line-key"}, root / "server.log") as base:
         yield base
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(20)

@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import numpy as np
@@ -41,6 +43,28 @@ def wait_ready(base: str, proc: subprocess.Popen, timeout_s: float = 90.0) -> No
             pass
         time.sleep(0.2)
     raise AssertionError("the server never became ready")
+
+
+@contextmanager
+def running_server(bundle, env: dict[str, str], log_path) -> Iterator[str]:
+    """A real ``kensa serve`` of ``bundle`` (CPU) on a free loopback port with ``env`` added
+    and its stderr in ``log_path``; yields the base URL once it is ready, then stops it with
+    SIGTERM (and kills it after 20 s)."""
+    port = free_port()
+    with open(log_path, "wb") as err:
+        proc = serve("--model", str(bundle), "--port", str(port), "--device", "cpu",
+                     stderr=err, env_extra=env)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(base, proc)
+            yield base
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def test_kensa_serve_answers_over_a_socket(tiny_bundle, inspector, tmp_path):

@@ -4,14 +4,12 @@ reviews through the API; client text shows as text; nothing loads from beyond lo
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import time
 
 import httpx
 import pytest
 from service_helpers import upload, washer_png
-from test_server_process import free_port, serve, wait_ready
+from test_server_process import running_server
 
 from .browser import chrome, need_browser, offsite_requests, screenshot
 
@@ -27,21 +25,10 @@ WAIT_S = 20
 def server(tiny_bundle, tmp_path_factory):
     need_browser()
     root = tmp_path_factory.mktemp("page-server")
-    port = free_port()
-    with (root / "server.log").open("wb") as err:
-        proc = serve("--model", str(tiny_bundle), "--port", str(port), "--device", "cpu",
-                     stderr=err, env_extra={"KENSA_API_KEYS": KEY, "KENSA_KEEP_IMAGES": "all",
-                                            "KENSA_DATA_DIR": str(root / "data")})
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_ready(base, proc)
-            yield base
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    with running_server(tiny_bundle, {"KENSA_API_KEYS": KEY, "KENSA_KEEP_IMAGES": "all",
+                                      "KENSA_DATA_DIR": str(root / "data")},
+                        root / "server.log") as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
