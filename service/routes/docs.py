@@ -5,16 +5,13 @@ them from a public CDN, which a closed factory network shows as a blank page).
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
 from ..ui import STATIC_URL
 
 VENDOR = f"{STATIC_URL}/vendor"
-
-router = APIRouter(include_in_schema=False)
-
 
 def docs_on(request: Request) -> None:
     """404 when KENSA_PUBLIC_DOCS is off (then there is no /openapi.json either), as for a
@@ -23,9 +20,11 @@ def docs_on(request: Request) -> None:
         raise HTTPException(404)  # answered as every unknown path is (service/errors.py)
 
 
+router = APIRouter(include_in_schema=False, dependencies=[Depends(docs_on)])
+
+
 @router.get("/docs")
 async def swagger_ui(request: Request) -> HTMLResponse:
-    docs_on(request)
     return get_swagger_ui_html(
         openapi_url=request.app.openapi_url, title=f"{request.app.title} - Swagger UI",
         swagger_js_url=f"{VENDOR}/swagger-ui/swagger-ui-bundle.js",
@@ -35,7 +34,6 @@ async def swagger_ui(request: Request) -> HTMLResponse:
 
 @router.get("/redoc")
 async def redoc(request: Request) -> HTMLResponse:
-    docs_on(request)
     return get_redoc_html(
         openapi_url=request.app.openapi_url, title=f"{request.app.title} - ReDoc",
         redoc_js_url=f"{VENDOR}/redoc/redoc.standalone.js",
