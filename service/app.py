@@ -1,9 +1,11 @@
 """The FastAPI application: :func:`create_app` for tests and ASGI servers, :func:`run` for
 ``kensa serve``.
 
-The bundle is loaded once, in the lifespan, into ``app.state`` (``inspector``, ``batcher``);
-routes reach it through ``service.deps``. A missing or corrupt bundle stops start-up with a
-message that names the path and the problem.
+The bundle (KENSA_MODEL), or the models root's start-up part (KENSA_MODELS_DIR), is loaded
+in the lifespan into ``app.state`` (``fleet``: the served parts, ``service.serving``; the
+start-up part's ``inspector``; ``batcher``); routes reach them through ``service.deps``. A
+missing or corrupt bundle or models root stops start-up with a message that names the path
+and the problem.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from models import __version__ as VERSION
-from models.errors import BundleError
+from models.errors import BundleError, KensaError
 
 from . import errors, ui
 from .batcher import Batcher
+from .challenger import Challengers
 from .config import Settings, get_settings
 from .connection import header_deadline_protocol
 from .labels import LabelStore
@@ -34,7 +37,9 @@ from .middleware import AdmissionMiddleware, BodyLimitMiddleware, RequestMetrics
 from .monitoring import Metrics, configure_logging
 from .overlays import OverlayCache
 from .recording import open_store
+from .registry import ModelsRoot, ModelsRootError
 from .routes import router
+from .serving import Fleet, Served, open_root, startup_part
 from .sinks import SinksConfigError, names, sinks_of, start_dispatcher
 
 log = logging.getLogger("kensa.service")
@@ -61,6 +66,8 @@ TAGS = [
                                       "`kensa train --labels`."},
     {"name": "records", "description": "Every inspected image's record, its kept image and "
                                        "its review; counts per hour or day."},
+    {"name": "models", "description": "The models root: parts, versions, activation (hot "
+                                      "swap, rollback), challenger scoring."},
     {"name": "health", "description": "Liveness and readiness for orchestrators."},
     {"name": "operations", "description": "Prometheus metrics."},
 ]
@@ -74,9 +81,27 @@ def load_inspector(settings: Settings) -> Any:
     """
     if settings.model is None:
         raise BundleError("no model bundle given: pass --model BUNDLE_DIR or set KENSA_MODEL")
+    return bundle_loader(settings)(settings.model)
+
+
+def bundle_loader(settings: Settings) -> Callable[[Any], Any]:
+    """Loads a bundle folder into an inspector on the settings' device, checking the key."""
     from models.inference import Inspector  # torch and the networks load here, not on import
 
-    return Inspector.load(settings.model, device=settings.device, key=settings.bundle_key_bytes)
+    return lambda path: Inspector.load(path, device=settings.device,
+                                       key=settings.bundle_key_bytes)
+
+
+def load_models(settings: Settings) -> Any:
+    """What ``kensa serve`` serves: the models root (a :class:`Fleet` with its start-up part
+    loaded) when KENSA_MODELS_DIR is set, else the one bundle of KENSA_MODEL.
+
+    Raises:
+        ModelsRootError, BundleError: as :func:`open_root` and :func:`load_inspector`.
+    """
+    if settings.models_dir is not None:
+        return open_root(settings, bundle_loader(settings))
+    return load_inspector(settings)
 
 
 def lifespan(settings: Settings, metrics: Metrics, inspector: Any = None,
@@ -94,9 +119,9 @@ def lifespan(settings: Settings, metrics: Metrics, inspector: Any = None,
     async def span(app: FastAPI):
         if load is None:
             try:
-                loaded = inspector or await run_in_threadpool(load_inspector, settings)
+                loaded = inspector or await run_in_threadpool(load_models, settings)
                 await start(app, settings, metrics, loaded)
-            except (BundleError, SinksConfigError) as exc:
+            except (BundleError, ModelsRootError, SinksConfigError) as exc:
                 log.error("cannot start: %s", exc)
                 raise
             starting = None
@@ -125,11 +150,13 @@ async def start_in_background(app: FastAPI, settings: Settings, metrics: Metrics
 
 
 async def start(app: FastAPI, settings: Settings, metrics: Metrics, loaded: Any) -> None:
-    """Opens the records store, starts the sinks' dispatcher and the batcher on ``loaded``,
-    and says ready.
+    """Opens the records store, starts the sinks' dispatcher, the batcher, the models root's
+    polling and a KENSA_CHALLENGER on ``loaded`` (a :class:`Fleet`, or one inspector), and
+    says ready.
 
     Raises:
         SinksConfigError: the sinks file (KENSA_SINKS_FILE) is wrong.
+        ModelsRootError: the KENSA_CHALLENGER version cannot be loaded.
     """
     sinks = sinks_of(settings)
     dispatcher = None
@@ -142,27 +169,76 @@ async def start(app: FastAPI, settings: Settings, metrics: Metrics, loaded: Any)
     app.state.store = store
     dispatcher = start_dispatcher(sinks, store, metrics.registry)
     app.state.dispatcher = dispatcher
-    batcher = Batcher(loaded, max_size=settings.batch_max_size,
+    fleet = loaded if isinstance(loaded, Fleet) else single_fleet(settings, loaded)
+    primary = fleet.loaded[fleet.primary].inspector
+    batcher = Batcher(primary, max_size=settings.batch_max_size,
                       wait_ms=settings.batch_wait_ms, queue_size=settings.queue_size,
                       max_inflight_bytes=settings.max_inflight_bytes,
                       on_batch=metrics.batch_size.observe, on_queue=metrics.queue_depth.set)
     await batcher.start()
-    app.state.inspector, app.state.batcher = loaded, batcher
-    info = loaded.info
-    metrics.model_info.labels(str(info.get("name", "")), str(info.get("version", "")),
-                              str(loaded.device)).set(1)
+    fleet.metrics = metrics
+    fleet.on_swap = lambda new, old: swapped(app, new, old)
+    app.state.fleet, app.state.inspector, app.state.batcher = fleet, primary, batcher
+    swapped(app, fleet.loaded[fleet.primary], None)
+    if fleet.root is not None:
+        app.state.follower = asyncio.create_task(fleet.follow(), name="kensa-models-root")
+    await start_challenger(app, settings, fleet)
+    info = primary.info
     log.info("ready", extra={"fields": {
-        "model": str(settings.model), "version": info.get("version"),
-        "device": loaded.device, "image_threshold": loaded.image_threshold,
-        "threshold_override": settings.threshold}})
+        "model": str(settings.models_dir or settings.model), "part": fleet.primary,
+        "version": info.get("version"), "device": primary.device,
+        "image_threshold": primary.image_threshold, "threshold_override": settings.threshold}})
+
+
+def single_fleet(settings: Settings, inspector: Any) -> Fleet:
+    """One bundle (KENSA_MODEL) as the only part, named by the bundle's name."""
+    info = inspector.info
+    part = str(info.get("name") or "default")
+    return Fleet(settings, bundle_loader(settings),
+                 single=Served(part, str(info.get("version", "")), inspector, from_root=False))
+
+
+def swapped(app: FastAPI, new: Served, old: Served | None) -> None:
+    """After a version is swapped in: the start-up part's inspector on ``app.state`` (health,
+    the page) and the ``kensa_model_info`` gauge follow it."""
+    fleet, gauge = app.state.fleet, app.state.metrics.model_info
+    if new.part != fleet.primary:
+        return
+    app.state.inspector = new.inspector
+    if old is not None:
+        with contextlib.suppress(KeyError):
+            gauge.remove(str(old.info.get("name", "")), old.version, str(old.inspector.device))
+    gauge.labels(str(new.info.get("name", "")), str(new.info.get("version", "")),
+                 str(new.inspector.device)).set(1)
+
+
+async def start_challenger(app: FastAPI, settings: Settings, fleet: Fleet) -> None:
+    """Starts the challenger KENSA_CHALLENGER names (PART=VERSION), if any."""
+    if not settings.challenger:
+        return
+    part, _, version = settings.challenger.partition("=")
+    try:
+        if fleet.root is None:
+            raise ModelsRootError("it needs KENSA_MODELS_DIR")
+        fleet.resolve(part.strip())
+        served = await fleet.load(part.strip(), version.strip())
+    except KensaError as exc:
+        raise ModelsRootError(f"KENSA_CHALLENGER={settings.challenger}: {exc}") from None
+    app.state.challengers.start(served)
 
 
 async def stop(app: FastAPI, settings: Settings) -> None:
     """Stops the batcher, then the sinks' dispatcher, then closes the store, whatever of them
     had started."""
     inspector, batcher, store = app.state.inspector, app.state.batcher, app.state.store
-    dispatcher = app.state.dispatcher
+    dispatcher, follower = app.state.dispatcher, app.state.follower
     app.state.inspector = app.state.batcher = app.state.dispatcher = None
+    app.state.fleet = app.state.follower = None
+    if follower is not None:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+    app.state.challengers.stop_all()
     if batcher is not None:
         await batcher.stop()
     if dispatcher is not None:
@@ -213,6 +289,9 @@ def create_app(settings: Settings | None = None, *, inspector: Any = None,
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.inspector = None
+    app.state.fleet = None
+    app.state.follower = None
+    app.state.challengers = Challengers(metrics)
     app.state.batcher = None
     app.state.store = None
     app.state.dispatcher = None
@@ -257,13 +336,17 @@ def run(model: str | None = None, host: str | None = None, port: int | None = No
         _fail(str(exc))
     try:
         check_bundle(settings)
+    except ModelsRootError as exc:
+        _fail(f"cannot serve the models root: {exc}")
     except BundleError as exc:
         _fail(f"cannot load the model bundle: {exc}")
-    app = create_app(settings, load=load_inspector)
+    app = create_app(settings, load=load_models)
     server = uvicorn.Server(server_config(app, settings))
     app.state.on_start_failure = lambda exc: setattr(server, "should_exit", True)
     server.run()
     failure = app.state.start_error
+    if isinstance(failure, ModelsRootError):
+        _fail(f"cannot serve the models root: {failure}")
     if isinstance(failure, BundleError):
         _fail(f"cannot load the model bundle: {failure}")
     if failure is not None:  # e.g. --device cuda on a machine without CUDA
@@ -290,16 +373,35 @@ def check_folders(settings: Settings) -> None:
 
 def check_bundle(settings: Settings) -> None:
     """The bundle's files, version id and signature, before the port opens (the weights load
-    after it).
+    after it); with a models root, those of its start-up part's active version.
 
     Raises:
         BundleError: none named, or missing, incomplete, edited or not signed with the key.
+        ModelsRootError: the models root is missing or unreadable, or its start-up part has
+            no valid active version; or both KENSA_MODEL and KENSA_MODELS_DIR are set.
     """
+    if settings.models_dir is not None:
+        check_models_root(settings)
+        return
     if settings.model is None:
         raise BundleError("no model bundle given: pass --model BUNDLE_DIR or set KENSA_MODEL")
     from models.bundle import read_info
 
     read_info(settings.model, key=settings.bundle_key_bytes)
+
+
+def check_models_root(settings: Settings) -> None:
+    if settings.model is not None:
+        raise ModelsRootError(f"both KENSA_MODEL ({settings.model}) and KENSA_MODELS_DIR "
+                              f"({settings.models_dir}) are set: serve one bundle or a models "
+                              "root, not both")
+    root = ModelsRoot(settings.models_dir)
+    root.check()
+    part = startup_part(Fleet(settings, bundle_loader(settings), root))
+    try:
+        root.verify(part, root.active(part), key=settings.bundle_key_bytes)
+    except KensaError as exc:
+        raise ModelsRootError(f"the active version of {part!r} cannot be served: {exc}") from None
 
 
 def server_config(app: FastAPI, settings: Settings):

@@ -6,6 +6,9 @@ to ``wait_ms`` or until ``max_size`` images, and runs them through the inspector
 dedicated thread, so the event loop never blocks on torch and the model sees one batch at a
 time. Jobs that asked for different thresholds or for the reconstruction image share the
 batch but are inspected in separate groups, so every request gets exactly what it asked for.
+A job may name the inspector it is for (a part or version of the models root,
+:mod:`service.serving`): jobs of one inspector are batched together, and a job accepted before
+a hot swap is inspected by the version it was accepted with.
 
 Requests are admitted (:meth:`Batcher.admit`) before their bodies are read; beyond one running
 batch and a full queue they get :class:`~service.errors.Overloaded` (503 with ``Retry-After``)
@@ -107,6 +110,7 @@ class Job:
     threshold: float | None
     with_reconstruction: bool
     future: asyncio.Future = field(repr=False)
+    inspector: object = field(default=None, repr=False)  # None: the batcher's own
 
 
 class Batcher:
@@ -187,8 +191,9 @@ class Batcher:
         self.admitted -= 1
 
     async def inspect(self, images: list[np.ndarray], threshold: float | None = None,
-                      with_reconstruction: bool = False) -> list[Result]:
-        """Inspects ``images`` (Kensa form, any sizes) in a shared batch.
+                      with_reconstruction: bool = False, inspector=None) -> list[Result]:
+        """Inspects ``images`` (Kensa form, any sizes) in a shared batch, with ``inspector``
+        (default: the batcher's own).
 
         Returns:
             One :class:`Result` per image, in order.
@@ -202,7 +207,7 @@ class Batcher:
         if not self.started:
             raise NotReady("the model is not loaded yet: retry when /health/ready answers 200")
         job = Job(images, threshold, with_reconstruction,
-                  asyncio.get_running_loop().create_future())
+                  asyncio.get_running_loop().create_future(), inspector or self.inspector)
         try:
             self.queue.put_nowait(job)
         except asyncio.QueueFull:
@@ -262,13 +267,14 @@ class Batcher:
         single bad input fails only its own request."""
         groups: dict[tuple, list[int]] = defaultdict(list)
         for n, job in enumerate(jobs):
-            groups[(job.threshold, job.with_reconstruction)].append(n)
+            groups[(id(job.inspector), job.threshold, job.with_reconstruction)].append(n)
         outcomes: list = [None] * len(jobs)
         with torch.inference_mode():
-            for (threshold, recon), members in groups.items():
+            for (_, threshold, recon), members in groups.items():
                 try:
                     results = self._inspect(
-                        [im for n in members for im in jobs[n].images], threshold, recon)
+                        [im for n in members for im in jobs[n].images], threshold, recon,
+                        jobs[members[0]].inspector)
                 except Exception as exc:
                     if len(members) == 1:
                         log.exception("inspection failed for a job of %d image(s)",
@@ -287,18 +293,19 @@ class Batcher:
 
     def _inspect_alone(self, job: Job) -> list[Result] | BaseException:
         try:
-            return self._inspect(job.images, job.threshold, job.with_reconstruction)
+            return self._inspect(job.images, job.threshold, job.with_reconstruction,
+                                 job.inspector)
         except Exception as exc:
             log.exception("inspection failed for a job of %d image(s)", len(job.images))
             return exc
 
     def _inspect(self, images: list[np.ndarray], threshold: float | None,
-                 with_reconstruction: bool) -> list[Result]:
-        step = max(1, int(getattr(self.inspector, "max_batch", len(images)) or len(images)))
+                 with_reconstruction: bool, inspector) -> list[Result]:
+        step = max(1, int(getattr(inspector, "max_batch", len(images)) or len(images)))
         results: list[Result] = []
         for start in range(0, len(images), step):
             chunk = images[start:start + step]
             self.on_batch(len(chunk))
-            results.extend(self.inspector.inspect(
+            results.extend(inspector.inspect(
                 chunk, threshold=threshold, with_reconstruction=with_reconstruction))
         return results

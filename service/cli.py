@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve(commands)
     add_db(commands)
     add_watch(commands)
+    add_models(commands)
     add_bench(commands)
     return parser
 
@@ -58,7 +59,11 @@ def _add_training_options(train: argparse.ArgumentParser) -> None:
     train.add_argument("--data", type=Path, required=True,
                        help="MVTec AD layout folder (DIR/train/good, optional DIR/test) or a "
                             "plain folder of normal images")
-    train.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+    train.add_argument("--out", type=Path, required=True,
+                       help="bundle directory to write, or a part of a models root "
+                            "(KENSA_MODELS_DIR/PART, or a folder holding versions already): "
+                            "then a new version folder PART/VERSION is written beside the "
+                            "others, and the part's first version becomes active")
     train.add_argument("--preset", choices=("default", "demo", "large", "tiny"),
                        default="default",
                        help="starting settings: default (15-minute budget), demo (about 5 "
@@ -169,6 +174,27 @@ def add_watch(commands) -> None:
                        help="inspect what is there, then stop (default: watch until Ctrl-C)")
 
 
+def add_models(commands) -> None:
+    models = commands.add_parser("models", help="the models root: list, activate, roll back, "
+                                                "prune versions (servers follow within "
+                                                "KENSA_MODEL_POLL_S)")
+    models.add_argument("--models-dir", type=Path,
+                        help="the models root (default env KENSA_MODELS_DIR)")
+    actions = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    actions.add_parser("list", help="parts, their versions, which is active")
+    activate = actions.add_parser("activate", help="make VERSION the active version of PART")
+    activate.add_argument("part")
+    activate.add_argument("version")
+    rollback = actions.add_parser("rollback", help="activate the version that was active "
+                                                   "before the current one")
+    rollback.add_argument("part")
+    prune = actions.add_parser("prune", help="delete old versions (never the active one or "
+                                             "the one rollback returns to)")
+    prune.add_argument("part")
+    prune.add_argument("--keep", type=int, required=True, metavar="N",
+                       help="newest versions to keep")
+
+
 def add_bench(commands) -> None:
     """Listed in ``kensa --help`` only: :func:`main` hands ``kensa bench ...`` to
     ``benchmarks.cli`` before this parser sees it."""
@@ -191,24 +217,62 @@ TRAIN_OPTIONS = ("epochs", "max_minutes", "batch_size", "seed", "false_alarm_rat
 
 def cmd_train(args: argparse.Namespace) -> int:
     from models.train import train
+    from service.registry import is_part_folder
 
     model_config, train_config = training_configs(args)
     labels, regions = _labels(args.labels, args.data_dir)
-    metrics = train(args.data, args.out, model_config, train_config, labels=labels,
-                    device=args.device, progress=not args.quiet, regions=regions,
-                    key=bundle_key())
-    print_training_summary(args, metrics)
+    settings = server_settings()
+    if not is_part_folder(args.out, settings.models_dir):
+        metrics = train(args.data, args.out, model_config, train_config, labels=labels,
+                        device=args.device, progress=not args.quiet, regions=regions,
+                        key=settings.bundle_key_bytes)
+        print_training_summary(args, args.out, metrics)
+        return 0
+    written, metrics = train_version(args, lambda staged: train(
+        args.data, staged, model_config, train_config, labels=labels, device=args.device,
+        progress=not args.quiet, regions=regions, key=settings.bundle_key_bytes,
+        name=args.out.name))
+    print_training_summary(args, written, metrics)
     return 0
+
+
+def train_version(args: argparse.Namespace, run) -> tuple[Path, dict]:
+    """Trains a new version of the part at ``args.out``: ``run(staged)`` writes the bundle
+    and its evaluation into a hidden folder, renamed to the version id once complete (a
+    server never sees half a version). The part's first version becomes active."""
+    import shutil
+
+    from service.registry import ModelsRoot, publish, staging_folder
+
+    staged = staging_folder(args.out)
+    try:
+        metrics = run(staged)
+        written = publish(staged)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    root, part = ModelsRoot(args.out.parent), args.out.name
+    if root.active(part) is None:
+        root.set_active(part, written.name)
+        print(f"version {written.name} is the active version of {part}")
+    else:
+        print(f"new version {written.name} of {part} (active: {root.active(part)}); "
+              f"activate it with 'kensa models activate {part} {written.name}'")
+    return written, metrics
 
 
 def bundle_key() -> bytes | None:
     """``KENSA_BUNDLE_KEY``: ``kensa train`` signs with it, ``kensa eval`` checks it."""
+    return server_settings().bundle_key_bytes
+
+
+def server_settings():
+    """The KENSA_* settings the commands share with the server (bundle key, models root)."""
     from pydantic import ValidationError
 
     from service.config import Settings
 
     try:
-        return Settings().bundle_key_bytes
+        return Settings()
     except ValidationError as exc:
         raise KensaError("; ".join(str(e["msg"]) for e in exc.errors())) from None
 
@@ -255,16 +319,16 @@ def training_configs(args: argparse.Namespace):
     return ModelConfig(**model_kw), TrainConfig(**train_kw)
 
 
-def print_training_summary(args: argparse.Namespace, metrics: dict) -> None:
+def print_training_summary(args: argparse.Namespace, written: Path, metrics: dict) -> None:
     from models.evaluate import format_table
 
     calibration = metrics["calibration"]
-    print(f"wrote bundle {args.out} (calibration: {calibration['rule']}; test-time flips: "
+    print(f"wrote bundle {written} (calibration: {calibration['rule']}; test-time flips: "
           f"{calibration['flip_rule']})")
     report = metrics["evaluation"]
     if "error" in report:
         print(f"evaluation on the test split failed ({report['error']}); the bundle is sound: "
-              f"retry with 'kensa eval --model {args.out} --data {args.data}'")
+              f"retry with 'kensa eval --model {written} --data {args.data}'")
     elif report:
         print(format_table(report))
 
@@ -377,8 +441,40 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    """``kensa models list|activate|rollback|prune``, on the models root's files."""
+    from service.registry import ModelsRoot
+
+    folder = args.models_dir or server_settings().models_dir
+    if folder is None:
+        raise KensaError("no models root: pass --models-dir DIR or set KENSA_MODELS_DIR")
+    root = ModelsRoot(folder)
+    root.check()
+    action = args.models_command
+    if action == "list":
+        for part in root.parts():
+            active = root.active(part)
+            print(part)
+            for v in root.versions(part):
+                auroc = v.metrics.get("image_auroc")
+                shown = f"  image AUROC {auroc:.3f}" if isinstance(auroc, float) else ""
+                print(f"  {'*' if v.name == active else ' '} {v.name}  {v.created}{shown}")
+        return 0
+    if action == "prune":
+        gone = root.prune(args.part, args.keep)
+        print(f"deleted {len(gone)} version(s) of {args.part}: {', '.join(gone) or 'none'}")
+        return 0
+    version = args.version if action == "activate" else root.previous(args.part)
+    if version is None:
+        raise KensaError(f"{args.part} has no earlier active version to roll back to")
+    root.verify(args.part, version, key=server_settings().bundle_key_bytes)
+    root.set_active(args.part, version)
+    print(f"{version} is the active version of {args.part}")
+    return 0
+
+
 COMMANDS = {"make-demo-data": cmd_make_demo_data, "train": cmd_train, "eval": cmd_eval,
-            "serve": cmd_serve, "db": cmd_db, "watch": cmd_watch}
+            "serve": cmd_serve, "db": cmd_db, "watch": cmd_watch, "models": cmd_models}
 
 
 def main(argv: list[str] | None = None) -> int:

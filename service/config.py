@@ -122,6 +122,25 @@ class Settings(BaseSettings):
                                 "records lose their images first.")
     record_retention_days: float = Field(
         365.0, gt=0, description="Days a record (and its review) is kept.")
+    models_dir: Path | None = Field(
+        None, description="Models root: PART/VERSION/ bundles with an `active` file per part "
+                          "(`kensa train --out MODELS_DIR/PART`); served instead of "
+                          "KENSA_MODEL.")
+    default_model: str | None = Field(
+        None, description="Part served when a request names none (?model=); unset: the only "
+                          "part of the models root.")
+    max_loaded_models: int = Field(
+        4, ge=1, description="Most parts kept loaded at once; the least recently used is "
+                             "unloaded beyond it.")
+    model_poll_s: float = Field(
+        5.0, gt=0, description="How often the server reads the models root's `active` files "
+                               "(and new versions) for changes, in seconds.")
+    auto_activate: bool = Field(
+        False, description="Activate a part's new version as soon as the trainer has "
+                           "completed it.")
+    challenger: str | None = Field(
+        None, description="PART=VERSION: score every image of PART with VERSION too, off the "
+                          "answer path, to compare before activating.")
     sinks_file: Path | None = Field(
         None, description="YAML file of the sinks (webhook, MQTT) every verdict is delivered "
                           "to, through the records store's outbox; unset: none.")
@@ -157,7 +176,7 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("records", "public_docs", "public_metrics", mode="before")
+    @field_validator("records", "public_docs", "public_metrics", "auto_activate", mode="before")
     @classmethod
     def _on_off(cls, value: object) -> object:
         if isinstance(value, str) and value.strip().lower() in ("on", "off"):
@@ -165,7 +184,8 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("model", "threshold", "labels_dir", "database_url", "image_store_max_gb",
-                     "bundle_key", "sinks_file", mode="before")
+                     "bundle_key", "sinks_file", "models_dir", "default_model", "challenger",
+                     mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         # compose passes `KENSA_THRESHOLD=` from .env as an empty string: that means unset

@@ -18,6 +18,7 @@ from .config import MIN_THRESHOLD, MIN_THRESHOLD_WHY, Settings
 from .errors import Forbidden, InvalidParameter, LabelingOff, NotReady, Unauthorized
 from .labels import LabelStore
 from .monitoring import Metrics
+from .serving import Fleet, Served
 
 if TYPE_CHECKING:
     from models.inference import Inspector
@@ -59,6 +60,21 @@ def running_batcher(request: Request) -> Batcher:
     if batcher is None or not batcher.started:
         raise NotReady(NOT_READY)
     return batcher
+
+
+def loaded_fleet(request: Request) -> Fleet:
+    fleet = getattr(request.app.state, "fleet", None)
+    if fleet is None:
+        raise NotReady(NOT_READY)
+    return fleet
+
+
+async def served_model(request: Request, model: Annotated[str | None, Query(
+        description="The part to inspect with (a folder of KENSA_MODELS_DIR); default "
+                    "KENSA_DEFAULT_MODEL, or the only part.", examples=["screws"])] = None
+                       ) -> Served:
+    """The part's active version, taken once: the request keeps it even if a swap follows."""
+    return await loaded_fleet(request).get(model)
 
 
 def label_store(request: Request) -> LabelStore:
@@ -133,5 +149,7 @@ MetricsDep = Annotated[Metrics, Depends(app_metrics)]
 InspectorDep = Annotated[Inspector, Depends(loaded_inspector)]
 BatcherDep = Annotated[Batcher, Depends(running_batcher)]
 LabelStoreDep = Annotated[LabelStore, Depends(label_store)]
+FleetDep = Annotated[Fleet, Depends(loaded_fleet)]
+ServedDep = Annotated[Served, Depends(served_model)]
 IncludeDep = Annotated[frozenset[str], Depends(parse_include)]
 ThresholdDep = Annotated[float | None, Depends(request_threshold)]

@@ -21,7 +21,10 @@ Every error body is ``{"detail": "<what is wrong and how to fix it>"}``::
         ├── Overloaded ............ 503  the inference queue is full (with Retry-After)
         ├── LabelingOff ........... 503  POST /v1/labels without KENSA_LABELS_DIR
         ├── RecordsOff ............ 503  /v1/inspections on a server with KENSA_RECORDS=off
-        ├── NotFound .............. 404  no such record, or its image was not kept
+        ├── NotFound .............. 404  no such record, or its image was not kept; no such
+        │                                model part or version (service.registry)
+        ├── Conflict .............. 409  a version that is not a valid bundle, or one this
+        │                                server cannot switch to
         └── Unauthorized .......... 401  missing or wrong X-API-Key
     UploadTooLarge (HTTPException)  413  a request body over its endpoint's cap
     BodyTimeout (HTTPException) ... 408  a request body slower than KENSA_BODY_TIMEOUT_S
@@ -100,6 +103,10 @@ class RecordsOff(ServiceError):
 
 class NotFound(ServiceError):
     status = 404
+
+
+class Conflict(ServiceError):
+    status = 409
 
 
 class Unauthorized(ServiceError):

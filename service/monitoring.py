@@ -53,6 +53,18 @@ class Metrics:
         self.model_info = Gauge(
             "kensa_model_info", "The loaded bundle (value 1).",
             ["name", "version", "device"], registry=registry)
+        self.model_swaps = Counter(
+            "kensa_model_swaps", "Active versions swapped in, by part.", ["part"],
+            registry=registry)
+        self.model_refused = Counter(
+            "kensa_model_refused", "Versions that failed to load or verify and were not "
+                                   "swapped in, by part.", ["part"], registry=registry)
+        self.challenger_scored = Counter(
+            "kensa_challenger_scored", "Images the challenger scored, by part.", ["part"],
+            registry=registry)
+        self.challenger_dropped = Counter(
+            "kensa_challenger_dropped", "Images the challenger skipped because it was behind, "
+                                        "by part.", ["part"], registry=registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -66,7 +66,7 @@ def row_of(body: InspectionResult, origin: Origin, info: dict) -> dict:
     return {
         "id": str(body.id), "created_at": utcnow(), "source": origin.source,
         "part_id": origin.part_id, "model_name": str(info.get("name", "")),
-        "model_version": body.model_version, "label": body.label, "score": body.score,
+        "model_version": body.model_version, "model": body.model, "label": body.label, "score": body.score,
         "threshold": body.threshold, "reconstruction": body.reconstruction.model_dump(),
         "latent": body.latent.model_dump(),
         "defects": [d.model_dump() for d in body.defects], "width": body.width,
@@ -74,12 +74,13 @@ def row_of(body: InspectionResult, origin: Origin, info: dict) -> dict:
 
 
 async def record(request: Request, answers: list[tuple[InspectionResult, bytes]],
-                 origin: Origin, info: dict) -> None:
-    """Records ``answers`` (answer, uploaded bytes) and returns once they are durable."""
+                 origin: Origin, served) -> None:
+    """Records ``answers`` (answer, uploaded bytes) of the version ``served``
+    (:class:`service.serving.Served`) and returns once they are durable."""
     store: Store | None = getattr(request.app.state, "store", None)
     if store is None or not answers:
         return
-    await store.recorder.record([Pending(row_of(body, origin, info), data)
+    await store.recorder.record([Pending(row_of(body, origin, served.info), data)
                                  for body, data in answers])
 
 

@@ -91,6 +91,9 @@ class InspectionResult(BaseModel):
                      examples=["0b7e4a0e-3f7c-4c4e-9a59-5c1b8f0d2a11"])
     model_version: str = Field(description="Content-hash id of the bundle that judged.",
                                examples=["3f9a1c2b7d4e"])
+    model: str | None = Field(
+        None, description="The part (models root, `?model=`) whose version judged; absent on "
+                          "a server started on one bundle (KENSA_MODEL).", examples=["screws"])
     label: Label = Field(description="'abnormal' exactly when score >= threshold.",
                          examples=["normal"])
     score: float = Field(description="Fused image anomaly score (unitless; see the bundle's "
@@ -168,6 +171,9 @@ class Thresholds(BaseModel):
 class ModelInfo(BaseModel):
     """The loaded bundle."""
 
+    model: str | None = Field(
+        None, description="The part of the models root it serves; absent on a server "
+                          "started on one bundle.", examples=["screws"])
     name: str = Field(description="Bundle name.", examples=["screws"])
     version: str = Field(description="Content-hash id of the bundle.",
                          examples=["3f9a1c2b7d4e"])
@@ -330,3 +336,66 @@ class StatsBucket(BaseModel):
 class Stats(BaseModel):
     bucket: Literal["hour", "day"]
     items: list[StatsBucket]
+
+
+class ModelVersion(BaseModel):
+    """One complete version of a part in the models root."""
+
+    version: str = Field(description="The bundle's version id (its folder's name).",
+                         examples=["864194d272d7097b"])
+    created: str = Field(description="When it was trained (ISO 8601).",
+                         examples=["2026-12-04T10:18:01+00:00"])
+    active: bool = Field(description="Whether the part's `active` file names it.")
+    metrics: dict[str, Any] = Field(
+        description="Its stored evaluation (metrics.json); empty when it was not evaluated.",
+        examples=[{"image_auroc": 0.98}])
+
+
+class ModelPart(BaseModel):
+    """A part of the models root: its versions and which one judges."""
+
+    model: str = Field(description="The part's name (its folder).", examples=["screws"])
+    active: str | None = Field(description="The active version (the `active` file).",
+                               examples=["864194d272d7097b"])
+    previous: str | None = Field(description="What a rollback would activate.")
+    serving: str | None = Field(description="The version this server judges with now; null "
+                                            "when the part is not loaded here.")
+    challenger: str | None = Field(None, description="The challenger version, if one runs.")
+    versions: list[ModelVersion] = Field(description="Oldest first.")
+
+
+class ModelsList(BaseModel):
+    """The parts this server serves."""
+
+    default: str | None = Field(description="The part used when a request names none.")
+    models: list[ModelPart]
+
+
+class VersionChoice(BaseModel):
+    """A version of the part, by its id."""
+
+    version: str = Field(description="A version folder of the part.", min_length=1,
+                         max_length=64, examples=["864194d272d7097b"])
+
+
+class ChallengerReport(BaseModel):
+    """How the challenger's verdicts compare with the active version's, since it started."""
+
+    model: str = Field(description="The part.", examples=["screws"])
+    version: str = Field(description="The challenger version.")
+    active_version: str | None = Field(description="The version judging the answers now.")
+    since: str = Field(description="When the challenger started (UTC, ISO 8601).")
+    scored: int = Field(description="Images both judged.")
+    dropped: int = Field(description="Images the challenger skipped because it was behind.")
+    failed: int = Field(description="Images the challenger could not score.")
+    waiting: int = Field(description="Images queued for the challenger now.")
+    agreement: float | None = Field(description="Share of scored images with the same label.")
+    active_labels: dict[str, int] = Field(description="The answers' labels, counted.")
+    challenger_labels: dict[str, int] = Field(description="The challenger's labels, counted.")
+    disagreements: list[str] = Field(
+        description="Ids of the latest (at most 100) images they disagree on, newest first: "
+                    "GET /v1/inspections/{id} when records are on.")
+    reviewed: int = Field(description="Scored images with a review in the records store.")
+    active_accuracy: float | None = Field(
+        description="The active version's accuracy on them (review `good` = normal).")
+    challenger_accuracy: float | None = Field(description="The challenger's, on the same.")

@@ -20,8 +20,8 @@ from .. import pictures, recording, uploads
 from ..deps import (
     BatcherDep,
     IncludeDep,
-    InspectorDep,
     MetricsDep,
+    ServedDep,
     SettingsDep,
     ThresholdDep,
     require_api_key,
@@ -38,6 +38,7 @@ from ..schemas import (
     LatentOpinion,
     ReconstructionOpinion,
 )
+from ..serving import Served
 from .forms import UploadField, UploadsField, sent_once
 from .responses import INSPECT_ERRORS
 
@@ -50,7 +51,7 @@ router = APIRouter(prefix="/v1", tags=["inspection"], dependencies=[Depends(requ
              description="Upload one image as multipart field `file`; get its verdict, scores "
                          "and defect regions, plus the pictures named in `include`.")
 async def inspect(request: Request, file: UploadField, batcher: BatcherDep,
-                  inspector: InspectorDep, settings: SettingsDep, metrics: MetricsDep,
+                  served: ServedDep, settings: SettingsDep, metrics: MetricsDep,
                   include: IncludeDep, threshold: ThresholdDep,
                   origin: OriginDep) -> InspectionResult:
     started = time.perf_counter()
@@ -58,10 +59,11 @@ async def inspect(request: Request, file: UploadField, batcher: BatcherDep,
         data = await uploads.read_upload(file, settings.max_upload_bytes)
         image = await run_in_threadpool(uploads.decode, data, settings.image_limits)
         [result] = await batcher.inspect([image], _threshold(threshold, settings),
-                                         "reconstruction" in include)
+                                         "reconstruction" in include, served.inspector)
         body = await run_in_threadpool(
-            build_result, InspectionResult, image, result, include, inspector, started)
-        await recording.record(request, [(body, data)], origin, inspector.info)
+            build_result, InspectionResult, image, result, include, served, started)
+        await recording.record(request, [(body, data)], origin, served)
+    _challenge(request, served, [(image, body)])
     metrics.inspections.labels(body.label).inc()
     request.scope[LOG_KEY] = {"id": str(body.id), "label": body.label, "score": body.score}
     return body
@@ -74,7 +76,7 @@ async def inspect(request: Request, file: UploadField, batcher: BatcherDep,
                          "`files`; the answer lists them in upload order. A file that cannot "
                          "be read gets an `error` entry and does not fail the others.")
 async def inspect_batch(request: Request, files: UploadsField, batcher: BatcherDep,
-                        inspector: InspectorDep, settings: SettingsDep, metrics: MetricsDep,
+                        served: ServedDep, settings: SettingsDep, metrics: MetricsDep,
                         include: IncludeDep, threshold: ThresholdDep,
                         origin: OriginDep) -> BatchResponse:
     if len(files) > settings.max_batch:
@@ -95,7 +97,7 @@ async def inspect_batch(request: Request, files: UploadsField, batcher: BatcherD
         if len(run) == 1 and nbytes > batcher.gate.max_bytes:
             entries[run[0]] = _item_error(files[run[0]], batcher.gate.refusal(nbytes))
         elif run:
-            await _inspect_chunk(request, files, run, nbytes, entries, batcher, inspector,
+            await _inspect_chunk(request, files, run, nbytes, entries, batcher, served,
                                  settings, include, threshold, origin)
     for entry in entries:
         metrics.inspections.labels(getattr(entry, "label", "error")).inc()
@@ -131,8 +133,8 @@ def _footprints(files: list[UploadFile], include: frozenset[str], settings,
 
 
 async def _inspect_chunk(request: Request, files: list[UploadFile], run: list[int],
-                         nbytes: int, entries: list, batcher, inspector, settings, include,
-                         threshold, origin) -> None:
+                         nbytes: int, entries: list, batcher, served: Served, settings,
+                         include, threshold, origin) -> None:
     """Inspects ``files[n]`` for ``n`` in ``run`` and fills in their ``entries``, holding
     ``nbytes`` of the in-flight budget from reading to answer."""
     started = time.perf_counter()
@@ -147,16 +149,17 @@ async def _inspect_chunk(request: Request, files: list[UploadFile], run: list[in
             except KensaError as exc:
                 entries[n] = _item_error(files[n], exc)
         results = await batcher.inspect(images, _threshold(threshold, settings),
-                                        "reconstruction" in include)
+                                        "reconstruction" in include, served.inspector)
 
         def encode_all() -> None:
             for n, image, result in zip(slots, images, results):
-                entries[n] = build_result(BatchItemResult, image, result, include, inspector,
+                entries[n] = build_result(BatchItemResult, image, result, include, served,
                                           started, filename=files[n].filename)
 
         await run_in_threadpool(encode_all)
         await recording.record(request, [(entries[n], data) for n, data in zip(slots, kept)],
-                               origin, inspector.info)
+                               origin, served)
+    _challenge(request, served, [(image, entries[n]) for n, image in zip(slots, images)])
 
 
 def _item_error(file: UploadFile, exc: KensaError) -> BatchItemError:
@@ -174,24 +177,36 @@ def _item_error(file: UploadFile, exc: KensaError) -> BatchItemError:
                               "description": "JPEG of the upload with heatmap and defect "
                                              "contours."}} | INSPECT_ERRORS)
 async def inspect_overlay(request: Request, file: UploadField, batcher: BatcherDep,
-                          inspector: InspectorDep, settings: SettingsDep, metrics: MetricsDep,
+                          served: ServedDep, settings: SettingsDep, metrics: MetricsDep,
                           threshold: ThresholdDep, origin: OriginDep) -> Response:
     started = time.perf_counter()
     async with batcher.gate.hold(await _footprint(file, uploads.OVERLAY, settings)):
         data = await uploads.read_upload(file, settings.max_upload_bytes)
         image = await run_in_threadpool(uploads.decode, data, settings.image_limits)
-        [result] = await batcher.inspect([image], _threshold(threshold, settings))
+        [result] = await batcher.inspect([image], _threshold(threshold, settings),
+                                         inspector=served.inspector)
         jpeg = await run_in_threadpool(pictures.overlay_jpeg, image, result.anomaly_map,
                                        result.pixel_threshold, result.mask)
-        body = build_result(InspectionResult, image, result, frozenset(), inspector, started)
-        await recording.record(request, [(body, data)], origin, inspector.info)
+        body = build_result(InspectionResult, image, result, frozenset(), served, started)
+        await recording.record(request, [(body, data)], origin, served)
+    _challenge(request, served, [(image, body)])
     ident = str(body.id)
     metrics.inspections.labels(result.label).inc()
     request.scope[LOG_KEY] = {"id": ident, "label": result.label, "score": float(result.score)}
-    return Response(jpeg, media_type="image/jpeg", headers={
-        "X-Kensa-Id": ident, "X-Kensa-Label": result.label,
-        "X-Kensa-Score": repr(float(result.score)),
-        "X-Kensa-Threshold": repr(float(result.threshold))})
+    headers = {"X-Kensa-Id": ident, "X-Kensa-Label": result.label,
+               "X-Kensa-Score": repr(float(result.score)),
+               "X-Kensa-Threshold": repr(float(result.threshold))}
+    if body.model is not None:
+        headers |= {"X-Kensa-Model": body.model, "X-Kensa-Model-Version": body.model_version}
+    return Response(jpeg, media_type="image/jpeg", headers=headers)
+
+
+def _challenge(request: Request, served: Served, answered: list) -> None:
+    """Offers the answered images to the part's challenger, if one runs (never waits)."""
+    challengers = request.app.state.challengers
+    if served.part in challengers.running:
+        for image, body in answered:
+            challengers.offer(served.part, image, str(body.id), body.label)
 
 
 def _threshold(requested: float | None, settings) -> float | None:
@@ -199,19 +214,20 @@ def _threshold(requested: float | None, settings) -> float | None:
 
 
 def build_result(cls: type[InspectionResult], image: np.ndarray, result: Result,
-                 include: frozenset[str], inspector, started: float, **extra
+                 include: frozenset[str], served: Served, started: float, **extra
                  ) -> InspectionResult:
     """The API's answer for one image; encodes only the pictures in ``include``.
 
     Args:
         image: the decoded upload ``float32 (H, W, C)`` (for the overlay).
-        result: the inspector's verdict on it.
+        result: the verdict of ``served`` (the version that judged) on it.
         started: ``time.perf_counter()`` when the request's work began.
     """
     encoded = pictures.requested(include, image, result)  # before elapsed_ms: it counts
     reconstruction, latent = result.reconstruction, result.latent
     return cls(
-        id=uuid4(), model_version=str(inspector.info.get("version", "")), label=result.label,
+        id=uuid4(), model_version=str(served.info.get("version", "")),
+        model=served.part if served.from_root else None, label=result.label,
         score=float(result.score), threshold=float(result.threshold),
         width=int(image.shape[1]), height=int(image.shape[0]),
         elapsed_ms=round((time.perf_counter() - started) * 1000.0, 3),

@@ -79,6 +79,8 @@ def filters(label: Annotated[Literal["normal", "abnormal"] | None, Query(
             source: Annotated[str | None, Query(description="Exact source.")] = None,
             part_id: Annotated[str | None, Query(description="Exact part id.")] = None,
             model_version: Annotated[str | None, Query(description="Bundle version.")] = None,
+            model: Annotated[str | None, Query(
+                description="The models root's part that judged.")] = None,
             reviewed: Annotated[bool | None, Query(
                 description="true: reviewed ones only; false: unreviewed only.")] = None,
             review_label: Annotated[str | None, Query(
@@ -90,6 +92,7 @@ def filters(label: Annotated[Literal["normal", "abnormal"] | None, Query(
             min_score: Annotated[float | None, Query(allow_inf_nan=False)] = None,
             max_score: Annotated[float | None, Query(allow_inf_nan=False)] = None) -> Filters:
     return Filters(label=label, source=source, part_id=part_id, model_version=model_version,
+                   model=model,
                    reviewed=reviewed, review_label=review_label, since=_when("since", since),
                    until=_when("until", until), min_score=min_score, max_score=max_score)
 
@@ -109,6 +112,7 @@ def record_body(row: dict) -> InspectionRecord:
                         at=_iso(row["reviewed_at"]))
     return InspectionRecord(
         id=row["id"], model_version=row["model_version"], model_name=row["model_name"],
+        model=row.get("model"),
         label=row["label"], score=row["score"], threshold=row["threshold"], width=row["width"],
         height=row["height"], elapsed_ms=row["elapsed_ms"],
         reconstruction=row["reconstruction"], latent=row["latent"], defects=row["defects"],

@@ -1,23 +1,25 @@
-"""``/v1/model``: the loaded bundle (the resource is singular: one model per server)."""
+"""``/v1/model``: one part's active version, loaded (the default part unless ``?model=``)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from ..deps import InspectorDep, SettingsDep, require_api_key
+from ..deps import ServedDep, SettingsDep, require_api_key
 from ..schemas import ModelInfo, Thresholds
-from .responses import E401, E503
+from .responses import E401, E404, E503
 
 router = APIRouter(prefix="/v1", tags=["inspection"], dependencies=[Depends(require_api_key)])
 
 
-@router.get("/model", response_model=ModelInfo, summary="The loaded model",
+@router.get("/model", response_model=ModelInfo, response_model_exclude_none=True,
+            summary="The loaded model",
             response_description="Name, version, thresholds, fusion rule, device, evaluation.",
-            responses=E401 | E503)
-async def model_info(inspector: InspectorDep, settings: SettingsDep) -> ModelInfo:
-    info = inspector.info
+            responses=E401 | E404 | E503)
+async def model_info(served: ServedDep, settings: SettingsDep) -> ModelInfo:
+    inspector, info = served.inspector, served.info
     default = settings.threshold if settings.threshold is not None else inspector.image_threshold
     return ModelInfo(
+        model=served.part if served.from_root else None,
         name=str(info.get("name", "")), version=str(info.get("version", "")),
         created=str(info.get("created", "")), image_size=int(info["image_size"]),
         channels=int(info["channels"]), thresholds=Thresholds(**info["thresholds"]),

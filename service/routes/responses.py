@@ -19,6 +19,13 @@ E401 = {401: error_response(
     "KENSA_API_KEYS is set and X-API-Key is missing or wrong.",
     "missing X-API-Key header: this server needs an API key on /v1/*; ask its "
     "operator for one")}
+E404 = {404: error_response(
+    "No such record, model part or version.",
+    "no model part 'bolts' in /models; known parts: screws, washers")}
+E409 = {409: error_response(
+    "The version is not a valid bundle, or this server cannot switch versions.",
+    "version '864194d272d7097b' of 'screws' is not a valid bundle: /models/screws/"
+    "864194d272d7097b is incomplete: vae.safetensors is missing")}
 E413 = {413: error_response(
     "The file is over KENSA_MAX_UPLOAD_MB, the image over KENSA_MAX_PIXELS, "
     "or the batch over KENSA_MAX_BATCH files.",
@@ -35,4 +42,4 @@ E422 = {422: error_response(
 E503 = {503: error_response(
     "No model loaded yet, or the queue is full (then with a Retry-After header, in seconds).",
     "the model is not loaded yet: retry when /health/ready answers 200")}
-INSPECT_ERRORS = E400 | E401 | E413 | E415 | E422 | E503
+INSPECT_ERRORS = E400 | E401 | E404 | E413 | E415 | E422 | E503

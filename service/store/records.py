@@ -37,6 +37,7 @@ class Filters:
     source: str | None = None
     part_id: str | None = None
     model_version: str | None = None
+    model: str | None = None
     reviewed: bool | None = None
     review_label: str | None = None
     since: datetime | None = None
@@ -47,7 +48,7 @@ class Filters:
     def where(self) -> list:
         c = inspections.c
         conds = []
-        for name in ("label", "source", "part_id", "model_version", "review_label"):
+        for name in ("label", "source", "part_id", "model_version", "model", "review_label"):
             value = getattr(self, name)
             if value is not None:
                 conds.append(getattr(c, name) == value)
@@ -103,6 +104,8 @@ class Records:
         nothing twice)."""
         if not rows:
             return
+        if any("model" in r for r in rows):  # rows journaled before the column existed lack it
+            rows = [{"model": None, **r} for r in rows]
         stmt = self._insert(inspections).on_conflict_do_nothing(index_elements=["id"])
         with self.engine.begin() as conn:
             conn.execute(stmt, rows)
@@ -156,6 +159,17 @@ class Records:
                 inspection_id=ident, label=label, note=note, regions=regions,
                 reviewed_by=by, reviewed_at=now))
         return self.get(ident)
+
+    def review_labels(self, idents: list[str], chunk: int = 500) -> dict[str, str]:
+        """``{record id: last review label}`` for those of ``idents`` that were reviewed."""
+        c = inspections.c
+        out: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(idents), chunk):
+                rows = conn.execute(select(c.id, c.review_label).where(
+                    c.id.in_(idents[start:start + chunk]), c.review_label.is_not(None)))
+                out.update({r.id: r.review_label for r in rows})
+        return out
 
     def history(self, ident: str) -> list[dict]:
         with self.engine.connect() as conn:

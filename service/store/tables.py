@@ -51,6 +51,8 @@ inspections = Table(
     Column("part_id", String(64)),
     Column("model_name", String(128), nullable=False),
     Column("model_version", String(64), nullable=False),
+    Column("model", String(64), comment="the models root's part whose version judged; "
+                                        "null from a server started on one bundle"),
     Column("label", String(16), nullable=False, comment="normal | abnormal"),
     Column("score", Float, nullable=False),
     Column("threshold", Float, nullable=False),
@@ -73,6 +75,7 @@ inspections = Table(
     Index("ix_inspections_source", "source"),
     Index("ix_inspections_part_id", "part_id"),
     Index("ix_inspections_sha256", "sha256"),
+    Index("ix_inspections_model", "model"),
 )
 
 reviews = Table(

@@ -70,7 +70,7 @@ def test_a_database_at_0002_upgrades_to_the_outbox_and_keeps_its_records(db_url)
     kept = row()
     Records(eng).add([kept])
     upgrade(eng)
-    assert current_revision(eng) == "0003"
+    assert current_revision(eng) == "0004"
     assert Records(eng).get(kept["id"])["id"] == kept["id"]
     Records(eng, outbox=True).add([row()])
     assert Outbox(eng).count_after(0) == 1
