@@ -162,6 +162,9 @@ def add_watch(commands) -> None:
     watch.add_argument("folder", type=Path, metavar="DIR", help="the folder cameras write to")
     watch.add_argument("--url", required=True, help="the Kensa server, http://host:8000")
     watch.add_argument("--source", help="source name sent with every image (camera, station)")
+    watch.add_argument("--model", metavar="PART",
+                       help="the part of the server's models root that judges these images "
+                            "(default: the server's default part)")
     watch.add_argument("--done", type=Path, help="where inspected images and their verdict "
                                                  "JSON go (default DIR/done)")
     watch.add_argument("--failed", type=Path, help="where refused files and their error go "
@@ -400,7 +403,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
         return 2
     watcher = Watcher(WatchConfig(
         folder=folder, url=args.url, done=args.done or folder / "done",
-        failed=args.failed or folder / "failed", source=args.source, api_key=args.api_key,
+        failed=args.failed or folder / "failed", source=args.source, model=args.model,
+        api_key=args.api_key,
         settle_s=args.settle))
     signal.signal(signal.SIGTERM, lambda *_: watcher.stop())
     counts = watcher.run(once=args.once)

@@ -35,6 +35,8 @@ from .schemas import (
     LabelCounts,
     LabelStored,
     ModelInfo,
+    ModelPart,
+    ModelsList,
     Stats,
 )
 
@@ -61,6 +63,10 @@ class NotFound(ApiError):
     """404: no such record, image or endpoint."""
 
 
+class Conflict(ApiError):
+    """409: a version that is not a valid bundle, or a server that cannot switch versions."""
+
+
 class TooLarge(ApiError):
     """413: a file, image or batch over the server's limits."""
 
@@ -79,7 +85,7 @@ class Unavailable(ApiError):
 
 
 ERRORS: dict[int, type[ApiError]] = {400: BadRequest, 401: Unauthorized, 404: NotFound,
-                                     413: TooLarge, 415: UnsupportedMediaType, 422: Invalid,
+                                     409: Conflict, 413: TooLarge, 415: UnsupportedMediaType, 422: Invalid,
                                      503: Unavailable}
 
 Image = str | Path | bytes
@@ -143,30 +149,32 @@ class _Api:
 
     def inspect(self, image: Image, *, source: str | None = None, part_id: str | None = None,
                 include: list[str] | None = None, threshold: float | None = None,
-                filename: str | None = None) -> InspectionResult:
-        """``POST /v1/inspect``: one image (a path or its bytes)."""
+                filename: str | None = None, model: str | None = None) -> InspectionResult:
+        """``POST /v1/inspect``: one image (a path or its bytes); ``model``: the part of the
+        server's models root to judge it (default: the server's default part)."""
         return self._send(Call(
             "POST", "/v1/inspect", InspectionResult, files={"file": _file(image, filename)},
             data=_drop_none({"source": source, "part_id": part_id}),
             params=_drop_none({"include": ",".join(include) if include else None,
-                               "threshold": threshold})))
+                               "threshold": threshold, "model": model})))
 
     def inspect_batch(self, images: list[Image], *, source: str | None = None,
-                      part_id: str | None = None, threshold: float | None = None
-                      ) -> BatchResponse:
+                      part_id: str | None = None, threshold: float | None = None,
+                      model: str | None = None) -> BatchResponse:
         """``POST /v1/inspect/batch``: several images, answered in order."""
         return self._send(Call(
             "POST", "/v1/inspect/batch", BatchResponse,
             files=[("files", _file(i, None)) for i in images],
             data=_drop_none({"source": source, "part_id": part_id}),
-            params=_drop_none({"threshold": threshold})))
+            params=_drop_none({"threshold": threshold, "model": model})))
 
     def overlay(self, image: Image, *, source: str | None = None,
-                part_id: str | None = None) -> bytes:
+                part_id: str | None = None, model: str | None = None) -> bytes:
         """``POST /v1/inspect/overlay``: the JPEG overlay of one image."""
         return self._send(Call("POST", "/v1/inspect/overlay", bytes,
                                files={"file": _file(image, None)},
-                               data=_drop_none({"source": source, "part_id": part_id})))
+                               data=_drop_none({"source": source, "part_id": part_id}),
+                               params=_drop_none({"model": model})))
 
     # ------------------------------------------------------------ records
 
@@ -215,8 +223,18 @@ class _Api:
     def labels(self) -> LabelCounts:
         return self._send(Call("GET", "/v1/labels", LabelCounts))
 
-    def model(self) -> ModelInfo:
-        return self._send(Call("GET", "/v1/model", ModelInfo))
+    def model(self, model: str | None = None) -> ModelInfo:
+        return self._send(Call("GET", "/v1/model", ModelInfo,
+                               params=_drop_none({"model": model})))
+
+    def models(self) -> ModelsList:
+        """``GET /v1/models``: the parts, their versions, which is active."""
+        return self._send(Call("GET", "/v1/models", ModelsList))
+
+    def activate(self, model: str, version: str) -> ModelPart:
+        """``POST /v1/models/{model}/activate``: hot-swaps to ``version``."""
+        return self._send(Call("POST", f"/v1/models/{model}/activate", ModelPart,
+                               json={"version": version}))
 
     def ready(self) -> Health:
         """``GET /health/ready`` (raises :class:`Unavailable` while not ready)."""
@@ -279,5 +297,5 @@ class AsyncClient(_Api):
         await self.aclose()
 
 
-__all__ = ["ApiError", "AsyncClient", "BadRequest", "Client", "Invalid",
+__all__ = ["ApiError", "AsyncClient", "BadRequest", "Client", "Conflict", "Invalid",
            "NotFound", "TooLarge", "Unauthorized", "Unavailable", "UnsupportedMediaType"]

@@ -83,14 +83,17 @@ class ModelsRoot:
         return folder
 
     def versions(self, part: str) -> list[Version]:
-        """The part's complete versions, oldest first (by creation time, then name)."""
+        """The part's complete versions, oldest first (by creation time, which bundle.json
+        gives to the second, then the time its bundle.json was written)."""
         found = []
         for folder in self.part_dir(part).iterdir():
             info = complete_info(folder)
             if info is not None:
-                found.append(Version(folder.name, str(info.get("created", "")),
-                                     stored_evaluation(folder)))
-        return sorted(found, key=lambda v: (v.created, v.name))
+                written = (folder / "bundle.json").stat().st_mtime_ns
+                found.append((str(info.get("created", "")), written, folder.name,
+                              Version(folder.name, str(info.get("created", "")),
+                                      stored_evaluation(folder))))
+        return [v for *_, v in sorted(found, key=lambda f: f[:3])]
 
     def active(self, part: str) -> str | None:
         try:

@@ -155,10 +155,14 @@ class Fleet:
         except Exception as exc:  # noqa: BLE001 - any failure refuses the version, old one stays
             reason = exc if isinstance(exc, Conflict) else Conflict(
                 f"version {version!r} of {part!r} cannot be loaded: {exc}")
-            log.error("refused version %s of %s: %s", version, part, reason)
-            if self.metrics is not None:
-                self.metrics.model_refused.labels(part).inc()
+            self.refuse(part, version, reason)
             raise reason from None
+
+    def refuse(self, part: str, version: str, reason: Exception) -> None:
+        """A version not swapped in: a log line and ``kensa_model_refused``."""
+        log.error("refused version %s of %s: %s", version, part, reason)
+        if self.metrics is not None:
+            self.metrics.model_refused.labels(part).inc()
 
     def load_blocking(self, part: str, version: str) -> Served:
         folder = self.root.verify(part, version, key=self.settings.bundle_key_bytes)
@@ -235,7 +239,10 @@ class Fleet:
                 try:
                     self.install(await self.load(part, version))
                     self.refused.pop(part, None)
-                except KensaError:
+                except NotFound as exc:  # the file names no version folder
+                    self.refuse(part, version, exc)
+                    self.refused[part] = version
+                except KensaError:  # refused in load
                     self.refused[part] = version  # not retried until the file changes again
 
     def activate_new_versions(self) -> None:
@@ -253,9 +260,7 @@ class Fleet:
             try:
                 self.root.verify(part, newest, key=self.settings.bundle_key_bytes)
             except (NotFound, Conflict) as exc:
-                log.error("not activating %s of %s: %s", newest, part, exc)
-                if self.metrics is not None:
-                    self.metrics.model_refused.labels(part).inc()
+                self.refuse(part, newest, exc)
                 continue
             log.info("auto-activating", extra={"fields": {"part": part, "version": newest}})
             self.root.set_active(part, newest)

@@ -46,6 +46,7 @@ class WatchConfig:
     done: Path
     failed: Path
     source: str | None = None
+    model: str | None = None  # the part of the server's models root (None: its default)
     api_key: str | None = None
     settle_s: float = 1.0
     poll_s: float = 1.0
@@ -216,7 +217,8 @@ class Watcher:
         wait = 1.0
         while not self._stop.is_set():
             try:
-                result = self.client.inspect(data, filename=name, source=self.config.source)
+                result = self.client.inspect(data, filename=name, source=self.config.source,
+                                             model=self.config.model)
                 return result.model_dump(mode="json", exclude_none=True)
             except Unavailable as exc:
                 pause = exc.retry_after or wait
