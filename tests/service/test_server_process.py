@@ -47,13 +47,14 @@ def wait_ready(base: str, proc: subprocess.Popen, timeout_s: float = 90.0) -> No
 
 @contextmanager
 def running_server(bundle, env: dict[str, str], log_path) -> Iterator[str]:
-    """A real ``kensa serve`` of ``bundle`` (CPU) on a free loopback port with ``env`` added
-    and its stderr in ``log_path``; yields the base URL once it is ready, then stops it with
-    SIGTERM (and kills it after 20 s)."""
+    """A real ``kensa serve`` of ``bundle`` (CPU; None: what ``env`` names, e.g.
+    KENSA_MODELS_DIR) on a free loopback port with ``env`` added and its stderr in
+    ``log_path``; yields the base URL once it is ready, then stops it with SIGTERM (and kills
+    it after 20 s)."""
     port = free_port()
+    model = ("--model", str(bundle)) if bundle is not None else ()
     with open(log_path, "wb") as err:
-        proc = serve("--model", str(bundle), "--port", str(port), "--device", "cpu",
-                     stderr=err, env_extra=env)
+        proc = serve(*model, "--port", str(port), "--device", "cpu", stderr=err, env_extra=env)
         base = f"http://127.0.0.1:{port}"
         try:
             wait_ready(base, proc)
