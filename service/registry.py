@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from models.bundle import read_info
 from models.errors import BundleError, KensaError
 
 from .errors import Conflict, NotFound
@@ -124,6 +123,9 @@ class ModelsRoot:
             NotFound: no such part or version (404).
             Conflict: the folder is not a complete, valid bundle, with the reason (409).
         """
+        # here, not at the top: listing and pointing need no torch (kensa models list is quick)
+        from models.bundle import read_info
+
         folder = self.part_dir(part) / version
         if not NAME.match(version) or not folder.is_dir():
             known = ", ".join(v.name for v in self.versions(part)) or "none yet"

@@ -85,3 +85,74 @@ def newest_record_and_cursor(base: str) -> dict[str, str]:
     page = httpx.get(f"{base}/v1/inspections?limit=1").json()
     assert page["items"] and page["next"], page
     return {"ID": page["items"][0]["id"], "NEXT": page["next"]}
+
+
+def readme_model_lines() -> list[str]:
+    """The command lines of README.md's "Models and versions" block, in order."""
+    text = README.read_text()
+    section = text[text.index("## Models and versions"):text.index("## CLI reference")]
+    block = section.split("```")[1]
+    return [ln.strip() for ln in block.splitlines()
+            if ln.strip() and not ln.strip().startswith("#")]
+
+
+def test_readme_models_lines_work(tiny_bundle, tmp_path):
+    """The README's lines train a second version, run it as a challenger, activate it and roll
+    it back against a real `kensa serve` of the models root `make demo` leaves, which is never
+    restarted. Only the preset differs (tiny, 2 epochs: seconds, not minutes) and the port."""
+    import sys
+
+    from service.registry import ModelsRoot
+
+    make_demo_dataset(tmp_path / "data" / "demo", seed=0, n_train=16, n_test_good=1,
+                      n_per_defect=1, size=48)
+    first = json.loads((tiny_bundle / "bundle.json").read_text())["version"]
+    shutil.copytree(tiny_bundle, tmp_path / "bundles" / "demo" / first)
+    ModelsRoot(tmp_path / "bundles").set_active("demo", first)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = serve("--port", str(port), stderr=subprocess.DEVNULL, env_extra={
+        "KENSA_MODELS_DIR": str(tmp_path / "bundles"), "KENSA_MODEL_POLL_S": "0.2",
+        "KENSA_DATA_DIR": str(tmp_path / "kensa-data"), "KENSA_KEEP_IMAGES": "all"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KENSA_")}
+    env["PYTHONPATH"] = str(README.parent)
+    try:
+        wait_ready(base, proc)
+        outputs = []
+        for line in readme_model_lines():
+            cmd = line.replace("127.0.0.1:8000", f"127.0.0.1:{port}").replace(
+                ".venv/bin/kensa", f"{sys.executable} -m service.cli").replace(
+                "--preset demo", "--preset tiny --epochs 2")
+            cmd = re.sub(r"^curl ", "curl -w '\\n%{http_code}' ", cmd)
+            out = subprocess.run(cmd, shell=True, cwd=tmp_path, capture_output=True, text=True,
+                                 check=False, timeout=300, env=env)
+            assert out.returncode == 0, (line, out.stdout[-500:], out.stderr[-2000:])
+            outputs.append(out.stdout)
+            if "kensa train" in line:
+                env["VERSION"] = re.search(r"new version (\w+) of demo", out.stdout).group(1)
+            if line.startswith("curl"):
+                assert out.stdout.rpartition("\n")[2] == "200", (line, out.stdout[-300:])
+            if "rollback" in line:
+                wait_for_version(base, first)
+        new = env["VERSION"]
+        assert new != first and f"* {first}" in outputs[1] and new in outputs[1]
+        challenger, inspected, report, activated = (
+            json.loads(o.rpartition("\n")[0]) for o in outputs[2:6])
+        assert challenger["version"] == new
+        assert (inspected["model"], inspected["model_version"]) == ("demo", first)
+        assert report["version"] == new and report["scored"] + report["dropped"] <= 1
+        assert activated["serving"] == new and activated["previous"] == first
+        listed = json.loads(outputs[-1].rpartition("\n")[0])["models"][0]
+        assert (listed["active"], listed["previous"], listed["serving"]) == (first, new, first)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def wait_for_version(base: str, version: str, timeout_s: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while httpx.get(f"{base}/v1/model", timeout=10).json()["version"] != version:
+        assert time.monotonic() < deadline, "the server did not follow the active file"
+        time.sleep(0.1)
