@@ -14,8 +14,9 @@
 #              volume and exits 0, then (only then) the inspector starts, becomes healthy
 #              (the image's HEALTHCHECK), answers POST /v1/inspect on the published port
 #              (127.0.0.1) and records it (GET /v1/inspections/{id}), keeps a POST /v1/labels
-#              label in the records store (`records` volume), and a second
-#              `compose run --rm trainer` trains with it
+#              label in the records store (`records` volume), a second
+#              `compose run --rm trainer` trains a second version with it into the models
+#              root, and POST /v1/models/demo/activate swaps it in without a restart
 #   5. report  image size, build / training / start-up times; removes its containers, volumes
 #              and network (the base image, kensa:cpu and the layer cache stay for reuse)
 #
@@ -345,16 +346,35 @@ grep -q "training without operator labels" "$WORK/trainer1.log" \
 grep -q "labels: 1 reviewed record(s)" "$WORK/trainer2.log" \
     || { tail -n 30 "$WORK/trainer2.log"; die "the second trainer run did not read the label from the records store"; }
 models_dir=$(podman volume inspect -f '{{.Mountpoint}}' "${PROJECT}_models")
-python3 - "$models_dir/demo" <<'PY' || die "the second bundle does not record the label"
+# the models root: /models/demo holds the first version (active) and the second one
+second=$(python3 - "$models_dir/demo" <<'PY'
 import json, pathlib, re, sys
-text = "".join(p.read_text(errors="ignore") for p in pathlib.Path(sys.argv[1]).glob("*.json"))
+part = pathlib.Path(sys.argv[1])
+active = (part / "active").read_text().strip()
+versions = [p for p in part.iterdir() if p.is_dir() and not p.name.startswith(".")]
+assert {p.name for p in versions} >= {active} and len(versions) == 2, versions
+(new,) = [p for p in versions if p.name != active]
+text = "".join(p.read_text(errors="ignore") for p in new.glob("*.json"))
 m = re.search(r'"labeled_images":\s*(\d+)', text)
 assert m and int(m.group(1)) == 1, m and m.group(0)
-print(f"  bundle: {m.group(0)}")
+print(new.name)
 PY
-say "ok: the second trainer run read the label and rewrote the bundle ($TRAIN2_S s)"
+) || die "the second version does not record the label"
+say "ok: the second trainer run read the label and wrote version $second beside the first ($TRAIN2_S s)"
 code=$(podman inspect -f '{{.State.Status}} {{.State.Health.Status}}' "$inspector")
 [ "$code" = "running healthy" ] || die "the inspector is '$code' after the second training"
+curl -sS --fail-with-body --max-time 120 -H "Content-Type: application/json" \
+    -d "{\"version\": \"$second\"}" "http://127.0.0.1:$PORT/v1/models/demo/activate" \
+    >"$WORK/activate.json" || { cat "$WORK/activate.json"; die "activating version $second failed"; }
+curl -sS --fail-with-body --max-time 60 -F "file=@$image" \
+    "http://127.0.0.1:$PORT/v1/inspect" >"$WORK/inspect2.json" \
+    || { cat "$WORK/inspect2.json"; die "POST /v1/inspect after the activation failed"; }
+python3 - "$WORK/inspect2.json" "$second" <<'PY' || die "the inspector did not swap to the new version"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["model_version"] == sys.argv[2] and r["model"] == "demo", r
+PY
+say "ok: POST /v1/models/demo/activate swapped version $second in without a restart"
 
 # --- 5. report --------------------------------------------------------------------------------
 say "PASSED: image $IMAGE $((SIZE / 1000000)) MB; build ${BUILD_S} s ($cached/$steps cached);" \

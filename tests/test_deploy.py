@@ -208,7 +208,11 @@ def test_trainer_writes_the_bundle_the_inspector_serves(env):
     assert trainer[0] == "train" and inspector[0] == "serve"
     assert option_value(trainer, "--data") == f"/data/{category}"
     assert option_value(trainer, "--out") == f"/models/{category}"
-    assert option_value(inspector, "--model") == option_value(trainer, "--out")
+    # the trainer writes a version of part CATEGORY into the models root the inspector serves
+    trainer_env, inspector_env = (service(n)["environment"] for n in ("trainer", "inspector"))
+    assert trainer_env["KENSA_MODELS_DIR"] == inspector_env["KENSA_MODELS_DIR"] == "/models"
+    assert interpolate([inspector_env["KENSA_DEFAULT_MODEL"]], env) == [category]
+    assert "--model" not in inspector
 
 
 def _mounts(name: str) -> dict[str, dict]:
@@ -225,11 +229,11 @@ def test_trainer_reads_data_read_only_and_writes_the_models_volume():
     assert "models" in load_compose()["volumes"]
 
 
-def test_inspector_mounts_the_models_volume_read_only():
+def test_inspector_mounts_the_models_volume_writable_for_activations():
     mounts = _mounts("inspector")
     assert set(mounts) == {"/models", "/records"}
     assert mounts["/models"]["source"] == "models"
-    assert mounts["/models"]["read_only"] is True
+    assert not mounts["/models"].get("read_only", False)  # POST .../activate writes PART/active
 
 
 def test_inspector_records_where_the_trainer_reads_labels():
@@ -584,14 +588,15 @@ def test_compose_config_validates_and_resolves(tmp_path, cpu):
     services = _compose_config(files, env, tmp_path)["services"]
     trainer, inspector = services["trainer"], services["inspector"]
     assert option_value(trainer["command"], "--data") == "/data/bottle"
-    assert option_value(inspector["command"], "--model") == option_value(
-        trainer["command"], "--out") == "/models/bottle"
+    assert option_value(trainer["command"], "--out") == "/models/bottle"
+    assert inspector["environment"]["KENSA_DEFAULT_MODEL"] == "bottle"
+    assert inspector["environment"]["KENSA_MODELS_DIR"] == "/models"
     (port,) = inspector["ports"]
     assert (port["published"], port["target"]) == ("9000", 9000)
     assert inspector["environment"]["KENSA_PORT"] == "9000"
     assert inspector["depends_on"]["trainer"]["condition"] == "service_completed_successfully"
     models, records = inspector["volumes"]
-    assert models["read_only"] is True and models["source"] == "models"
+    assert not models.get("read_only", False) and models["source"] == "models"
     assert records["source"] == "records" and not records.get("read_only", False)
     for svc in (trainer, inspector):
         reserved = svc.get("deploy", {}).get("resources", {}).get("reservations", {})
