@@ -16,7 +16,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from .. import pictures, uploads
-from ..deps import BatcherDep, require_api_key
+from ..deps import BatcherDep, loaded_fleet, require_api_key
 from ..errors import InvalidParameter, NotFound, RecordsOff
 from ..labels import LABEL_PATTERN
 from ..schemas import (
@@ -214,18 +214,29 @@ async def get_overlay(store: StoreDep, batcher: BatcherDep, request: Request,
     row, data = await _kept_image(store, ident)
     settings = request.app.state.settings
     cache = request.app.state.overlays
-    key = (row["sha256"], row["threshold"], request.app.state.inspector.info.get("version"))
+    served = await _judge(request, row)
+    key = (row["sha256"], row["threshold"], served.version)
     jpeg = cache.get(key)
     if jpeg is None:
         fp = uploads.footprint(io.BytesIO(data), len(data), uploads.OVERLAY,
                                settings.image_limits)
         async with batcher.gate.hold(fp.nbytes):
             image = await run_in_threadpool(uploads.decode, data, settings.image_limits)
-            [result] = await batcher.inspect([image], row["threshold"])
+            [result] = await batcher.inspect([image], row["threshold"],
+                                             inspector=served.inspector)
             jpeg = await run_in_threadpool(pictures.overlay_jpeg, image, result.anomaly_map,
                                            result.pixel_threshold, result.mask)
         cache.put(key, jpeg)
     return Response(jpeg, media_type="image/jpeg")
+
+
+async def _judge(request: Request, row: dict):
+    """The loaded version of the record's part (models root), else of the default part."""
+    fleet = loaded_fleet(request)
+    try:
+        return await fleet.get(row.get("model"))
+    except NotFound:  # the part is gone from the models root
+        return await fleet.get(None)
 
 
 @router.put("/inspections/{ident}/review", response_model=InspectionRecord,

@@ -62,6 +62,7 @@ def test_every_request_is_answered_while_the_active_version_changes_five_times(t
             for t in threads:
                 t.join(60)
         metrics = httpx.get(f"{base}/metrics", timeout=30).text
+        client_and_watch_name_the_part(base, image, tmp_path)
     assert failures == []
     assert {v for _, v, _ in answers} == {a, b} and {p for p, _, _ in answers} == {"washer"}
     wrong = [(v, s) for _, v, s in answers if not math.isclose(s, expected[v], rel_tol=1e-4)]
@@ -75,3 +76,25 @@ def wait_until(check, timeout_s: float = 60.0) -> None:
     while not check():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+def client_and_watch_name_the_part(base: str, image: bytes, tmp_path) -> None:
+    """service.client and `kensa watch` send ?model= (the part) to the same server."""
+    import json
+
+    from service.client import Client, NotFound
+    from service.watch import WatchConfig, Watcher
+
+    with Client(base) as kensa:
+        assert kensa.inspect(image, model="washer").model == "washer"
+        assert [p.model for p in kensa.models().models] == ["washer"]
+        with pytest.raises(NotFound, match="known parts: washer"):
+            kensa.inspect(image, model="gear")
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    (folder / "part.png").write_bytes(image)
+    counts = Watcher(WatchConfig(folder=folder, url=base, done=tmp_path / "done",
+                                 failed=tmp_path / "failed", model="washer",
+                                 settle_s=0.1)).run(once=True)
+    assert counts["done"] == 1
+    assert json.loads((tmp_path / "done" / "part.png.json").read_text())["model"] == "washer"
