@@ -291,7 +291,8 @@ def create_app(settings: Settings | None = None, *, inspector: Any = None,
     app.state.inspector = None
     app.state.fleet = None
     app.state.follower = None
-    app.state.challengers = Challengers(metrics)
+    # images waiting for a challenger are outside the in-flight gate: an eighth of its budget
+    app.state.challengers = Challengers(metrics, max_bytes=settings.max_inflight_bytes // 8)
     app.state.batcher = None
     app.state.store = None
     app.state.dispatcher = None

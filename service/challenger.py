@@ -2,9 +2,9 @@
 one, off the answer path, so a line engineer can compare the two before activating.
 
 An inspection route offers every answered image of the part (:meth:`Challenger.offer`, which
-never waits); a bounded queue feeds one worker thread that inspects it with the challenger.
-When the worker falls behind, the queue is full and the image is skipped and counted: the
-answer is never delayed or changed. The tallies live in this process's memory (a restart or
+never waits); a queue bounded in images and in bytes (an eighth of KENSA_MAX_INFLIGHT_MB) feeds
+one worker thread that inspects it with the challenger. When the worker falls behind, the queue
+is full and the image is skipped and counted: the answer is never delayed or changed. The tallies live in this process's memory (a restart or
 ``DELETE`` starts afresh; each replica counts its own traffic); the record ids it keeps let
 the report look up the reviews in the records store.
 """
@@ -34,10 +34,12 @@ class Challenger:
         on_scored, on_dropped: called once per scored or skipped image (metrics).
     """
 
-    def __init__(self, served: Served, queue_size: int = 32, on_scored=None,
-                 on_dropped=None) -> None:
+    def __init__(self, served: Served, queue_size: int = 32, max_bytes: int = 64 << 20,
+                 on_scored=None, on_dropped=None) -> None:
         self.served = served
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.max_bytes = max_bytes  # decoded images waiting, at most (one is always taken)
+        self.queued_bytes = 0
         self.on_scored = on_scored or (lambda: None)
         self.on_dropped = on_dropped or (lambda: None)
         self.started = datetime.now(UTC).isoformat(timespec="seconds")
@@ -52,12 +54,19 @@ class Challenger:
         self.thread.start()
 
     def offer(self, image: np.ndarray, ident: str, active_label: str) -> None:
-        """Queues one answered image ``(H, W, C)``; skips it when the queue is full."""
-        try:
-            self.queue.put_nowait((image, ident, active_label))
-        except queue.Full:
-            with self.lock:
+        """Queues one answered image ``(H, W, C)``; skips it when the queue is full or its
+        images would pass ``max_bytes``."""
+        with self.lock:
+            room = self.queued_bytes == 0 or self.queued_bytes + image.nbytes <= self.max_bytes
+            if room:
+                try:
+                    self.queue.put_nowait((image, ident, active_label))
+                    self.queued_bytes += image.nbytes
+                except queue.Full:
+                    room = False
+            if not room:
                 self.dropped += 1
+        if not room:
             self.on_dropped()
 
     def stop(self) -> None:
@@ -73,6 +82,8 @@ class Challenger:
             if item is None:
                 return
             image, ident, active_label = item
+            with self.lock:
+                self.queued_bytes -= image.nbytes
             try:
                 with torch.inference_mode():
                     [result] = self.served.inspector.inspect([image])
@@ -129,15 +140,16 @@ def reviewed_accuracy(judged: dict[str, tuple[str, str]], reviews: dict[str, str
 class Challengers:
     """The running challengers, one per part at most."""
 
-    def __init__(self, metrics) -> None:
+    def __init__(self, metrics, max_bytes: int = 64 << 20) -> None:
         self.metrics = metrics
+        self.max_bytes = max_bytes
         self.running: dict[str, Challenger] = {}
 
     def start(self, served: Served) -> Challenger:
         self.stop(served.part)
         part = served.part
         challenger = Challenger(
-            served, on_scored=self.metrics.challenger_scored.labels(part).inc,
+            served, max_bytes=self.max_bytes, on_scored=self.metrics.challenger_scored.labels(part).inc,
             on_dropped=self.metrics.challenger_dropped.labels(part).inc)
         self.running[part] = challenger
         log.info("challenger started", extra={"fields": {"part": part,

@@ -8,6 +8,7 @@ Every option of ``kensa serve`` has an environment twin, e.g. ``KENSA_MODEL=/mod
 from __future__ import annotations
 
 import math
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -163,6 +164,14 @@ class Settings(BaseSettings):
             raise ValueError(f"KENSA_THRESHOLD must be at least {MIN_THRESHOLD:g} "
                              f"{MIN_THRESHOLD_WHY}")
         return value
+
+    @field_validator("challenger")
+    @classmethod
+    def _part_equals_version(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[^=\s]+=[^=\s]+", value.strip()):
+            raise ValueError(f"KENSA_CHALLENGER is {value!r}: write PART=VERSION, e.g. "
+                             "screws=864194d272d7097b")
+        return value.strip() if value is not None else None
 
     @field_validator("bundle_key")
     @classmethod

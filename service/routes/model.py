@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from typing import Annotated
 
-from ..deps import ServedDep, SettingsDep, require_api_key
+from fastapi import APIRouter, Depends, Query
+
+from ..deps import FleetDep, SettingsDep, require_api_key
+from ..errors import InvalidParameter
 from ..schemas import ModelInfo, Thresholds
 from .responses import E401, E404, E503
 
@@ -15,7 +18,15 @@ router = APIRouter(prefix="/v1", tags=["inspection"], dependencies=[Depends(requ
             summary="The loaded model",
             response_description="Name, version, thresholds, fusion rule, device, evaluation.",
             responses=E401 | E404 | E503)
-async def model_info(served: ServedDep, settings: SettingsDep) -> ModelInfo:
+async def model_info(fleet: FleetDep, settings: SettingsDep, model: Annotated[
+        str | None, Query(description="A part of the models root; default: the default part "
+                                      "(KENSA_DEFAULT_MODEL, the only one), else the part the "
+                                      "server loaded first.", examples=["screws"])] = None
+                     ) -> ModelInfo:
+    try:
+        served = await fleet.get(model)
+    except InvalidParameter:  # several parts, no default: the operator page still gets one
+        served = await fleet.get(fleet.primary)
     inspector, info = served.inspector, served.info
     default = settings.threshold if settings.threshold is not None else inspector.image_threshold
     return ModelInfo(

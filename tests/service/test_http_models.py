@@ -191,6 +191,27 @@ def test_without_a_default_a_request_must_name_the_part(root, serve):
     assert r.status_code == 422
     assert "serves several parts (gear, washer)" in r.json()["detail"]
     assert inspect(client, "gear")["model_version"] == a
+    # the operator page asks /v1/model without a part: it gets the part loaded first
+    assert client.get("/v1/model").json()["model"] == "gear"
+
+
+def test_kensa_serve_stops_at_once_naming_a_missing_root_or_a_bad_challenger(
+        tmp_path, monkeypatch, capsys):
+    from service.app import run
+
+    monkeypatch.setenv("KENSA_RECORDS", "off")
+    monkeypatch.setenv("KENSA_MODELS_DIR", str(tmp_path / "nope"))
+    with pytest.raises(SystemExit) as stopped:
+        run()
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"kensa serve: cannot serve the models root: KENSA_MODELS_DIR {tmp_path / 'nope'} is "
+        f"not a folder: create it and train into it ('kensa train --data DIR --out "
+        f"{tmp_path / 'nope'}/PART'), or fix the mount")
+    monkeypatch.setenv("KENSA_CHALLENGER", "washer")
+    with pytest.raises(SystemExit):
+        run()
+    assert "KENSA_CHALLENGER is 'washer': write PART=VERSION" in capsys.readouterr().err
 
 
 def test_a_missing_models_root_stops_start_up_naming_it(tmp_path):
