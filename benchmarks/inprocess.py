@@ -75,9 +75,12 @@ def answer_encoder(inspector) -> Callable[[np.ndarray, object, frozenset], bytes
     a request does minus HTTP."""
     from service.routes.inspect import build_result
     from service.schemas import InspectionResult
+    from service.serving import Served
+
+    served = Served("bench", str(inspector.info.get("version", "")), inspector, from_root=False)
 
     def encode(image, result, include):
-        body = build_result(InspectionResult, image, result, include, inspector,
+        body = build_result(InspectionResult, image, result, include, served,
                             time.perf_counter())
         return body.model_dump_json(exclude_none=True).encode()
     return encode

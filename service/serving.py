@@ -87,6 +87,7 @@ class Fleet:
         self.seen: dict[str, set[str]] | None = None  # versions on disk (auto-activation)
         self.on_swap: Callable[[Served, Served | None], None] = lambda new, old: None
         self.primary = single.part if single else None
+        self.part_names = root.parts() if root is not None else []  # refreshed by each poll
         if single is not None:
             self.loaded[single.part] = single
 
@@ -95,12 +96,13 @@ class Fleet:
         return self.root.parts() if self.root is not None else list(self.loaded)
 
     def default_part(self) -> str | None:
+        """KENSA_DEFAULT_MODEL, else the only part (as of the last poll: no disk read on a
+        request's path)."""
         if self.root is None:
             return self.primary
         if self.settings.default_model:
             return self.settings.default_model
-        parts = self.parts()
-        return parts[0] if len(parts) == 1 else None
+        return self.part_names[0] if len(self.part_names) == 1 else None
 
     def resolve(self, model: str | None) -> str:
         """The part a request means (``?model=``, else the default).
@@ -112,7 +114,7 @@ class Fleet:
         part = model or self.default_part()
         if part is None:
             raise InvalidParameter(
-                f"this server serves several parts ({', '.join(self.parts())}) and has no "
+                f"this server serves several parts ({', '.join(self.part_names)}) and has no "
                 "KENSA_DEFAULT_MODEL: name one with the query parameter model=PART")
         if part in self.loaded:
             return part
@@ -224,6 +226,7 @@ class Fleet:
         whose ``active`` file names another version swapped to it."""
         if self.root is None:
             return
+        self.part_names = await run_in_threadpool(self.root.parts)
         if self.settings.auto_activate:
             await run_in_threadpool(self.activate_new_versions)
         for part, served in list(self.loaded.items()):
