@@ -4,9 +4,10 @@ one, off the answer path, so a line engineer can compare the two before activati
 An inspection route offers every answered image of the part (:meth:`Challenger.offer`, which
 never waits); a queue bounded in images and in bytes (an eighth of KENSA_MAX_INFLIGHT_MB) feeds
 one worker thread that inspects it with the challenger. When the worker falls behind, the queue
-is full and the image is skipped and counted: the answer is never delayed or changed. The tallies live in this process's memory (a restart or
-``DELETE`` starts afresh; each replica counts its own traffic); the record ids it keeps let
-the report look up the reviews in the records store.
+is full and the image is skipped and counted: the answer is never delayed or changed. The
+tallies live in this process's memory (a restart or ``DELETE`` starts afresh; each replica
+counts its own traffic); the record ids it keeps let the report look up the reviews in the
+records store.
 """
 
 from __future__ import annotations
@@ -149,7 +150,8 @@ class Challengers:
         self.stop(served.part)
         part = served.part
         challenger = Challenger(
-            served, max_bytes=self.max_bytes, on_scored=self.metrics.challenger_scored.labels(part).inc,
+            served, max_bytes=self.max_bytes,
+            on_scored=self.metrics.challenger_scored.labels(part).inc,
             on_dropped=self.metrics.challenger_dropped.labels(part).inc)
         self.running[part] = challenger
         log.info("challenger started", extra={"fields": {"part": part,

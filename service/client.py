@@ -85,8 +85,8 @@ class Unavailable(ApiError):
 
 
 ERRORS: dict[int, type[ApiError]] = {400: BadRequest, 401: Unauthorized, 404: NotFound,
-                                     409: Conflict, 413: TooLarge, 415: UnsupportedMediaType, 422: Invalid,
-                                     503: Unavailable}
+                                     409: Conflict, 413: TooLarge, 415: UnsupportedMediaType,
+                                     422: Invalid, 503: Unavailable}
 
 Image = str | Path | bytes
 

@@ -66,7 +66,8 @@ def row_of(body: InspectionResult, origin: Origin, info: dict) -> dict:
     return {
         "id": str(body.id), "created_at": utcnow(), "source": origin.source,
         "part_id": origin.part_id, "model_name": str(info.get("name", "")),
-        "model_version": body.model_version, "model": body.model, "label": body.label, "score": body.score,
+        "model_version": body.model_version, "model": body.model,
+        "label": body.label, "score": body.score,
         "threshold": body.threshold, "reconstruction": body.reconstruction.model_dump(),
         "latent": body.latent.model_dump(),
         "defects": [d.model_dump() for d in body.defects], "width": body.width,

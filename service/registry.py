@@ -67,7 +67,8 @@ class ModelsRoot:
             os.listdir(self.path)
         except OSError as exc:
             raise ModelsRootError(f"KENSA_MODELS_DIR {self.path} cannot be read "
-                                  f"({exc.strerror or exc}): fix its permissions or mount") from None
+                                  f"({exc.strerror or exc}): fix its permissions or "
+                                  "mount") from None
 
     def parts(self) -> list[str]:
         return sorted(p.name for p in self.path.iterdir()
@@ -133,7 +134,8 @@ class ModelsRoot:
         try:
             info = read_info(folder, key=key)
         except BundleError as exc:
-            raise Conflict(f"version {version!r} of {part!r} is not a valid bundle: {exc}") from None
+            raise Conflict(f"version {version!r} of {part!r} is not a valid bundle: "
+                           f"{exc}") from None
         if info.get("version") != version:
             raise Conflict(f"{folder} holds bundle version {info.get('version')!r}, not "
                            f"{version!r}: a version folder is named by its bundle's version id; "

@@ -123,3 +123,28 @@ def test_kensa_models_list_activate_rollback_prune(root, capsys):
     assert "has no version 'nope'" in capsys.readouterr().err
     assert main([*base, "prune", "washer", "--keep", "1"]) == 0  # a active, b previous
     assert capsys.readouterr().out.strip() == "deleted 0 version(s) of washer: none"
+
+
+def test_a_trained_version_appears_complete_and_the_first_becomes_active(tmp_path, capsys):
+    """cmd_train's publishing step, with the golden bundle standing in for the training run
+    (it writes into the hidden folder it is given, as models.train.train does)."""
+    import argparse
+
+    from golden_cases import GOLDEN
+
+    from service.cli import train_version
+
+    def run(staged):
+        assert staged.name.startswith(".incoming-")
+        shutil.copytree(GOLDEN / "bundle", staged)
+        return {"evaluation": {}}
+
+    part = tmp_path / "models" / "washer"
+    written, _ = train_version(argparse.Namespace(out=part), run)
+    models = ModelsRoot(tmp_path / "models")
+    assert written == part / "864194d272d7097b" and models.active("washer") == written.name
+    assert capsys.readouterr().out.strip() == (
+        "version 864194d272d7097b is the active version of washer")
+    with pytest.raises(Exception, match="already exists"):  # the same bundle again
+        train_version(argparse.Namespace(out=part), run)
+    assert sorted(p.name for p in part.iterdir()) == ["864194d272d7097b", "active", "history"]
