@@ -1,4 +1,5 @@
-// Kensa's operator page: Live, Review, Inspect, History and Yield over the same /v1 API as any client.
+// Kensa's operator page: Live, Review, Inspect, History, Yield and Model over the same /v1 API as
+// any client.
 // Plain JavaScript, no library and no build step. Every text that came from a client is put
 // into the page with textContent (never innerHTML), so it shows as text and never runs.
 "use strict";
@@ -351,6 +352,171 @@ async function refreshYield() {
   }
 }
 
+// ---- Model: the parts and their versions (GET /v1/models), the active version's thresholds,
+// evaluation and training data (GET /v1/model?model=), activation and challenger buttons, the
+// challenger's report, and a threshold what-if over the active version's latest records.
+const WHATIF_N = 500; // records the what-if looks at (newest first)
+const model = { part: null, info: null, scores: [], labels: [], reviews: [], slider: null };
+
+const evaluation = (m) => (m && m.evaluation) || m || {};
+const num = (x) => (x === null || x === undefined || x === "" ? "–"
+  : Number.isInteger(x) ? String(x) : typeof x === "number" ? fmt(x) : String(x));
+const pct = (n, d) => (d ? `${(100 * n / d).toFixed(1)} %` : "–");
+
+function facts(dl, pairs) {
+  dl.replaceChildren(...pairs.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+}
+
+async function loadModels() {
+  try {
+    const list = await (await api("/v1/models")).json();
+    const names = list.models.map((p) => p.model);
+    if (!names.includes(model.part)) model.part = list.default || names[0] || null;
+    $("model-part").replaceChildren(...names.map((n) => {
+      const option = el("option", { value: n }, n);
+      option.selected = n === model.part;
+      return option;
+    }));
+    const part = list.models.find((p) => p.model === model.part);
+    if (part) await showPart(part);
+    $("model-status").textContent = `updated ${new Date().toLocaleTimeString()}`;
+  } catch (e) {
+    $("model-status").textContent = e.message;
+  }
+}
+
+async function showPart(part) {
+  const q = new URLSearchParams({ model: part.model });
+  const info = await (await api(`/v1/model?${q}`)).json();
+  model.info = info;
+  facts($("model-active"), [["Part", part.model], ["Version", info.version],
+    ["Created", when(info.created)], ["Previous (rollback)", part.previous || "–"],
+    ["Device", info.device], ["Image size", `${info.image_size} px`],
+    ["Fusion", `${info.fusion.rule}${info.fusion.weight === undefined ? ""
+      : `, weight ${num(info.fusion.weight)}`}${info.fusion.chosen_by ? ` (${info.fusion.chosen_by})` : ""}`],
+    ["Test-time flips", info.flips.length ? info.flips.join(", ") : "none"]]);
+  facts($("model-thresholds"), [["Image (in use)", num(info.default_threshold)],
+    ...Object.entries(info.thresholds).map(([k, v]) => [k, num(v)])]);
+  const data = info.data || {};
+  const labeled = data.labeled_images ? `${data.labeled_images} labeled` : "no labels";
+  facts($("model-data"), [
+    ["Training images", `${num(data.used_train_images)} of ${num(data.train_images)} (${num(data.holdout_images)} held out)`],
+    ["Operator labels", labeled],
+    ["Evaluated on", data.test_images ? `${data.test_images} test images` : "not evaluated"],
+    ["Image / pixel AUROC", `${num(evaluation(info.metrics).image_auroc)} / ${num(evaluation(info.metrics).pixel_auroc)}`]]);
+  $("model-versions").replaceChildren(...part.versions.slice().reverse().map((v) => versionRow(part, v)));
+  await showChallenger(part);
+  await loadWhatIf(info);
+}
+
+function versionRow(part, v) {
+  const m = evaluation(v.metrics);
+  const state = v.active ? "active" : v.version === part.challenger ? "challenger"
+    : v.version === part.previous ? "previous" : "";
+  const actions = el("td", {});
+  if (!v.active) {
+    const activate = el("button", { type: "button", "data-action": "activate" }, "Activate");
+    activate.addEventListener("click", () => changeModel(part.model, "activate", v.version));
+    actions.append(activate);
+    if (v.version !== part.challenger) {
+      const challenge = el("button", { type: "button", "data-action": "challenge" }, "Challenge");
+      challenge.addEventListener("click", () => changeModel(part.model, "challenger", v.version));
+      actions.append(" ", challenge);
+    }
+  }
+  return el("tr", { "data-version": v.version }, el("td", { class: "score" }, v.version),
+    el("td", {}, when(v.created)), el("td", {}, state), el("td", {}, num(m.image_auroc)),
+    el("td", {}, num(m.pixel_auroc)), el("td", {}, num(m.aupro)), actions);
+}
+
+// Activation swaps the model every camera's answers come from: the operator confirms it.
+async function changeModel(part, action, version) {
+  const what = action === "activate" ? `Activate ${version} for ${part}? New answers will come from it.`
+    : `Score every ${part} image with ${version} too, as a challenger? Answers do not change.`;
+  if (!window.confirm(what)) return;
+  try {
+    await api(`/v1/models/${encodeURIComponent(part)}/${action}`, { method: "POST",
+      headers: { "Content-Type": "application/json" }, body: JSON.stringify({ version }) });
+    await loadModels();
+  } catch (e) {
+    $("model-status").textContent = e.message;
+  }
+}
+
+async function showChallenger(part) {
+  if (!part.challenger) {
+    facts($("model-challenger"), [["Challenger", "none: “Challenge” a version to score it beside the active one"]]);
+    return;
+  }
+  const r = await (await api(`/v1/models/${encodeURIComponent(part.model)}/challenger`)).json();
+  const counts = (c) => Object.entries(c).map(([k, n]) => `${k} ${n}`).join(", ") || "–";
+  facts($("model-challenger"), [["Version", r.version], ["Since", when(r.since)],
+    ["Scored", `${r.scored} (skipped ${r.dropped}, failed ${r.failed}, waiting ${r.waiting})`],
+    ["Agreement", r.agreement === null ? "–" : `${(100 * r.agreement).toFixed(1)} %`],
+    ["Active's labels", counts(r.active_labels)], ["Challenger's labels", counts(r.challenger_labels)],
+    ["Reviewed", `${r.reviewed}: accuracy active ${num(r.active_accuracy)}, challenger ${num(r.challenger_accuracy)}`],
+    ["Disagreements", r.disagreements.length ? r.disagreements.slice(0, 10).join(" ") : "none"]]);
+}
+
+// The what-if looks at the active version's own records only: another version's scores are
+// on another scale. A record is abnormal at threshold t when its score is at least t.
+async function loadWhatIf(info) {
+  const scores = [], labels = [], reviews = [];
+  let cursor = null;
+  while (scores.length < WHATIF_N) {
+    const q = new URLSearchParams({ model_version: info.version, limit: "200" });
+    if (cursor) q.set("cursor", cursor);
+    let page;
+    try {
+      page = await (await api(`/v1/inspections?${q}`)).json();
+    } catch (e) {
+      break; // recording off: the what-if has nothing to count
+    }
+    for (const rec of page.items.slice(0, WHATIF_N - scores.length)) {
+      scores.push(rec.score);
+      labels.push(rec.label);
+      reviews.push(rec.review ? rec.review.label : null);
+    }
+    cursor = page.next;
+    if (!cursor) break;
+  }
+  Object.assign(model, { scores, labels, reviews });
+  $("whatif-n").textContent = String(scores.length);
+  const slider = $("whatif-slider");
+  const t = info.default_threshold;
+  slider.min = "0";
+  slider.max = String(Math.max(t * 2, ...scores) * 1.05);
+  slider.value = String(t);
+  whatIf();
+}
+
+function whatIf() {
+  const t = Number($("whatif-slider").value);
+  $("whatif-value").textContent = fmt(t);
+  let abnormal = 0, toAbnormal = 0, toNormal = 0, reviewed = 0, falseAlarms = 0, misses = 0;
+  model.scores.forEach((score, i) => {
+    const now = score >= t ? "abnormal" : "normal";
+    if (now === "abnormal") abnormal += 1;
+    if (now !== model.labels[i]) { if (now === "abnormal") toAbnormal += 1; else toNormal += 1; }
+    const review = model.reviews[i];
+    if (review !== null) {
+      reviewed += 1;
+      if (review === "good" && now === "abnormal") falseAlarms += 1;
+      if (review !== "good" && now === "normal") misses += 1;
+    }
+  });
+  const n = model.scores.length;
+  const row = (name, value, key) => el("tr", {}, el("th", {}, name), el("td", { "data-whatif": key }, value));
+  $("whatif-rows").replaceChildren(
+    row("Abnormal at this threshold", `${abnormal} of ${n} (${pct(abnormal, n)})`, "abnormal"),
+    row("Would change label", String(toAbnormal + toNormal), "changed"),
+    row("normal → abnormal", String(toAbnormal), "to_abnormal"),
+    row("abnormal → normal", String(toNormal), "to_normal"),
+    row("Reviewed among them", String(reviewed), "reviewed"),
+    row("False alarms (reviewed good, abnormal)", String(falseAlarms), "false_alarms"),
+    row("Misses (reviewed defect, normal)", String(misses), "misses"));
+}
+
 // ---- Views, by the address's #hash.
 function showView() {
   const name = (location.hash || "#live").slice(1);
@@ -365,6 +531,7 @@ function showView() {
     loadQueue().catch((e) => { $("review-status").textContent = e.message; });
   }
   if (name === "history") loadHistory();
+  if (name === "model") loadModels();
 }
 
 function setupLogin() {
@@ -386,6 +553,11 @@ function setupPage() {
   $("yield-filters").addEventListener("input", refreshYield);
   $("history-filters").addEventListener("change", () => loadHistory());
   $("history-more").addEventListener("click", () => loadHistory(true));
+  $("model-part").addEventListener("change", (e) => { model.part = e.target.value; loadModels(); });
+  $("whatif-slider").addEventListener("input", whatIf);
+  $("whatif-reset").addEventListener("click", () => {
+    if (model.info) { $("whatif-slider").value = String(model.info.default_threshold); whatIf(); }
+  });
   $("new-defect").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && e.target.checkValidity() && e.target.value) {
       const name = e.target.value;
