@@ -305,11 +305,11 @@ def fit_networks(mcfg: ModelConfig, tcfg: TrainConfig, images: list[np.ndarray],
     vae = VAE(mcfg).to(dev)
     budget = tcfg.max_minutes * 60
     ae_budget, generator, bank, extra = budget * (1 - tcfg.vae_share), None, None, {}
-    if wants_generator(tcfg):
+    if wants_generator(tcfg):  # its time comes out of the autoencoder's share
+        began = time.monotonic()
         generator, extra["generator"] = fit_generator(
             cutouts(labeled or [], PATCH), tcfg, dev, budget * GENERATOR_SHARE, bar)
-        ae_budget = (max(1.0, budget * (1 - tcfg.vae_share) - (time.monotonic() - started))
-                     if budget > 0 else 0.0)
+        ae_budget = (max(1.0, ae_budget - (time.monotonic() - began)) if budget > 0 else 0.0)
         bank = DefectBank(generator, tcfg.seed) if tcfg.synth == "learned" else None
     ae_history = fit_defect_model(model, images, tcfg, dev, ae_budget, bar, positives, bank)
     views, holdout_views = vae_views(images, mcfg), vae_views(holdout, mcfg)
