@@ -3,7 +3,9 @@
 # tiles (DATA) and the demo washers made there, SEEDS x {base, adversarial, learned at each K},
 # every training at once on the one GPU (one CPU thread each), each at the same budget of
 # MINUTES. Results under OUT as they come: the JSON is rewritten as each run ends, so a run cut
-# short still returns what finished. 3 seeds x 2 sets x 5 variants = 30 trainings.
+# short still returns what finished. 3 seeds x 2 sets x 5 variants = 30 trainings; then the
+# README's pictures from the demo's first seed into $OUT/docs. About 230 s in all at MINUTES=2.5
+# (the driver is cut at LIMIT_S, the pictures at PICTURES_S).
 #
 #   bash benchmarks/gpu-gan.sh                                        # there, from the code root
 #   DEVICE=cpu PRESET=tiny MINUTES=0.1 DEMO_ARGS=small DEMO=/tmp/gan-demo SEEDS=0 K=2,5 \
@@ -12,13 +14,13 @@ set -u
 OUT=${OUT:-runs/gpu-gan}
 DEVICE=${DEVICE:-cuda}
 PRESET=${PRESET:-default}
-MINUTES=${MINUTES:-2.75}
+MINUTES=${MINUTES:-2.5}
 SEEDS=${SEEDS:-0,1,2}
 K=${K:-2,5,10}
 VARIANTS=${VARIANTS:-base,adversarial,learned}
 DATA=${DATA:-data/magnetic_tile}
 DEMO=${DEMO:-/tmp/kensa-demo}
-LIMIT_S=${LIMIT_S:-255}
+LIMIT_S=${LIMIT_S:-240}
 PYTHON=${PYTHON:-python3}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
@@ -41,3 +43,12 @@ timeout "$LIMIT_S" "$PYTHON" -m benchmarks.gan --data "$DATA" --data "$DEMO" \
     --work-dir /tmp/kensa-gan --json "$OUT/gan.json" >"$OUT/gan.log" 2>&1
 echo "gan: exit $?" | tee -a "$OUT/machine.txt"
 grep '^\[gan\]' "$OUT/gan.log"
+# the README's pictures, from the demo's seed-0 bundles (a scratch image none of them trained on)
+runs=/tmp/kensa-gan/$(basename "$DEMO")/seed$(echo "$SEEDS" | cut -d, -f1)
+image=$(ls "$runs/data/test/scratch/" 2>/dev/null | head -1)
+learned=learned-k$(echo "$K" | tr ',' '\n' | sort -n | tail -1)
+mkdir -p "$OUT/docs"
+timeout "${PICTURES_S:-20}" "$PYTHON" -m benchmarks.gan_pictures --runs "$runs" \
+    --image "$runs/data/test/scratch/$image" --data "$DEMO" --type scratch --learned "$learned" \
+    --out "$OUT/docs" >>"$OUT/gan.log" 2>&1
+echo "pictures: exit $?" | tee -a "$OUT/machine.txt"

@@ -43,6 +43,7 @@ WIDTH = 32
 BATCH = 16
 LR = 2e-4
 BANK = 64  # generated defects per type kept for --synth learned
+ALPHA_FLOOR = 0.25  # a generated alpha under this is context, never pasted (see sharpened)
 
 
 @dataclass(frozen=True)
@@ -198,16 +199,24 @@ def sample(gen: ConditionalGenerator, label: str, n: int, seed: int
     return out[..., :-1], out[..., -1], known[pick]
 
 
+def sharpened(alpha: np.ndarray) -> np.ndarray:
+    """The alpha a paste blends by: 0 up to ``ALPHA_FLOOR``, 1 from ``1 - ALPHA_FLOOR``,
+    linear between. A generator early in training (or unsure) gives a haze of middling alpha
+    over the whole patch; pasted as it is, that haze would carry the patch's context (another
+    part's surface) into the image as a faint square."""
+    return np.clip((alpha - ALPHA_FLOOR) / (1 - 2 * ALPHA_FLOOR), 0, 1).astype(np.float32)
+
+
 def paste(rng: np.random.Generator, image: np.ndarray, patch: np.ndarray, alpha: np.ndarray,
           size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """One generated defect pasted into ``image (H, W, C)`` at a random place, at ``size``
-    (clipped to the image), its context's brightness matched to the place -> ``(image,
-    mask float32 (H, W))``; the mask is where the alpha is over a half and the image visibly
-    changed (as :func:`models.synth.add_defect`)."""
+    (clipped to the image), its context's brightness matched to the place, blended by its
+    :func:`sharpened` alpha -> ``(image, mask float32 (H, W))``; the mask is where the alpha
+    is over a half and the image visibly changed (as :func:`models.synth.add_defect`)."""
     H, W, C = image.shape
     h, w = (max(2, min(int(s), d)) for s, d in zip(size, (H, W)))
     p = cv2.resize(patch, (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, -1)
-    a = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_LINEAR)[..., None]
+    a = cv2.resize(sharpened(alpha), (w, h), interpolation=cv2.INTER_LINEAR)[..., None]
     if p.shape[2] != C:
         p = np.repeat(p.mean(axis=2, keepdims=True), C, axis=2)
     y, x = int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))

@@ -19,7 +19,14 @@ from models.data import RegionSpec, open_dataset, read_image, read_mask
 from models.errors import BundleError, DataError
 from models.fit import Progress
 from models.generate import generate_dataset
-from models.generator import PATCH, ConditionalGenerator, fit_generator, paste, sample
+from models.generator import (
+    ALPHA_FLOOR,
+    PATCH,
+    ConditionalGenerator,
+    fit_generator,
+    paste,
+    sample,
+)
 from models.positives import positive
 from models.train import train
 
@@ -99,8 +106,18 @@ def test_a_paste_changes_the_image_only_under_its_alpha_and_masks_what_shows():
     assert out.shape == image.shape and mask.shape == (40, 50)
     assert 0 < mask.sum() <= 16 * 16
     changed = np.abs(out - image).max(axis=2) > 1e-6
-    assert not (changed & ~(mask > 0)).any() or changed.sum() - mask.sum() < 16 * 4
+    ys, xs = np.nonzero(changed)
+    assert np.ptp(ys) < 16 and np.ptp(xs) < 16  # inside the 16 x 16 square pasted
+    assert (changed | (mask == 0)).all()  # every masked pixel changed
     assert out[mask > 0].mean() < 0.1  # the bar, its context matched to the part
+
+
+def test_a_haze_of_low_alpha_pastes_nothing_of_the_patch_context():
+    image = np.full((40, 40, 1), 0.5, np.float32)
+    patch = np.zeros((PATCH, PATCH, 1), np.float32)  # another part's dark surface
+    alpha = np.full((PATCH, PATCH), ALPHA_FLOOR, np.float32)  # an unsure generator
+    out, mask = paste(np.random.default_rng(0), image, patch, alpha, (20, 20))
+    assert np.array_equal(out, image) and mask.sum() == 0
 
 
 def write_labels(root, path, k: int = 1):
