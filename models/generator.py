@@ -8,7 +8,8 @@ noise and the type's embedding to such a square and alpha; the discriminator jud
 what each type looks like, not only "a defect". With a handful of examples per type it would
 memorise them at once; the reals are augmented (flips, quarter turns, brightness) every
 time they are drawn, and both reals and fakes get the same random brightness and flips before
-the discriminator sees them (differentiable augmentation, Zhao et al. 2020).
+the discriminator sees them (differentiable augmentation, Zhao et al. 2020); a mode-seeking
+term keeps different noise making different defects.
 
 What it can do with a few examples: variations of the shapes, sizes and contrasts it saw, in
 the plausible range of that type. What it cannot: a defect it has not seen (a new type, or a
@@ -43,6 +44,7 @@ WIDTH = 32
 BATCH = 16
 LR = 2e-4
 BANK = 64  # generated defects per type kept for --synth learned
+MODE_SEEKING = 1.0  # weight of mode_seeking in the generator's loss
 ALPHA_FLOOR = 0.25  # a generated alpha under this is context, never pasted (see sharpened)
 
 
@@ -139,6 +141,16 @@ def diff_augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
+def mode_seeking(fake: torch.Tensor, z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Mode-seeking regulariser (Mao et al. 2019): the batch's two halves, made from different
+    noise, must differ in proportion; the inverse of that ratio is minimised. Without it the
+    generator gave one defect per type whatever the noise (mode collapse, seen on the demo)."""
+    half = len(fake) // 2
+    ratio = ((fake[:half] - fake[half:2 * half]).abs().mean()
+             / (z[:half] - z[half:2 * half]).abs().mean())
+    return 1 / (ratio + eps)
+
+
 def fit_generator(cuts: list[Cutout], tcfg: TrainConfig, device: torch.device,
                   budget_s: float, progress: Progress) -> tuple[ConditionalGenerator, dict]:
     """Trains the conditional GAN (hinge loss) on ``cuts`` within ``budget_s`` (and
@@ -172,7 +184,7 @@ def fit_generator(cuts: list[Cutout], tcfg: TrainConfig, device: torch.device,
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
-        g_loss = -disc(diff_augment(fake, aug), y).mean()
+        g_loss = -disc(diff_augment(fake, aug), y).mean() + MODE_SEEKING * mode_seeking(fake, z)
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
