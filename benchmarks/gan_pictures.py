@@ -23,8 +23,8 @@ from models.data import open_dataset, read_image, read_mask
 from models.generate import generate_dataset
 from models.inference import Inspector
 
-SIDE = 96  # pixels per tile of a strip
-COLOURS = 64
+SIDE = 72  # pixels per tile of a strip
+COLOURS = 32
 
 
 def tile(image: np.ndarray) -> np.ndarray:
@@ -38,7 +38,7 @@ def tile(image: np.ndarray) -> np.ndarray:
 
 
 def write(path: Path, rows: list[list[np.ndarray]]) -> None:
-    """The tiles as a grid, a 64-colour PNG (a few KB: it lives in the repository)."""
+    """The tiles as a grid, a 32-colour PNG (a few KB: it lives in the repository)."""
     from PIL import Image
 
     strip = np.vstack([np.hstack([tile(t) for t in row]) for row in rows])
