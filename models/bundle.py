@@ -11,6 +11,9 @@ Layout::
       model.safetensors    reconstruction autoencoder + segmentation head
       vae.safetensors      VAE
       latent.safetensors   latent classifier arrays
+      generator.safetensors  optional: the conditional defect generator (``kensa generate``;
+                           models.generator), described in bundle.json ``generator`` with its
+                           digest; no answer depends on it, so it is not in the version
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from .autoencoder import DefectModel
 from .config import ModelConfig
 from .errors import BundleError
 from .fingerprint import stamp, verify
+from .generator import ConditionalGenerator, GeneratorConfig
 from .latent import LatentClassifier
 from .preprocess import stride_multiple
 from .thresholds import Calibration
@@ -47,6 +51,7 @@ from .vae import VAE
 FORMAT_VERSION = 3
 READ_FORMATS = (2, 3)
 WEIGHT_FILES = ("model.safetensors", "vae.safetensors", "latent.safetensors")
+GENERATOR_FILE = "generator.safetensors"
 
 
 @dataclass
@@ -60,6 +65,8 @@ class Bundle:
         vae: the VAE.
         latent: the latent classifier.
         cal: the thresholds and fusion rule.
+        generator: the conditional defect generator, when the bundle ships one (written, not
+            read: :func:`load_generator` reads it).
         info: ``bundle.json`` plus ``metrics`` (the stored evaluation), ``holdout_scores``
             and ``path``; empty for a bundle not read from disk.
     """
@@ -70,6 +77,7 @@ class Bundle:
     latent: LatentClassifier
     cal: Calibration
     info: dict = field(default_factory=dict)
+    generator: ConditionalGenerator | None = None
 
 
 def sha256(path: Path) -> str:
@@ -120,6 +128,9 @@ def save_bundle(out: str | Path, bundle: Bundle, meta: dict, metrics: dict,
     try:
         files = _write_weights(tmp, bundle)
         info = _bundle_json(out, bundle, files, meta)
+        if bundle.generator is not None:
+            info["generator"] = {"file": GENERATOR_FILE, "sha256": sha256(tmp / GENERATOR_FILE),
+                                 "config": bundle.generator.cfg.to_dict()}
         stamp(info, key)
         (tmp / "bundle.json").write_text(json.dumps(info, indent=2, sort_keys=True))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
@@ -137,6 +148,10 @@ def _write_weights(folder: Path, bundle: Bundle) -> dict[str, str]:
         save_file(state, str(folder / name))
     save_numpy({k: np.ascontiguousarray(v) for k, v in bundle.latent.state().items()},
                str(folder / "latent.safetensors"))
+    if bundle.generator is not None:
+        state = {k: v.detach().cpu().contiguous()
+                 for k, v in bundle.generator.state_dict().items()}
+        save_file(state, str(folder / GENERATOR_FILE))
     return {name: sha256(folder / name) for name in WEIGHT_FILES}
 
 
@@ -267,3 +282,31 @@ def load_bundle(path: str | Path, key: bytes | None = None) -> Bundle:
     info["holdout_scores"] = stored.get("calibration", {}).get("holdout_fused_scores", [])
     info["path"] = str(path)
     return Bundle(cfg, model, vae, latent, cal, info)
+
+
+def load_generator(path: str | Path, key: bytes | None = None) -> ConditionalGenerator:
+    """The conditional defect generator a bundle ships (on the CPU, in eval mode), after the
+    bundle itself is verified (:func:`read_info`) and the generator's file against the digest
+    ``bundle.json`` records.
+
+    Raises:
+        BundleError: the bundle does not verify, ships no generator, or its file is missing,
+            changed or does not fit its config.
+    """
+    path = Path(path)
+    info = read_info(path, key)
+    entry = info.get("generator")
+    if not isinstance(entry, dict):
+        raise BundleError(f"{path} has no defect generator: train one with 'kensa train "
+                          "--labels CSV --generator' (labeled defects with masks or boxes)")
+    file = path / GENERATOR_FILE
+    if not file.is_file() or sha256(file) != entry.get("sha256"):
+        raise BundleError(f"{file} is missing or does not match the digest in bundle.json: "
+                          "copy the bundle again or retrain")
+    try:
+        gen = ConditionalGenerator(GeneratorConfig.from_dict(entry["config"]))
+        gen.load_state_dict(load_file(str(file)))
+    except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+        raise BundleError(f"{file} cannot be loaded ({type(exc).__name__}: {exc}); "
+                          "retrain it with this version of Kensa") from None
+    return gen.eval()

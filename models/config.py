@@ -11,6 +11,8 @@ DEVICES = ("auto", "cpu", "cuda")  # the --device choices of every command; auto
 
 FUSION_RULES = ("auto", "reconstruction", "max", "weighted")
 
+SYNTH_KINDS = ("procedural", "learned")  # TrainConfig.synth
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -140,6 +142,16 @@ class TrainConfig:
             or a comma list sets them. Each kept flip costs one more forward pass per image.
             ``none`` by default: ``auto`` gave better verdicts, not better maps, for 2-4x the
             inference time (``benchmarks/HISTORY.md``).
+        adversarial: VAEGAN's learned similarity (:mod:`models.vaegan`): a patch
+            discriminator trains against the reconstructions and its features join L1 + SSIM
+            in the autoencoder's loss, after a warm-up. Training only: the bundle's networks
+            and the inference path are the same. Off by default (not yet measured to help).
+        synth: what the synthetic defects the segmentation head trains on are: ``procedural``
+            (:mod:`models.synth`) or ``learned``: half of them come from a conditional
+            generator trained first on the labeled defects' regions (:mod:`models.generator`;
+            needs labeled defects with masks or boxes), the rest procedural.
+        generator: train the conditional defect generator on the labeled defects and ship it
+            in the bundle for ``kensa generate`` (``synth == "learned"`` implies it).
     """
 
     epochs: int = 1000
@@ -159,6 +171,9 @@ class TrainConfig:
     crop: int = 64
     border_windows: float = 0.5
     flips: str = "none"
+    adversarial: bool = False
+    synth: str = "procedural"
+    generator: bool = False
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:

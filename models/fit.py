@@ -21,6 +21,9 @@ from .positives import POSITIVE_EVERY, POSITIVE_WEIGHT, Positive, positive_batch
 from .preprocess import resized, shrink
 from .synth import add_defect
 from .vae import VAE
+from .vaegan import LearnedSimilarity
+
+LEARNED_SHARE = 0.5  # --synth learned: the share of synthetic defects that are generated
 
 
 class Progress:
@@ -87,15 +90,20 @@ def run_loop(name: str, step_fn: Callable[[int, float], float], cfg: TrainConfig
 
 def fit_defect_model(model: DefectModel, images: list[np.ndarray], cfg: TrainConfig,
                      device: torch.device, budget_s: float, progress: Progress,
-                     positives: list[Positive] | None = None) -> dict:
+                     positives: list[Positive] | None = None, bank=None) -> dict:
     """Denoising training: images ``(h, w, C)`` (prepared, of one or several shapes) get
     synthetic defects; the autoencoder returns the clean image (L1 + SSIM), the head finds the
     defect (focal + Dice). With ``positives`` (operator-labeled real defects), every
     ``POSITIVE_EVERY``-th step the head also trains on a batch of them
     (:func:`positive_step_loss`); without, the run is what it was before they existed, bit
-    for bit (their draws come from a random stream of their own)."""
+    for bit (their draws come from a random stream of their own). With ``cfg.adversarial``
+    a patch discriminator's features also judge the reconstruction (:mod:`models.vaegan`);
+    without, nothing of it runs. With ``bank`` (a :class:`models.generator.DefectBank`,
+    ``--synth learned``) half the synthetic defects are generated ones of the labeled types
+    (drawn from a random stream of their own)."""
     rng = np.random.default_rng(cfg.seed + 1)
     pos_rng = np.random.default_rng(cfg.seed + 3)
+    bank_rng = np.random.default_rng(cfg.seed + 6)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-5)
     model.train()
     size = model.cfg.image_size
@@ -104,13 +112,15 @@ def fit_defect_model(model: DefectModel, images: list[np.ndarray], cfg: TrainCon
     coarse = None
     if 0 < model.cfg.coarse_scale < 1:  # whole images at the coarse scale, as inference sees
         coarse = resized(images, lambda x: shrink(x, model.cfg))
+    similarity = (LearnedSimilarity(model.cfg, device, cfg.seed + 4) if cfg.adversarial
+                  else None)
 
     def step(i: int, frac: float) -> float:
         idx = rng.integers(0, len(images), cfg.batch_size)
         ys, xs = window_origins(rng, shapes[idx], crop, cfg.border_windows)
         clean = np.stack([window(images[k], coarse[k] if coarse else None, y, x, crop, rng)
                           for k, y, x in zip(idx, ys, xs)])
-        noisy, masks = with_defects(rng, clean, images, cfg.anomaly_prob)
+        noisy, masks = with_defects(rng, clean, images, cfg.anomaly_prob, bank, bank_rng)
         x, target = to_device(noisy, device), to_device(clean, device)
         mask = torch.from_numpy(masks)[:, None].to(device)
         for group in opt.param_groups:
@@ -120,13 +130,20 @@ def fit_defect_model(model: DefectModel, images: list[np.ndarray], cfg: TrainCon
                 + dice_loss(logits, mask))
         if positives and i % POSITIVE_EVERY == 0:
             loss = loss + POSITIVE_WEIGHT * positive_step_loss(model, positives, pos_rng, device)
+        if similarity is not None:
+            loss = loss + similarity.decoder_loss(recon, target, frac)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
+        if similarity is not None:
+            similarity.update(recon, target)
         return float(loss.detach())
 
-    return run_loop("AE", step, cfg, len(images), budget_s, progress)
+    history = run_loop("AE", step, cfg, len(images), budget_s, progress)
+    if similarity is not None:
+        history["adversarial"] = dict(similarity.last)
+    return history
 
 
 def positive_step_loss(model: DefectModel, positives: list[Positive],
@@ -141,13 +158,19 @@ def positive_step_loss(model: DefectModel, positives: list[Positive],
 
 
 def with_defects(rng: np.random.Generator, clean: np.ndarray, pool: list[np.ndarray],
-                 share: float) -> tuple[np.ndarray, np.ndarray]:
+                 share: float, bank=None, bank_rng: np.random.Generator | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """``(noisy (B, h, w, C), masks float32 (B, h, w))``: ``share`` of the clean windows get a
-    synthetic defect (textures drawn from ``pool``), the rest stay clean with empty masks."""
+    synthetic defect (textures drawn from ``pool``), the rest stay clean with empty masks.
+    With ``bank``, ``LEARNED_SHARE`` of those defects are generated ones instead (their
+    draws from ``bank_rng``; without a bank the run is what it was before it existed)."""
     noisy, masks = clean.copy(), np.zeros(clean.shape[:3], np.float32)
     for j in range(len(clean)):
         if rng.random() < share:
-            noisy[j], masks[j] = add_defect(rng, clean[j], pool)
+            if bank is not None and bank_rng.random() < LEARNED_SHARE:
+                noisy[j], masks[j] = bank.add(bank_rng, clean[j])
+            else:
+                noisy[j], masks[j] = add_defect(rng, clean[j], pool)
     return noisy, masks
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,8 @@ import torch
 from .autoencoder import DefectModel
 from .bundle import Bundle, save_bundle, write_metrics
 from .calibrate import calibrate, flip_names
-from .config import FUSION_RULES, ModelConfig, TrainConfig
+from .config import FUSION_RULES, SYNTH_KINDS, ModelConfig, TrainConfig
+from .cutouts import cutouts
 from .data import (
     Dataset,
     Item,
@@ -29,6 +30,7 @@ from .device import pick_device, to_device
 from .errors import DataError
 from .evaluate import evaluate
 from .fit import Progress, fit_defect_model, fit_vae
+from .generator import PATCH, ConditionalGenerator, DefectBank, fit_generator
 from .inference import Inspector
 from .labels import (
     LabelRows,
@@ -48,8 +50,10 @@ from .vae import VAE, latent_means
 
 log = logging.getLogger(__name__)
 
+GENERATOR_SHARE = 0.1  # of the budget, for the defect generator when the run trains one
 LATENT_BATCH = 64  # VAE views per forward pass when the trainer encodes its normals
-LABELED_DEFECTS = ("latent", "head")  # TrainConfig.extra["labeled_defects"]; latent by default
+# TrainConfig.extra["labeled_defects"]; latent by default
+LABELED_DEFECTS = ("latent", "head", "generator")
 LABELED_DEFECTS_HOW = {
     "latent": "label spreading in the latent space and the fusion weight (and, with the f1 "
               "rule, the threshold), each judged with its own label hidden; the segmentation "
@@ -62,6 +66,9 @@ LABELED_DEFECTS_HOW = {
             "every pixel outside low, 'mask' every pixel; so they no longer judge the fusion "
             "weight nor an f1 threshold: the held-out normals set it; none was scored in the "
             "evaluation",
+    "generator": "only the conditional defect generator learned from them (models.generator):"
+                 " neither the latent classifier, the fusion weight nor the threshold saw "
+                 "them; none was scored in the evaluation",
 }
 
 
@@ -89,6 +96,7 @@ class RunData:
     defect_rows: LabelRows
     positives: list[Positive]
     summary: dict
+    labeled: list[Positive] = field(default_factory=list)
 
 
 @dataclass
@@ -101,6 +109,7 @@ class Fitted:
         history: ``{"autoencoder": ..., "vae": ...}`` loss curves and step counts.
         normal_mu: ``(N, P, D)`` latent means of the images the networks were fitted on.
         holdout_views: ``(H, V, V, C)`` the VAE's views of the held-out normals.
+        generator: the conditional defect generator, when one was trained.
     """
 
     model: DefectModel
@@ -108,6 +117,7 @@ class Fitted:
     history: dict
     normal_mu: np.ndarray
     holdout_views: np.ndarray
+    generator: ConditionalGenerator | None = None
 
 
 def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = None,
@@ -140,7 +150,7 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
     ds = open_dataset(data)
     run = read_run_data(ds, labels, model_cfg or ModelConfig(), tcfg, regions)
     fitted = fit_networks(run.mcfg, tcfg, run.fit_images, run.holdout, dev, Progress(progress),
-                          started, run.positives)
+                          started, run.positives, run.labeled)
     insp = Inspector(run.mcfg, fitted.model, fitted.vae, LatentClassifier.fit(fitted.normal_mu),
                      Calibration(fusion=tcfg.fusion, fusion_weight=tcfg.fusion_weight),
                      device=dev.type)
@@ -152,8 +162,8 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
     metrics = {"training": {**fitted.history, "seconds": train_s},
                "calibration": calib, "evaluation": {}}
     # the bundle first: nothing the evaluation meets (a test file, memory) can cost the model
-    save_bundle(out, Bundle(run.mcfg, insp.model, insp.vae, insp.latent, insp.cal), meta, metrics,
-                key)
+    save_bundle(out, Bundle(run.mcfg, insp.model, insp.vae, insp.latent, insp.cal,
+                            generator=fitted.generator), meta, metrics, key)
     if ds.test:
         labeled_paths = {str(it.path) for it, _ in run.label_rows}
         test_items = [it for it in ds.test if str(it.path) not in labeled_paths]
@@ -185,8 +195,17 @@ def read_run_data(ds: Dataset, labels: str | Path | dict[str, str] | None, mcfg:
         summary |= {"labeled_defects": positives_summary(positives),
                     "labeled_defects_used_by": mode,
                     "labeled_defects_how": LABELED_DEFECTS_HOW[mode]}
+    if wants_generator(tcfg) and not positives:
+        raise DataError("the defect generator (--generator, --synth learned) learns from "
+                        "labeled defects: give --labels with at least one defect row")
     return RunData(mcfg, fit_images, [images[i] for i in hold_idx], label_rows, good_rows,
-                   defect_rows, positives if mode == "head" else [], summary)
+                   defect_rows, positives if mode == "head" else [], summary, positives)
+
+
+def wants_generator(tcfg: TrainConfig) -> bool:
+    """Whether the run trains the conditional defect generator."""
+    return (tcfg.generator or tcfg.synth == "learned"
+            or tcfg.extra.get("labeled_defects") == "generator")
 
 
 def labeled_defects_mode(tcfg: TrainConfig) -> str:
@@ -204,14 +223,15 @@ def labeled_defects_mode(tcfg: TrainConfig) -> str:
 
 def calibrate_run(insp: Inspector, run: RunData, ds: Dataset, normal_mu: np.ndarray,
                   tcfg: TrainConfig) -> dict:
-    """Spreads the labeled defects' names over the latent graph (when there are some), then
-    calibrates on the held-out normals and those defects (:func:`models.calibrate.calibrate`)."""
-    defect_images = labeled_images(run.defect_rows, run.mcfg)
-    if run.defect_rows:
+    """Spreads the labeled defects' names over the latent graph (when there are some, and they
+    are not the generator's alone), then calibrates on the held-out normals and those defects
+    (:func:`models.calibrate.calibrate`)."""
+    rows = [] if labeled_defects_mode(tcfg) == "generator" else run.defect_rows
+    defect_images = labeled_images(rows, run.mcfg)
+    if rows:
         labeled_paths = {str(it.path) for it, _ in run.label_rows}
-        spread_labels(insp, normal_mu, run.defect_rows, defect_images, ds, labeled_paths)
-    labeled = ((defect_images, np.ones(len(run.defect_rows), bool)) if run.defect_rows
-               else None)
+        spread_labels(insp, normal_mu, rows, defect_images, ds, labeled_paths)
+    labeled = (defect_images, np.ones(len(rows), bool)) if rows else None
     return calibrate(insp, run.holdout, tcfg, labeled=labeled,
                      head_trained_on_labeled=bool(run.positives))
 
@@ -223,6 +243,8 @@ def check_settings(tcfg: TrainConfig) -> None:
         DataError: an unknown fusion rule or flip name.
     """
     labeled_defects_mode(tcfg)
+    if tcfg.synth not in SYNTH_KINDS:
+        raise DataError(f"unknown synth {tcfg.synth!r}: use one of {SYNTH_KINDS}")
     if tcfg.fusion not in FUSION_RULES:
         raise DataError(f"unknown fusion rule {tcfg.fusion!r}: use one of {FUSION_RULES}")
     flip_names(tcfg.flips)
@@ -272,15 +294,24 @@ def read_images(ds: Dataset, mcfg: ModelConfig
 
 def fit_networks(mcfg: ModelConfig, tcfg: TrainConfig, images: list[np.ndarray],
                  holdout: list[np.ndarray], dev: torch.device, bar: Progress,
-                 started: float, positives: list[Positive] | None = None) -> Fitted:
-    """Fits the reconstruction model (its head also on ``positives``, labeled real defects),
-    then the VAE, within ``tcfg.max_minutes`` counted from ``started``; the VAE gets its share
-    of the budget, and what the autoencoder left."""
+                 started: float, positives: list[Positive] | None = None,
+                 labeled: list[Positive] | None = None) -> Fitted:
+    """Fits the defect generator on ``labeled`` when the run wants one (its share of the
+    budget, ``GENERATOR_SHARE``), the reconstruction model (its head also on ``positives``,
+    labeled real defects; with ``--synth learned`` also on generated defects), then the VAE,
+    within ``tcfg.max_minutes`` counted from ``started``; the VAE gets its share of the
+    budget, and what the autoencoder left."""
     model = DefectModel(mcfg).to(dev).to(memory_format=torch.channels_last)
     vae = VAE(mcfg).to(dev)
     budget = tcfg.max_minutes * 60
-    ae_history = fit_defect_model(model, images, tcfg, dev, budget * (1 - tcfg.vae_share), bar,
-                                  positives)
+    ae_budget, generator, bank, extra = budget * (1 - tcfg.vae_share), None, None, {}
+    if wants_generator(tcfg):  # its time comes out of the autoencoder's share
+        began = time.monotonic()
+        generator, extra["generator"] = fit_generator(
+            cutouts(labeled or [], PATCH), tcfg, dev, budget * GENERATOR_SHARE, bar)
+        ae_budget = (max(1.0, ae_budget - (time.monotonic() - began)) if budget > 0 else 0.0)
+        bank = DefectBank(generator, tcfg.seed) if tcfg.synth == "learned" else None
+    ae_history = fit_defect_model(model, images, tcfg, dev, ae_budget, bar, positives, bank)
     views, holdout_views = vae_views(images, mcfg), vae_views(holdout, mcfg)
     # what the AE left of the budget, but never less than half the VAE's share (0 would mean
     # "no budget" to the loop)
@@ -289,8 +320,8 @@ def fit_networks(mcfg: ModelConfig, tcfg: TrainConfig, images: list[np.ndarray],
     vae_history = fit_vae(vae, views, tcfg, dev, vae_budget, bar)
     vae.eval()
     normal_mu = latent_means(vae, to_device(views, dev), LATENT_BATCH)
-    return Fitted(model, vae, {"autoencoder": ae_history, "vae": vae_history}, normal_mu,
-                  holdout_views)
+    return Fitted(model, vae, {"autoencoder": ae_history, "vae": vae_history} | extra,
+                  normal_mu, holdout_views, generator)
 
 
 def evaluate_written(insp: Inspector, out: str | Path, data: str | Path, items: list[Item],

@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_make_demo_data(commands)
     add_train(commands)
     add_eval(commands)
+    add_generate(commands)
     add_serve(commands)
     add_db(commands)
     add_watch(commands)
@@ -109,13 +110,15 @@ def _add_calibration_options(train: argparse.ArgumentParser) -> None:
                        help="f1: with --labels that include defects, use the F1-optimal "
                             "threshold (not with --labeled-defects head: defects the head "
                             "trained on cannot judge it, and the held-out normals set it)")
-    train.add_argument("--labeled-defects", choices=("latent", "head"), default="latent",
+    train.add_argument("--labeled-defects", choices=("latent", "head", "generator"),
+                       default="latent",
                        help="what defects among --labels train: latent (default: label "
                             "spreading, the fusion weight, the f1 rule) or head (the "
                             "segmentation head too, as real positives: image labels by "
                             "multiple-instance learning, regions as full supervision; measured "
                             "on 2026-12-04 it lowered image AUROC at the same budget, see "
-                            "benchmarks/HISTORY.md)")
+                            "benchmarks/HISTORY.md) or generator (only the defect generator "
+                            "learns from them; implies --generator)")
     train.add_argument("--fusion", choices=("auto", "reconstruction", "max", "weighted"),
                        help="how the reconstruction and latent scores combine (default auto: "
                             "weighted at --fusion-weight, or with labeled defects the weight "
@@ -126,6 +129,38 @@ def _add_calibration_options(train: argparse.ArgumentParser) -> None:
                        help="test-time flips: none (default), auto (those under which the "
                             "held-out normals still look normal), or a comma list of h, v, hv; "
                             "each one costs another forward pass per image")
+    _add_gan_options(train)
+
+
+def _add_gan_options(train: argparse.ArgumentParser) -> None:
+    train.add_argument("--adversarial", action="store_true", default=None,
+                       help="VAEGAN: a patch discriminator's features also judge the "
+                            "reconstruction (after a warm-up), for sharper texture; training "
+                            "only, the bundle serves as without it (not yet measured to help)")
+    train.add_argument("--generator", action="store_true", default=None,
+                       help="also train a conditional defect generator on the labeled defects "
+                            "of --labels (their masks or boxes; image-level labels are cut out "
+                            "by local contrast) and ship it in the bundle for 'kensa generate'")
+    train.add_argument("--synth", choices=("procedural", "learned"),
+                       help="synthetic defects the segmentation head trains on: procedural "
+                            "(default) or learned (half from the defect generator, which it "
+                            "implies)")
+
+
+def add_generate(commands) -> None:
+    gen = commands.add_parser("generate", help="paste generated defects of a type onto "
+                                               "held-out normal images (MVTec layout)")
+    gen.add_argument("--model", type=Path, required=True,
+                     help="bundle trained with --generator (or --synth learned)")
+    gen.add_argument("--data", type=Path, required=True,
+                     help="the training data folder (its held-out normals are used) or "
+                          "another folder of normal images")
+    gen.add_argument("--type", required=True, dest="label", help="defect type to generate")
+    gen.add_argument("--n", type=int, default=16, help="images to write (default 16)")
+    gen.add_argument("--out", type=Path, required=True,
+                     help="folder to write (replaced): test/TYPE, ground_truth/TYPE, "
+                          "test/good and train/good")
+    gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
 def add_eval(commands) -> None:
@@ -215,7 +250,7 @@ def cmd_make_demo_data(args: argparse.Namespace) -> int:
 
 
 TRAIN_OPTIONS = ("epochs", "max_minutes", "batch_size", "seed", "false_alarm_rate", "fusion",
-                 "fusion_weight", "flips")  # given on the command line -> TrainConfig field
+                 "fusion_weight", "flips", "adversarial", "generator", "synth")  # given on the command line -> TrainConfig field
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -261,6 +296,17 @@ def train_version(args: argparse.Namespace, run) -> tuple[Path, dict]:
         print(f"new version {written.name} of {part} (active: {root.active(part)}); "
               f"activate it with 'kensa models activate {part} {written.name}'")
     return written, metrics
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from models.generate import generate_dataset
+
+    summary = generate_dataset(args.model, args.data, args.label, args.n, args.out,
+                               seed=args.seed, key=bundle_key())
+    print(f"wrote {summary['n']} image(s) with a generated {summary['type']!r} defect to "
+          f"{args.out} (test/{summary['type']}, ground_truth/{summary['type']}, test/good); "
+          f"check a model with 'kensa eval --model MODEL --data {args.out}'")
+    return 0
 
 
 def bundle_key() -> bytes | None:
@@ -478,7 +524,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"make-demo-data": cmd_make_demo_data, "train": cmd_train, "eval": cmd_eval,
-            "serve": cmd_serve, "db": cmd_db, "watch": cmd_watch, "models": cmd_models}
+            "generate": cmd_generate, "serve": cmd_serve, "db": cmd_db, "watch": cmd_watch,
+            "models": cmd_models}
 
 
 def main(argv: list[str] | None = None) -> int:
