@@ -35,7 +35,7 @@ from .monitoring import Metrics, configure_logging
 from .overlays import OverlayCache
 from .recording import open_store
 from .routes import router
-from .sinks import SinksConfigError, names, sinks_of, start_dispatcher
+from .sinks import SinksConfigError, local_names, names, sinks_of, start_dispatcher
 
 log = logging.getLogger("kensa.service")
 
@@ -134,13 +134,15 @@ async def start(app: FastAPI, settings: Settings, metrics: Metrics, loaded: Any)
     sinks = sinks_of(settings)
     dispatcher = None
     store = open_store(settings, metrics.registry, names(sinks),
-                       on_written=lambda: dispatcher and dispatcher.notify())
+                       on_written=lambda: dispatcher and dispatcher.notify(),
+                       local_sinks=local_names(sinks))
     if store is not None:
         await run_in_threadpool(store.open)
         await run_in_threadpool(adopt_labels, store, settings)
         app.state.labels = store.labels
     app.state.store = store
-    dispatcher = start_dispatcher(sinks, store, metrics.registry)
+    dispatcher = await run_in_threadpool(start_dispatcher, sinks, store, metrics.registry,
+                                         settings.sinks_lease_s)
     app.state.dispatcher = dispatcher
     batcher = Batcher(loaded, max_size=settings.batch_max_size,
                       wait_ms=settings.batch_wait_ms, queue_size=settings.queue_size,
@@ -264,6 +266,8 @@ def run(model: str | None = None, host: str | None = None, port: int | None = No
     app.state.on_start_failure = lambda exc: setattr(server, "should_exit", True)
     server.run()
     failure = app.state.start_error
+    if isinstance(failure, SinksConfigError):  # e.g. an OPC UA port that is taken
+        _fail(str(failure))
     if isinstance(failure, BundleError):
         _fail(f"cannot load the model bundle: {failure}")
     if failure is not None:  # e.g. --device cuda on a machine without CUDA
