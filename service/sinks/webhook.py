@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 
 import httpx
 
 from .config import WebhookSink
 from .delivery import DeliveryFailed
+
+# httpx logs each request's full URL at INFO, and a URL may carry a token (``?token=${...}``)
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def signature(secret: str, body: bytes) -> str:

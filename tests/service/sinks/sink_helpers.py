@@ -64,8 +64,8 @@ class Receiver:
                 with receiver._lock:
                     status = 500 if receiver.fail_left > 0 else 200
                     receiver.fail_left -= status == 500
-                    receiver.posts.append(({k.lower(): v for k, v in self.headers.items()},
-                                           body))
+                    receiver.posts.append(({k.lower(): v for k, v in self.headers.items()}
+                                           | {":path": self.path}, body))
                     receiver.statuses.append(status)
                     held = len(receiver.posts) == receiver.hold_at
                 if held:
