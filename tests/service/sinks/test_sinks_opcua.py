@@ -168,3 +168,52 @@ def test_kensa_serve_with_a_taken_port_exits_2_naming_it(tiny_bundle, tmp_path):
                               capture_output=True, text=True, timeout=90, check=False)
     assert done.returncode == 2, done.stderr[-2000:]
     assert f"the OPC UA server cannot start on opc.tcp://127.0.0.1:{port}/kensa" in done.stderr
+
+
+def certificate(folder, name: str, uri: str):
+    from asyncua.crypto.cert_gen import setup_self_signed_certificate
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    key, cert = folder / f"{name}.pem", folder / f"{name}.der"
+    asyncio.run(setup_self_signed_certificate(
+        key, cert, uri, "127.0.0.1",
+        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH], {"commonName": name}))
+    return cert, key
+
+
+def test_sign_and_encrypt_offers_only_encrypted_endpoints_and_serves_an_encrypted_client(
+        make_client, tmp_path):
+    from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+
+    server_cert, server_key = certificate(tmp_path, "server", "urn:freeopcua:python:server")
+    client_cert, client_key = certificate(tmp_path, "client", "urn:kensa:test:client")
+    port = free_port()
+    client = make_client(sinks_file=sinks_file(tmp_path, opcua_sink(
+        port, security="sign_and_encrypt", certificate=str(server_cert),
+        private_key=str(server_key), username="plc", password="pw-1234")))
+    answer = inspect(client, 0, "cam-1")
+    endpoint = f"opc.tcp://127.0.0.1:{port}/kensa"
+
+    async def read(secure: bool):
+        opc = Client(endpoint, timeout=5)
+        opc.set_user("plc")
+        opc.set_password("pw-1234")
+        if secure:
+            await opc.set_security(SecurityPolicyBasic256Sha256, str(client_cert),
+                                   str(client_key), server_certificate=str(server_cert),
+                                   mode=ua.MessageSecurityMode.SignAndEncrypt)
+        async with opc:
+            for _ in range(100):
+                if await _exists(opc, "cam-1"):
+                    break
+                await asyncio.sleep(0.1)
+            return (await read_source(opc, "cam-1"))["InspectionId"]
+
+    assert asyncio.run(read(secure=True)) == answer["id"]
+    offered = asyncio.run(Client(endpoint, timeout=5).connect_and_get_server_endpoints())
+    assert {(e.SecurityMode, e.SecurityPolicyUri.rsplit("#", 1)[-1]) for e in offered} == {
+        (ua.MessageSecurityMode.SignAndEncrypt, "Basic256Sha256")}
+    # a client keeping to the offered endpoints cannot go without encryption (asyncua's
+    # server itself would still open a plain channel to one that insists: see the README)
+    with pytest.raises(ua.UaError, match="No matching endpoints"):
+        asyncio.run(read(secure=False))
