@@ -22,11 +22,18 @@ read-only for clients.
 Each server serves its own nodes, fed from the shared outbox (every server sees every record),
 so this sink holds no lease: its position lives in the process and starts at the end of the
 log; after a restart a source's nodes return with its next verdict and ``Count`` restarts at 0.
+
+Security: the endpoints offered are the sink's ``security`` list (None, Basic256Sha256 Sign,
+SignAndEncrypt with the given certificate, whose URI becomes the server's application URI).
+With ``username`` only that user gets a session (anonymous is refused); client certificates
+are not checked against a trust list. asyncua 2.1 opens an unsecured channel for a client that
+asks for one even when None is not offered, so the offer alone is no guarantee of encryption.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import threading
 from datetime import UTC, datetime
@@ -56,6 +63,18 @@ POLICIES = {
 logging.getLogger("asyncua").setLevel(logging.WARNING)  # it logs every session at INFO
 
 
+def _certificate_uri(certificate) -> str | None:
+    """The application URI in a certificate's subject alternative names, if any."""
+    from cryptography import x509
+
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return None
+    uris = names.value.get_values_for_type(x509.UniformResourceIdentifier)
+    return uris[0] if uris else None
+
+
 def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
@@ -67,7 +86,8 @@ class _OneUser(UserManager):
         self.username, self.password = username, password
 
     def get_user(self, iserver, username=None, password=None, certificate=None):
-        if username == self.username and password == self.password:
+        if username == self.username and hmac.compare_digest(
+                (password or "").encode(), self.password.encode()):
             return User(role=UserRole.User)
         return None
 
@@ -108,9 +128,12 @@ class OpcUa:
         server.set_endpoint(self.endpoint)
         server.set_server_name(f"Kensa ({c.name})")
         server.set_security_policy([POLICIES[p] for p in c.security])
+        uri = f"urn:kensa:opcua:{c.name}"
         if c.certificate is not None:
             await server.load_certificate(str(c.certificate))
             await server.load_private_key(str(c.private_key))
+            uri = _certificate_uri(server.iserver.certificate) or uri
+        await server.set_application_uri(uri)  # clients check it against the certificate
         server.set_identity_tokens([ua.UserNameIdentityToken] if users
                                    else [ua.AnonymousIdentityToken])
         self.namespace = await server.register_namespace(c.namespace)

@@ -185,7 +185,7 @@ def test_sign_and_encrypt_offers_only_encrypted_endpoints_and_serves_an_encrypte
         make_client, tmp_path):
     from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
-    server_cert, server_key = certificate(tmp_path, "server", "urn:freeopcua:python:server")
+    server_cert, server_key = certificate(tmp_path, "server", "urn:kensa:test:server")
     client_cert, client_key = certificate(tmp_path, "client", "urn:kensa:test:client")
     port = free_port()
     client = make_client(sinks_file=sinks_file(tmp_path, opcua_sink(
@@ -213,6 +213,7 @@ def test_sign_and_encrypt_offers_only_encrypted_endpoints_and_serves_an_encrypte
     offered = asyncio.run(Client(endpoint, timeout=5).connect_and_get_server_endpoints())
     assert {(e.SecurityMode, e.SecurityPolicyUri.rsplit("#", 1)[-1]) for e in offered} == {
         (ua.MessageSecurityMode.SignAndEncrypt, "Basic256Sha256")}
+    assert {e.Server.ApplicationUri for e in offered} == {"urn:kensa:test:server"}
     # a client keeping to the offered endpoints cannot go without encryption (asyncua's
     # server itself would still open a plain channel to one that insists: see the README)
     with pytest.raises(ua.UaError, match="No matching endpoints"):

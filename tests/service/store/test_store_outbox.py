@@ -111,3 +111,13 @@ def test_a_database_at_0003_takes_the_lease_columns_and_keeps_positions(db_url):
     upgrade(eng)
     assert Outbox(eng).claim("mes", "a", 30) == 7
     eng.dispose()
+
+
+def test_with_a_local_sink_prune_also_keeps_what_is_young(engine):
+    box, records = Outbox(engine), Records(engine, outbox=True)
+    box.position("mes")
+    records.add([row(), row()])
+    box.advance("mes", box.last_seq())
+    assert box.prune(["mes"], local=True, keep_s=600) == 0  # an OPC UA sink may still read it
+    assert box.prune([], local=True, keep_s=600) == 0
+    assert box.prune(["mes"], local=True, keep_s=0) == 2
