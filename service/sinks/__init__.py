@@ -29,7 +29,16 @@ def sinks_of(settings: Settings) -> SinksFile | None:
         raise SinksConfigError(f"KENSA_SINKS_FILE {settings.sinks_file} needs recording on: "
                                "sinks are fed from the records store's outbox; unset "
                                "KENSA_RECORDS=off or unset KENSA_SINKS_FILE")
-    return load_sinks(settings.sinks_file)
+    sinks = load_sinks(settings.sinks_file)
+    for i, sink in enumerate(sinks.sinks):
+        # one delivery (MQTT: connect, then publish) must end well within the lease, or
+        # another server could take the sink over while it is still under way
+        if sink.type != "opcua" and sink.timeout_s * 3 > settings.sinks_lease_s:
+            raise SinksConfigError(
+                f"KENSA_SINKS_FILE {settings.sinks_file}: sinks[{i}].timeout_s "
+                f"{sink.timeout_s:g} is too long for KENSA_SINKS_LEASE_S "
+                f"{settings.sinks_lease_s:g}: make it at most a third of the lease")
+    return sinks
 
 
 def names(sinks: SinksFile | None) -> tuple[str, ...]:

@@ -200,8 +200,8 @@ class SinkWorker:
             deadline = time.monotonic() + wait
             while not self.stop.is_set() and time.monotonic() < deadline:
                 self.stop.wait(min(POLL_S, deadline - time.monotonic()))
+                self._keep_lease()  # a wait may be longer than the lease
             wait = min(wait * 2, self.config.retry_max_s)
-            self._keep_lease()
             if self._trim():
                 return False
         return False

@@ -147,3 +147,13 @@ def test_kensa_serve_names_the_missing_variable(tiny_bundle, tmp_path):
     assert done.returncode == 2
     assert ("sinks[0].password: the environment variable KENSA_OPCUA_PASSWORD is not set"
             in done.stderr)
+
+
+def test_a_delivery_timeout_too_long_for_the_lease_is_refused(make_settings, tmp_path):
+    path = write(tmp_path, "sinks: [{name: mes, type: webhook, url: 'http://x', timeout_s: 11},"
+                           " {name: plc, type: opcua, timeout_s: 60}]")
+    with pytest.raises(SinksConfigError) as err:
+        sinks_of(make_settings(sinks_file=path))
+    assert str(err.value) == (f"KENSA_SINKS_FILE {path}: sinks[0].timeout_s 11 is too long "
+                              "for KENSA_SINKS_LEASE_S 30: make it at most a third of the lease")
+    assert sinks_of(make_settings(sinks_file=path, sinks_lease_s=33)).sinks[0].timeout_s == 11

@@ -95,11 +95,11 @@ def test_a_holder_killed_mid_delivery_is_taken_over_after_its_lease(tiny_bundle,
                                                                     tmp_path):
     hook = Receiver(hold_at=3).start()  # the third delivery hangs until released
     file = sinks_file(tmp_path, {"name": "mes", "type": "webhook", "url": hook.url,
-                                 "timeout_s": 60})
+                                 "timeout_s": 3})
     ports = [free_port(), free_port()]
     procs = [serve(tiny_bundle, port, {
         "KENSA_DATA_DIR": str(tmp_path / f"data-{port}"), "KENSA_DATABASE_URL": shared_url,
-        "KENSA_SINKS_FILE": str(file), "KENSA_SINKS_LEASE_S": "2"}, tmp_path / f"{port}.log")
+        "KENSA_SINKS_FILE": str(file), "KENSA_SINKS_LEASE_S": "9"}, tmp_path / f"{port}.log")
         for port in ports]
     bases = [f"http://127.0.0.1:{p}" for p in ports]
     try:
