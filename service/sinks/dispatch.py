@@ -173,11 +173,13 @@ class SinkWorker:
         """Skips the oldest records beyond ``max_backlog``; True when it did."""
         waiting = self.outbox.count_after(self.position)
         self.backlog.set(min(waiting, self.config.max_backlog))
-        excess = waiting - self.config.max_backlog
-        if excess <= 0:
+        if waiting <= self.config.max_backlog:
             return False
+        skipped_from = self.position
         self.position = self.outbox.seq_before_last(self.config.max_backlog)
         self._save(self.position)
+        # counted over what was skipped: records written since `waiting` moved the cut
+        excess = self.outbox.count_after(skipped_from, upto=self.position)
         self.dropped.inc(excess)
         log.error("sink %s: backlog over %d, dropped the %d oldest record(s)",
                   self.config.name, self.config.max_backlog, excess)

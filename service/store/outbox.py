@@ -132,10 +132,13 @@ class Outbox:
             out.append((m.pop("seq"), m if m.get("id") is not None else None))
         return out
 
-    def count_after(self, seq: int) -> int:
+    def count_after(self, seq: int, upto: int | None = None) -> int:
+        """How many entries follow ``seq`` (up to and with ``upto``, when given)."""
+        query = select(func.count()).select_from(outbox).where(outbox.c.seq > seq)
+        if upto is not None:
+            query = query.where(outbox.c.seq <= upto)
         with self.engine.connect() as conn:
-            return conn.execute(select(func.count()).select_from(outbox)
-                                .where(outbox.c.seq > seq)).scalar() or 0
+            return conn.execute(query).scalar() or 0
 
     def seq_before_last(self, n: int) -> int:
         """The ``seq`` after which exactly the newest ``n`` entries lie (0: all of them)."""
