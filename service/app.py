@@ -40,7 +40,7 @@ from .recording import open_store
 from .registry import ModelsRoot, ModelsRootError
 from .routes import router
 from .serving import Fleet, Served, open_root, startup_part
-from .sinks import SinksConfigError, names, sinks_of, start_dispatcher
+from .sinks import SinksConfigError, local_names, names, sinks_of, start_dispatcher
 
 log = logging.getLogger("kensa.service")
 
@@ -161,13 +161,15 @@ async def start(app: FastAPI, settings: Settings, metrics: Metrics, loaded: Any)
     sinks = sinks_of(settings)
     dispatcher = None
     store = open_store(settings, metrics.registry, names(sinks),
-                       on_written=lambda: dispatcher and dispatcher.notify())
+                       on_written=lambda: dispatcher and dispatcher.notify(),
+                       local_sinks=local_names(sinks))
     if store is not None:
         await run_in_threadpool(store.open)
         await run_in_threadpool(adopt_labels, store, settings)
         app.state.labels = store.labels
     app.state.store = store
-    dispatcher = start_dispatcher(sinks, store, metrics.registry)
+    dispatcher = await run_in_threadpool(start_dispatcher, sinks, store, metrics.registry,
+                                         settings.sinks_lease_s)
     app.state.dispatcher = dispatcher
     fleet = loaded if isinstance(loaded, Fleet) else single_fleet(settings, loaded)
     primary = fleet.loaded[fleet.primary].inspector
@@ -348,6 +350,8 @@ def run(model: str | None = None, host: str | None = None, port: int | None = No
     failure = app.state.start_error
     if isinstance(failure, ModelsRootError):
         _fail(f"cannot serve the models root: {failure}")
+    if isinstance(failure, SinksConfigError):  # e.g. an OPC UA port that is taken
+        _fail(str(failure))
     if isinstance(failure, BundleError):
         _fail(f"cannot load the model bundle: {failure}")
     if failure is not None:  # e.g. --device cuda on a machine without CUDA

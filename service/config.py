@@ -143,8 +143,12 @@ class Settings(BaseSettings):
         None, description="PART=VERSION: score every image of PART with VERSION too, off the "
                           "answer path, to compare before activating.")
     sinks_file: Path | None = Field(
-        None, description="YAML file of the sinks (webhook, MQTT) every verdict is delivered "
-                          "to, through the records store's outbox; unset: none.")
+        None, description="YAML file of the sinks (webhook, MQTT, OPC UA) every verdict is "
+                          "delivered to, through the records store's outbox; unset: none.")
+    sinks_lease_s: float = Field(
+        30.0, ge=1, description="Servers sharing one records database: how long one holds a "
+                                "sink (delivers it alone) without renewing; after a server "
+                                "dies, another takes its sinks over this much later.")
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -86,10 +86,11 @@ async def record(request: Request, answers: list[tuple[InspectionResult, bytes]]
 
 
 def open_store(settings: Settings, registry, sinks: tuple[str, ...] = (),
-               on_written=None) -> Store | None:
+               on_written=None, local_sinks: tuple[str, ...] = ()) -> Store | None:
     """The store the settings describe, with its metrics in ``registry`` (not yet opened);
-    None when recording is off. ``sinks``: the names of the sinks records are queued for;
-    ``on_written``: called after records reach the database."""
+    None when recording is off. ``sinks``: the names of the sinks records are queued for
+    (``local_sinks`` of them keep their position in the server); ``on_written``: called
+    after records reach the database."""
     if not settings.records:
         return None
     pending = Gauge("kensa_records_pending",
@@ -102,7 +103,8 @@ def open_store(settings: Settings, registry, sinks: tuple[str, ...] = (),
         data_dir=settings.data_dir, database_url=settings.database_url,
         keep_images=settings.keep_images,
         retention=Retention(settings.image_retention_days, settings.record_retention_days,
-                            settings.image_store_max_gb), sinks=tuple(sinks))
+                            settings.image_store_max_gb), sinks=tuple(sinks),
+        local_sinks=tuple(local_sinks))
     return Store(config, on_pending=pending.set, on_failure=failures.inc,
                  on_written=on_written)
 

@@ -6,7 +6,7 @@
       - name: mes                       # unique; letters, digits, . _ -
         type: webhook
         url: http://mes.local/kensa/verdicts
-        secret: change-me               # HMAC-SHA256 key of X-Kensa-Signature (optional)
+        secret: ${KENSA_MES_SECRET}     # HMAC-SHA256 key of X-Kensa-Signature (optional)
         timeout_s: 5
         filter: all                     # all | abnormal
       - name: reject-gate
@@ -16,22 +16,45 @@
         topic: kensa/{part}/{source}/verdict
         filter: abnormal
         source: [line-2/cam-1]          # only these sources (optional)
+      - name: plc
+        type: opcua                     # Kensa serves an OPC UA server (see .opcua)
+        host: 0.0.0.0
+        port: 4840
+        namespace: urn:kensa:line-2
+        username: plc                   # optional; then anonymous clients are refused
+        password: ${KENSA_OPCUA_PASSWORD}
+
+``${NAME}`` anywhere in a value is replaced by the environment variable ``NAME`` (secrets
+stay out of the file); a variable that is not set stops the server naming it. Secrets
+(``secret``, ``password``) are kept as ``SecretStr``: no log line, error or API answer shows
+them, and a start-up error shows ``${NAME}`` where a value came from the environment.
 
 Anything wrong stops the server at start with a message naming the file and the field.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import string
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from models.errors import KensaError
 
 TOPIC_FIELDS = ("part", "source", "part_id", "label", "model_version")
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+TYPES = ("webhook", "mqtt", "opcua")
 
 
 class SinksConfigError(KensaError):
@@ -69,8 +92,8 @@ class _Sink(BaseModel):
 class WebhookSink(_Sink):
     type: Literal["webhook"]
     url: str = Field(description="http(s) URL to POST to.")
-    secret: str | None = Field(None, min_length=1,
-                               description="Key of the X-Kensa-Signature HMAC-SHA256.")
+    secret: SecretStr | None = Field(None, min_length=1,
+                                     description="Key of the X-Kensa-Signature HMAC-SHA256.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers.")
 
     @field_validator("url")
@@ -98,7 +121,7 @@ class MqttSink(_Sink):
     qos: Literal[0, 1, 2] = 1
     retain: bool = Field(True, description="The broker keeps the last message per topic.")
     username: str | None = None
-    password: str | None = None
+    password: SecretStr | None = None
     tls: Tls | bool = False
     client_id: str | None = None
     keepalive_s: int = Field(30, ge=5)
@@ -118,7 +141,43 @@ class MqttSink(_Sink):
         return value
 
 
-Sink = Annotated[WebhookSink | MqttSink, Field(discriminator="type")]
+class OpcUaSink(_Sink):
+    type: Literal["opcua"]
+    host: str = Field("0.0.0.0", min_length=1, description="Address the server listens on.")
+    port: int = Field(4840, ge=1, le=65535)
+    namespace: str = Field("urn:kensa", min_length=1,
+                           description="Namespace URI of the nodes (a PLC finds its index).")
+    security: list[Literal["none", "sign", "sign_and_encrypt"]] = Field(
+        default_factory=lambda: ["none"], min_length=1,
+        description="Security modes offered: none, and Basic256Sha256 sign / "
+                    "sign_and_encrypt (these need certificate and private_key).")
+    certificate: Path | None = Field(None, description="Server certificate (DER or PEM).")
+    private_key: Path | None = Field(None, description="Its private key (PEM).")
+    username: str | None = Field(None, min_length=1,
+                                 description="The one user let in; unset: anonymous.")
+    password: SecretStr | None = Field(None, min_length=1)
+
+    @field_validator("security", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _complete(self) -> OpcUaSink:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        if (self.certificate is None) != (self.private_key is None):
+            raise ValueError("certificate and private_key go together")
+        if set(self.security) - {"none"} and self.certificate is None:
+            raise ValueError("security sign / sign_and_encrypt need certificate and "
+                             "private_key")
+        for path in (self.certificate, self.private_key):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{path} is not a file")
+        return self
+
+
+Sink = Annotated[WebhookSink | MqttSink | OpcUaSink, Field(discriminator="type")]
 
 
 class SinksFile(BaseModel):
@@ -153,26 +212,57 @@ def load_sinks(path: Path | str) -> SinksFile:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise SinksConfigError(f"{where}: not valid YAML ({exc})") from None
+    used: dict[str, str] = {}
+    data = _from_environment(data, used, where, "")
     try:
         return SinksFile.model_validate(data)
     except ValidationError as exc:
-        raise SinksConfigError(f"{where}: " + "; ".join(_problem(e) for e in exc.errors())
-                               ) from None
+        problems = "; ".join(_problem(e) for e in exc.errors())
+        for name, value in used.items():  # an error shows the reference, never the value
+            if len(value) >= 3:
+                problems = problems.replace(value, f"${{{name}}}")
+        raise SinksConfigError(f"{where}: {problems}") from None
+
+
+def _from_environment(data, used: dict[str, str], where: str, at: str):
+    """``data`` with every ``${NAME}`` in its strings replaced by the variable's value
+    (``used`` gets each name and value).
+
+    Raises:
+        SinksConfigError: a variable is not set (naming it and where it is used).
+    """
+    if isinstance(data, dict):
+        return {k: _from_environment(v, used, where, f"{at}.{k}" if at else str(k))
+                for k, v in data.items()}
+    if isinstance(data, list):
+        return [_from_environment(v, used, where, f"{at}[{i}]") for i, v in enumerate(data)]
+    if not isinstance(data, str):
+        return data
+
+    def value(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise SinksConfigError(f"{where}: {at}: the environment variable {name} is not "
+                                   "set (the file says ${" + name + "})")
+        used[name] = os.environ[name]
+        return os.environ[name]
+
+    return ENV_REFERENCE.sub(value, data)
 
 
 def _problem(error: dict) -> str:
     loc = list(error["loc"])
     # the discriminated union puts the type's tag in the path: sinks.0.webhook.url
-    if len(loc) >= 3 and loc[0] == "sinks" and loc[2] in ("webhook", "mqtt"):
+    if len(loc) >= 3 and loc[0] == "sinks" and loc[2] in TYPES:
         del loc[2]
     text = ""
     for part in loc:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "union_tag_invalid":
-        message = "'type' must be webhook or mqtt"
+        message = "'type' must be webhook, mqtt or opcua"
     elif error["type"] == "model_type" and not loc:
         message = "must be a mapping with a 'sinks' list"
     elif error["type"] == "union_tag_not_found":
-        message = "each sink needs a 'type': webhook or mqtt"
+        message = "each sink needs a 'type': webhook, mqtt or opcua"
     return f"{text or 'the file'}: {message}"

@@ -45,7 +45,7 @@ class Mqtt:
                              client_id=c.client_id or f"kensa-{c.name}-{uuid.uuid4().hex[:8]}",
                              protocol=mqtt.MQTTv311, clean_session=True)
         if c.username is not None:
-            client.username_pw_set(c.username, c.password)
+            client.username_pw_set(c.username, c.password and c.password.get_secret_value())
         if c.tls:
             tls = c.tls if isinstance(c.tls, Tls) else Tls()
             client.tls_set(ca_certs=_str(tls.ca_file), certfile=_str(tls.cert_file),

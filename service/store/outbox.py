@@ -9,11 +9,24 @@ gets what it missed in order. Rows every configured sink is past are deleted.
 
 On PostgreSQL, writers serialize their outbox inserts on an advisory lock, so ``seq`` order is
 commit order and a reader never skips a row that commits late.
+
+Several servers on one database share each sink's position, so one of them at a time delivers
+a sink: the one holding its *lease* (``holder``, ``lease_until`` in ``sink_positions``). A
+server takes a lease that is free or expired with one conditional ``UPDATE`` (atomic on SQLite,
+whose writers take the database lock, and on PostgreSQL, which re-checks the ``WHERE`` of a row
+another transaction just changed), renews it with every position it saves, and can save a
+position only while it is still the holder. Lease times come from the database's clock, so
+the servers' own clocks do not matter. A holder that dies stops renewing; after ``lease_until``
+another server takes the sink over from the last saved position: the entry that was in flight
+is delivered again (at least once), none is skipped, and order per sink is kept because only
+one server reads a sink's log at a time.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Engine, delete, func, select, text, update
+from datetime import timedelta
+
+from sqlalchemy import Connection, Engine, Float, cast, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .tables import inspections, outbox, sink_positions, utcnow
@@ -55,14 +68,55 @@ class Outbox:
             if found is not None:
                 return found
             end = conn.execute(select(func.max(outbox.c.seq))).scalar() or 0
-            conn.execute(sink_positions.insert().values(sink=sink, position=end,
-                                                        updated_at=utcnow()))
-            return end
+            insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)
+            conn.execute(insert(sink_positions).on_conflict_do_nothing(index_elements=["sink"])
+                         .values(sink=sink, position=end, updated_at=utcnow()))
+            # another server may have written the row first: its position stands
+            return conn.execute(select(sink_positions.c.position)
+                                .where(sink_positions.c.sink == sink)).scalar()
 
-    def advance(self, sink: str, seq: int) -> None:
+    def claim(self, sink: str, holder: str, lease_s: float) -> int | None:
+        """Takes or renews ``holder``'s lease on ``sink`` for ``lease_s`` seconds; the sink's
+        position when it holds the lease, None while another server does."""
+        self.position(sink)
+        now = _db_now(self.engine)
+        mine = sink_positions.c.holder == holder
+        free = or_(sink_positions.c.holder.is_(None), sink_positions.c.lease_until < now)
         with self.engine.begin() as conn:
-            conn.execute(update(sink_positions).where(sink_positions.c.sink == sink)
-                         .values(position=seq, updated_at=utcnow()))
+            got = conn.execute(update(sink_positions)
+                               .where(sink_positions.c.sink == sink, or_(mine, free))
+                               .values(holder=holder, lease_until=now + lease_s)).rowcount
+            if not got:
+                return None
+            return conn.execute(select(sink_positions.c.position)
+                                .where(sink_positions.c.sink == sink)).scalar()
+
+    def advance(self, sink: str, seq: int, holder: str | None = None,
+                lease_s: float = 0.0) -> bool:
+        """Saves ``sink``'s position. With ``holder``: only while it holds the lease, which
+        is renewed for ``lease_s``; False when it lost it (nothing saved)."""
+        where = [sink_positions.c.sink == sink]
+        values = {"position": seq, "updated_at": utcnow()}
+        if holder is not None:
+            where.append(sink_positions.c.holder == holder)
+            values["lease_until"] = _db_now(self.engine) + lease_s
+        with self.engine.begin() as conn:
+            return bool(conn.execute(update(sink_positions).where(*where).values(**values))
+                        .rowcount)
+
+    def release(self, sink: str, holder: str) -> None:
+        """Gives ``sink``'s lease up at once (a server stopping cleanly)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(sink_positions).where(sink_positions.c.sink == sink,
+                                                      sink_positions.c.holder == holder)
+                         .values(holder=None, lease_until=None))
+
+    def holder(self, sink: str) -> tuple[str | None, float | None]:
+        """Who holds ``sink``'s lease, and until when (database clock, epoch seconds)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(sink_positions.c.holder, sink_positions.c.lease_until)
+                               .where(sink_positions.c.sink == sink)).first()
+        return (row[0], row[1]) if row else (None, None)
 
     def after(self, seq: int, limit: int = 100) -> list[tuple[int, dict | None]]:
         """The next ``limit`` entries after ``seq``, in order: ``(seq, record)``; the record
@@ -78,10 +132,13 @@ class Outbox:
             out.append((m.pop("seq"), m if m.get("id") is not None else None))
         return out
 
-    def count_after(self, seq: int) -> int:
+    def count_after(self, seq: int, upto: int | None = None) -> int:
+        """How many entries follow ``seq`` (up to and with ``upto``, when given)."""
+        query = select(func.count()).select_from(outbox).where(outbox.c.seq > seq)
+        if upto is not None:
+            query = query.where(outbox.c.seq <= upto)
         with self.engine.connect() as conn:
-            return conn.execute(select(func.count()).select_from(outbox)
-                                .where(outbox.c.seq > seq)).scalar() or 0
+            return conn.execute(query).scalar() or 0
 
     def seq_before_last(self, n: int) -> int:
         """The ``seq`` after which exactly the newest ``n`` entries lie (0: all of them)."""
@@ -90,15 +147,32 @@ class Outbox:
                                  .offset(n).limit(1)).scalar()
         return found or 0
 
-    def prune(self, sinks: list[str]) -> int:
-        """Deletes the entries every one of ``sinks`` is past; returns how many."""
-        if not sinks:
+    def prune(self, sinks: list[str], local: bool = False, keep_s: float = 600.0) -> int:
+        """Deletes the entries every one of ``sinks`` is past; returns how many. ``local``:
+        sinks that keep their position in the server (OPC UA) also read the log, so entries
+        younger than ``keep_s`` stay for them (with no other sink, the age alone decides)."""
+        if not sinks and not local:
             return 0
+        where = []
+        if local:
+            where.append(outbox.c.created_at < utcnow() - timedelta(seconds=keep_s))
         with self.engine.begin() as conn:
-            done = conn.execute(select(func.min(sink_positions.c.position))
-                                .where(sink_positions.c.sink.in_(sinks))).scalar()
-            known = conn.execute(select(func.count()).select_from(sink_positions)
-                                 .where(sink_positions.c.sink.in_(sinks))).scalar()
-            if done is None or known < len(set(sinks)):
-                return 0
-            return conn.execute(delete(outbox).where(outbox.c.seq <= done)).rowcount
+            if sinks:
+                done = conn.execute(select(func.min(sink_positions.c.position))
+                                    .where(sink_positions.c.sink.in_(sinks))).scalar()
+                known = conn.execute(select(func.count()).select_from(sink_positions)
+                                     .where(sink_positions.c.sink.in_(sinks))).scalar()
+                if done is None or known < len(set(sinks)):
+                    return 0
+                where.append(outbox.c.seq <= done)
+            return conn.execute(delete(outbox).where(*where)).rowcount
+
+
+def _db_now(engine: Engine) -> float:
+    """The database's clock, in epoch seconds (the same for every server on it)."""
+    if engine.dialect.name == "postgresql":
+        query = select(cast(func.extract("epoch", func.clock_timestamp()), Float))
+    else:
+        query = select((func.julianday("now") - 2440587.5) * 86400.0)
+    with engine.connect() as conn:
+        return float(conn.execute(query).scalar())

@@ -34,6 +34,7 @@ class StoreConfig:
     prune_interval_s: float = 600.0
     retry_s: float = 2.0
     sinks: tuple[str, ...] = ()  # names of the configured sinks: records are queued for them
+    local_sinks: tuple[str, ...] = ()  # those of them whose position is the server's (OPC UA)
 
 
 class Store:
@@ -82,7 +83,9 @@ class Store:
 
     def prune(self) -> dict[str, int]:
         done = prune(self.engine, self.images, self.config.retention)
-        done["outbox"] = self.outbox.prune(list(self.config.sinks))
+        local = self.config.local_sinks
+        done["outbox"] = self.outbox.prune([s for s in self.config.sinks if s not in local],
+                                           local=bool(local))
         return done
 
     def _prune_loop(self) -> None:

@@ -122,4 +122,6 @@ sink_positions = Table(
     Column("sink", String(64), primary_key=True, comment="a sink's name in KENSA_SINKS_FILE"),
     Column("position", Integer, nullable=False, comment="the last outbox seq it is done with"),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column("holder", String(128), comment="the server delivering this sink now"),
+    Column("lease_until", Float, comment="database clock (epoch s) when its lease ends"),
 )

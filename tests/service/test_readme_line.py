@@ -26,12 +26,18 @@ def block(lang: str) -> str:
     return re.search(rf"```{lang}\n(.*?)```", section(), re.DOTALL).group(1)
 
 
-def test_the_readme_sinks_file_loads(tmp_path):
+def test_the_readme_sinks_file_loads(tmp_path, monkeypatch):
     path = tmp_path / "sinks.yaml"
     path.write_text(block("yaml"))
-    mes, gate = load_sinks(path).sinks
+    monkeypatch.setenv("KENSA_MES_SECRET", "mes-secret")
+    monkeypatch.setenv("KENSA_OPCUA_PASSWORD", "plc-password")
+    mes, gate, plc = load_sinks(path).sinks
     assert (mes.type, gate.type, gate.filter, gate.source) == (
         "webhook", "mqtt", "abnormal", ["line-2/cam-1"])
+    assert mes.secret.get_secret_value() == "mes-secret"
+    assert (plc.type, plc.port, plc.namespace, plc.security) == (
+        "opcua", 4840, "urn:kensa:line-2", ["none"])
+    assert plc.password.get_secret_value() == "plc-password"
 
 
 def test_the_readme_watch_command_runs(live_server, tmp_path):

@@ -123,3 +123,76 @@ def test_an_upload_cut_by_a_kill_after_the_answer_is_found_in_the_records_not_re
     assert len(records) == 2  # sent.png once (found, not resent), unsent.png once
     verdict = json.loads((tmp_path / "done" / "sent.png.json").read_text())
     assert verdict["id"] == str(answer.id)
+
+
+def drop(folder, name: str, data: bytes, pause_s: float = 0.0) -> None:
+    """Writes one file as a camera would: in one go, or (``pause_s``) the first third, a
+    pause, then the rest, on one open handle."""
+    with open(folder / name, "wb", buffering=0) as fh:
+        if pause_s:
+            fh.write(data[:len(data) // 3])
+            time.sleep(pause_s)
+            fh.write(data[len(data) // 3:])
+        else:
+            fh.write(data)
+
+
+def test_200_files_some_late_some_slow_some_broken_a_restart_each_good_one_once(
+        live_server, tmp_path):
+    """Scale: 200 files (80 there at start, 120 dropped while it runs, 10 of those written
+    in two parts with a pause, 10 in all that do not decode), the watcher killed -9 once
+    mid-run and started again."""
+    folder, done, failed = tmp_path / "drop", tmp_path / "done", tmp_path / "failed"
+    folder.mkdir()
+    good = {f"cam-{n:03d}.png": washer_png(1000 + n) for n in range(190)}
+    truncated = washer_png(999)[:200]
+    bad = {f"cam-bad-{n}.png": (b"not an image at all" if n % 2 else truncated)
+           for n in range(10)}
+    names = sorted(good) + sorted(bad)
+    start = names[:76] + names[190:194]  # 76 good and 4 bad before the watcher starts
+    late = names[76:190] + names[194:]
+    for name in start:
+        drop(folder, name, good.get(name) or bad[name])
+
+    def write_late() -> None:
+        for k, name in enumerate(late):
+            drop(folder, name, good.get(name) or bad[name], pause_s=0.15 if k % 11 == 0 else 0)
+            time.sleep(0.02)
+
+    def count(where, pattern: str) -> int:
+        return len(list(where.glob(pattern))) if where.exists() else 0
+
+    args = ("--source", "watch/scale", "--done", str(done), "--failed", str(failed),
+            "--settle", "0.5")
+    began = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "watch", str(folder), "--url",
+                             live_server, "--api-key", KEY, *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    writer = threading.Thread(target=write_late, daemon=True)
+    writer.start()
+    assert wait_for(lambda: count(done, "*.png.json") >= 60), proc.stderr.read1()
+    os.kill(proc.pid, signal.SIGKILL)  # mid-run, with files arriving
+    proc.wait(10)
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "watch", str(folder), "--url",
+                             live_server, "--api-key", KEY, *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    writer.join(60)
+    assert wait_for(lambda: count(done, "*.png.json") + count(failed, "*.error.json") >= 200,
+                    timeout_s=90), (count(done, "*.png.json"), count(failed, "*.error.json"))
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0, proc.stderr.read().decode()[-2000:]
+    print(f"200 files watched in {time.monotonic() - began:.1f} s")
+    records = {str(r.id): r for r in recorded(live_server, "watch/scale")}
+    digest = {name: hashlib.sha256(data).hexdigest() for name, data in good.items()}
+    assert sorted(r.sha256 for r in records.values()) == sorted(digest.values())  # once each
+    assert sorted(p.name for p in done.glob("*.png")) == sorted(good)
+    for name, data in good.items():
+        verdict = json.loads((done / f"{name}.json").read_text())
+        assert records[verdict["id"]].sha256 == digest[name]  # the whole file was sent
+        assert (done / name).read_bytes() == data
+    assert sorted(p.name for p in failed.glob("*.png")) == sorted(bad)
+    for name, data in bad.items():
+        error = json.loads((failed / f"{name}.error.json").read_text())
+        expected = "not a readable image" if data != truncated else "truncated or corrupt"
+        assert error["status"] == 400 and expected in error["detail"], error
+    assert not list(folder.glob("*.png"))

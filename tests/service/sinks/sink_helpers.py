@@ -37,11 +37,15 @@ def sinks_file(folder: Path, *sinks: dict) -> Path:
 
 class Receiver:
     """A webhook receiver on 127.0.0.1: keeps every POST (headers, body); answers 500 to the
-    first ``fail_first`` of them, 200 after."""
+    first ``fail_first`` of them, 200 after. The POST numbered ``hold_at`` (1 = the first) is
+    kept but answered only once ``release`` is set: its sender is caught mid-delivery."""
 
-    def __init__(self, port: int | None = None, fail_first: int = 0) -> None:
+    def __init__(self, port: int | None = None, fail_first: int = 0,
+                 hold_at: int | None = None) -> None:
         self.port = port or free_port()
         self.fail_left = fail_first
+        self.hold_at = hold_at
+        self.release = threading.Event()
         self.posts: list[tuple[dict, bytes]] = []
         self.statuses: list[int] = []
         self._lock = threading.Lock()
@@ -60,9 +64,12 @@ class Receiver:
                 with receiver._lock:
                     status = 500 if receiver.fail_left > 0 else 200
                     receiver.fail_left -= status == 500
-                    receiver.posts.append(({k.lower(): v for k, v in self.headers.items()},
-                                           body))
+                    receiver.posts.append(({k.lower(): v for k, v in self.headers.items()}
+                                           | {":path": self.path}, body))
                     receiver.statuses.append(status)
+                    held = len(receiver.posts) == receiver.hold_at
+                if held:
+                    receiver.release.wait(60)
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -42,7 +42,17 @@ sinks:
 @pytest.mark.parametrize(("text", "message"), [
     ("sinks: [{name: a, type: webhook, url: 'ftp://x'}]",
      "sinks[0].url: 'ftp://x' is not an http:// or https:// URL"),
-    ("sinks: [{name: a, type: opcua}]", "sinks[0]: 'type' must be webhook or mqtt"),
+    ("sinks: [{name: a, type: plc}]", "sinks[0]: 'type' must be webhook, mqtt or opcua"),
+    ("sinks: [{name: a, type: opcua, port: 0}]", "sinks[0].port: Input should be greater"),
+    ("sinks: [{name: a, type: opcua, security: encrypt}]",
+     "sinks[0].security[0]: Input should be 'none', 'sign' or 'sign_and_encrypt'"),
+    ("sinks: [{name: a, type: opcua, security: sign}]",
+     "sinks[0]: security sign / sign_and_encrypt need certificate and private_key"),
+    ("sinks: [{name: a, type: opcua, username: plc}]",
+     "sinks[0]: username and password go together"),
+    ("sinks: [{name: a, type: opcua, certificate: /nope.der, private_key: /nope.pem}]",
+     "sinks[0]: /nope.der is not a file"),
+    ("sinks: [{name: a, type: opcua, namespace: ''}]", "sinks[0].namespace: String should"),
     ("sinks: [{name: a, url: 'http://x'}]", "sinks[0]: each sink needs a 'type'"),
     ("sinks: [{name: a, type: mqtt, host: h, topic: 'k/{serial}'}]",
      "sinks[0].topic: unknown field(s) ['serial']"),
@@ -90,3 +100,60 @@ def test_kensa_serve_stops_at_once_naming_the_field(tiny_bundle, tmp_path):
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2
     assert f"KENSA_SINKS_FILE {path}: sinks[0].host: Field required" in done.stderr
+
+
+def test_secrets_come_from_the_environment_and_are_never_shown(tmp_path, monkeypatch):
+    monkeypatch.setenv("KENSA_TEST_SECRET", "hmac-key-from-env")
+    monkeypatch.setenv("KENSA_TEST_PW", "broker-pw-from-env")
+    sinks = load_sinks(write(tmp_path, """
+sinks:
+  - {name: mes, type: webhook, url: "http://mes.local/k", secret: "${KENSA_TEST_SECRET}"}
+  - {name: gate, type: mqtt, host: broker, username: k, password: "${KENSA_TEST_PW}"}
+  - {name: plc, type: opcua, username: plc, password: "pre-${KENSA_TEST_PW}"}
+"""))
+    mes, gate, plc = sinks.sinks
+    assert mes.secret.get_secret_value() == "hmac-key-from-env"
+    assert gate.password.get_secret_value() == "broker-pw-from-env"
+    assert plc.password.get_secret_value() == "pre-broker-pw-from-env"
+    for shown in (repr(sinks), str(sinks), sinks.model_dump_json()):
+        assert "from-env" not in shown
+
+
+def test_a_missing_variable_is_named_and_a_bad_value_from_the_environment_is_not_shown(
+        tmp_path, monkeypatch):
+    monkeypatch.delenv("KENSA_TEST_UNSET", raising=False)
+    path = write(tmp_path, 'sinks: [{name: mes, type: webhook, url: "http://x",\n'
+                           '         secret: "${KENSA_TEST_UNSET}"}]')
+    with pytest.raises(SinksConfigError) as err:
+        load_sinks(path)
+    assert str(err.value) == (f"KENSA_SINKS_FILE {path}: sinks[0].secret: the environment "
+                              "variable KENSA_TEST_UNSET is not set (the file says "
+                              "${KENSA_TEST_UNSET})")
+    monkeypatch.setenv("KENSA_TEST_URL", "ftp://user:token-123@mes.local/k")
+    with pytest.raises(SinksConfigError) as err:
+        load_sinks(write(tmp_path, 'sinks: [{name: mes, type: webhook, url: "${KENSA_TEST_URL}"}]'))
+    assert "sinks[0].url: '${KENSA_TEST_URL}' is not an http:// or https:// URL" in str(err.value)
+    assert "token-123" not in str(err.value)
+
+
+def test_kensa_serve_names_the_missing_variable(tiny_bundle, tmp_path):
+    path = write(tmp_path, "sinks: [{name: plc, type: opcua, username: plc,\n"
+                           "         password: '${KENSA_OPCUA_PASSWORD}'}]")
+    env = {"KENSA_SINKS_FILE": str(path), "KENSA_DATA_DIR": str(tmp_path / "data"),
+           "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "service.cli", "serve", "--model",
+                           str(tiny_bundle), "--port", str(free_port())], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert ("sinks[0].password: the environment variable KENSA_OPCUA_PASSWORD is not set"
+            in done.stderr)
+
+
+def test_a_delivery_timeout_too_long_for_the_lease_is_refused(make_settings, tmp_path):
+    path = write(tmp_path, "sinks: [{name: mes, type: webhook, url: 'http://x', timeout_s: 11},"
+                           " {name: plc, type: opcua, timeout_s: 60}]")
+    with pytest.raises(SinksConfigError) as err:
+        sinks_of(make_settings(sinks_file=path))
+    assert str(err.value) == (f"KENSA_SINKS_FILE {path}: sinks[0].timeout_s 11 is too long "
+                              "for KENSA_SINKS_LEASE_S 30: make it at most a third of the lease")
+    assert sinks_of(make_settings(sinks_file=path, sinks_lease_s=33)).sinks[0].timeout_s == 11

@@ -137,3 +137,26 @@ def test_beyond_its_backlog_a_sink_that_is_down_drops_the_oldest_and_counts_them
     assert got[-3:] == [a["id"] for a in answers[-3:]]
     dropped = metric(client, "kensa_sink_dropped_total", "mes")
     assert len(got) + dropped == 6
+
+
+def test_secrets_from_the_environment_sign_and_stay_out_of_logs_and_answers(
+        make_client, receiver, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("KENSA_TEST_HOOK_SECRET", "hook-secret-from-env")
+    monkeypatch.setenv("KENSA_TEST_HOOK_TOKEN", "url-token-from-env")
+    hook = receiver(fail_first=2)  # failures are logged: with neither secret in them
+    caplog.set_level("DEBUG")
+    client = make_client(sinks_file=sinks_file(tmp_path, {
+        "name": "mes", "type": "webhook", "url": hook.url + "?token=${KENSA_TEST_HOOK_TOKEN}",
+        "secret": "${KENSA_TEST_HOOK_SECRET}"}))
+    answers = inspect(client, 2)
+    assert wait_for(lambda: len(hook.accepted()) == 2)
+    for headers, body in hook.accepted():
+        expected = hmac.new(b"hook-secret-from-env", body, hashlib.sha256).hexdigest()
+        assert headers["x-kensa-signature"] == f"sha256={expected}"
+        assert headers[":path"] == "/hook?token=url-token-from-env"
+    assert "failed (HTTP 500 from http://127.0.0.1" in caplog.text
+    shown = caplog.text + "".join(client.get(p).text for p in (
+        "/health/ready", "/metrics", "/v1/inspections", "/openapi.json",
+        f"/v1/inspections/{answers[0]['id']}"))
+    for secret in ("hook-secret-from-env", "url-token-from-env"):
+        assert secret not in shown

@@ -6,7 +6,7 @@ from alembic.runtime.migration import MigrationContext
 from service.store.database import current_revision, make_engine, table_names, upgrade
 from service.store.tables import metadata
 
-HEAD = "0004"
+HEAD = "0005"
 
 
 def test_migrations_build_the_schema_from_an_empty_database(db_url):

@@ -70,8 +70,54 @@ def test_a_database_at_0002_upgrades_to_the_outbox_and_keeps_its_records(db_url)
     kept = row()
     Records(eng).add([kept])
     upgrade(eng)
-    assert current_revision(eng) == "0004"
+    assert current_revision(eng) == "0005"
     assert Records(eng).get(kept["id"])["id"] == kept["id"]
     Records(eng, outbox=True).add([row()])
     assert Outbox(eng).count_after(0) == 1
     eng.dispose()
+
+
+def test_one_holder_at_a_time_and_a_lapsed_lease_passes_on_with_its_position(engine):
+    import time
+
+    box, records = Outbox(engine), Records(engine, outbox=True)
+    box.position("mes")
+    records.add([row(), row(), row()])
+    entries = box.after(0)
+    assert box.claim("mes", "a", 0.5) == 0
+    assert box.claim("mes", "b", 0.5) is None  # a holds it
+    assert box.holder("mes")[0] == "a"
+    assert box.advance("mes", entries[0][0], "a", 0.5)
+    assert not box.advance("mes", entries[1][0], "b", 0.5)  # b cannot move a's sink
+    time.sleep(0.7)  # a stops renewing: its lease runs out
+    assert box.claim("mes", "b", 30) == entries[0][0]  # b goes on where a stood
+    assert not box.advance("mes", entries[2][0], "a", 0.5)  # a learns it lost the sink
+    assert box.claim("mes", "a", 30) is None
+    box.release("mes", "a")  # not a's to give up
+    assert box.holder("mes")[0] == "b"
+    box.release("mes", "b")
+    assert box.holder("mes") == (None, None)
+    assert box.claim("mes", "a", 30) == entries[0][0]
+
+
+def test_a_database_at_0003_takes_the_lease_columns_and_keeps_positions(db_url):
+    from sqlalchemy import insert
+
+    from service.store.tables import sink_positions, utcnow
+
+    eng = engine_at(db_url, "0003")
+    with eng.begin() as conn:
+        conn.execute(insert(sink_positions).values(sink="mes", position=7, updated_at=utcnow()))
+    upgrade(eng)
+    assert Outbox(eng).claim("mes", "a", 30) == 7
+    eng.dispose()
+
+
+def test_with_a_local_sink_prune_also_keeps_what_is_young(engine):
+    box, records = Outbox(engine), Records(engine, outbox=True)
+    box.position("mes")
+    records.add([row(), row()])
+    box.advance("mes", box.last_seq())
+    assert box.prune(["mes"], local=True, keep_s=600) == 0  # an OPC UA sink may still read it
+    assert box.prune([], local=True, keep_s=600) == 0
+    assert box.prune(["mes"], local=True, keep_s=0) == 2
