@@ -17,7 +17,15 @@ from .autoencoder import DefectModel
 from .config import TrainConfig
 from .device import to_device
 from .losses import dice_loss, focal_loss, kl_divergence, positive_loss, reconstruction_loss
-from .positives import POSITIVE_EVERY, POSITIVE_WEIGHT, Positive, positive_batch
+from .paste import PASTE_SHARE, PasteSource, paste
+from .positives import (
+    MIXED_SLOTS,
+    POSITIVE_EVERY,
+    POSITIVE_WEIGHT,
+    Positive,
+    mixed_windows,
+    positive_batch,
+)
 from .preprocess import resized, shrink
 from .synth import add_defect
 from .vae import VAE
@@ -90,10 +98,13 @@ def fit_defect_model(model: DefectModel, images: list[np.ndarray], cfg: TrainCon
                      positives: list[Positive] | None = None) -> dict:
     """Denoising training: images ``(h, w, C)`` (prepared, of one or several shapes) get
     synthetic defects; the autoencoder returns the clean image (L1 + SSIM), the head finds the
-    defect (focal + Dice). With ``positives`` (operator-labeled real defects), every
-    ``POSITIVE_EVERY``-th step the head also trains on a batch of them
-    (:func:`positive_step_loss`); without, the run is what it was before they existed, bit
-    for bit (their draws come from a random stream of their own)."""
+    defect (focal + Dice). With ``positives`` (operator-labeled real defects), as
+    ``cfg.extra`` says (:func:`positive_plan`): ``labeled_defects`` ``head`` trains the head on
+    them, every ``POSITIVE_EVERY``-th step in a forward pass of their own
+    (:func:`positive_step_loss`) or, with ``positive_step`` ``mixed``, in ``MIXED_SLOTS`` of
+    every batch; ``paste`` pastes their defects onto the training windows instead
+    (:mod:`models.paste`). Without, the run is what it was before they existed, bit for bit
+    (their draws come from a random stream of their own)."""
     rng = np.random.default_rng(cfg.seed + 1)
     pos_rng = np.random.default_rng(cfg.seed + 3)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-5)
@@ -104,22 +115,30 @@ def fit_defect_model(model: DefectModel, images: list[np.ndarray], cfg: TrainCon
     coarse = None
     if 0 < model.cfg.coarse_scale < 1:  # whole images at the coarse scale, as inference sees
         coarse = resized(images, lambda x: shrink(x, model.cfg))
+    plan = positive_plan(cfg, positives)
+    source = PasteSource(positives) if plan == "paste" else None
 
     def step(i: int, frac: float) -> float:
         idx = rng.integers(0, len(images), cfg.batch_size)
         ys, xs = window_origins(rng, shapes[idx], crop, cfg.border_windows)
         clean = np.stack([window(images[k], coarse[k] if coarse else None, y, x, crop, rng)
                           for k, y, x in zip(idx, ys, xs)])
-        noisy, masks = with_defects(rng, clean, images, cfg.anomaly_prob)
-        x, target = to_device(noisy, device), to_device(clean, device)
-        mask = torch.from_numpy(masks)[:, None].to(device)
+        if source is not None:
+            source.update(model, frac, device)
+        noisy, masks = with_defects(rng, clean, images, cfg.anomaly_prob,
+                                    (source, pos_rng) if source else None)
         for group in opt.param_groups:
             group["lr"] = cosine_lr(frac, cfg.lr)
-        recon, logits = model(x)
-        loss = (reconstruction_loss(recon, target) + focal_loss(logits, mask) * 5
-                + dice_loss(logits, mask))
-        if positives and i % POSITIVE_EVERY == 0:
-            loss = loss + POSITIVE_WEIGHT * positive_step_loss(model, positives, pos_rng, device)
+        if plan == "mixed":
+            loss = mixed_step_loss(model, noisy, clean, masks, positives, pos_rng, device)
+        else:
+            x, target = to_device(noisy, device), to_device(clean, device)
+            mask = torch.from_numpy(masks)[:, None].to(device)
+            recon, logits = model(x)
+            loss = synthetic_loss(recon, target, logits, mask)
+            if plan == "extra" and i % POSITIVE_EVERY == 0:
+                loss = loss + POSITIVE_WEIGHT * positive_step_loss(model, positives, pos_rng,
+                                                                   device)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -127,6 +146,43 @@ def fit_defect_model(model: DefectModel, images: list[np.ndarray], cfg: TrainCon
         return float(loss.detach())
 
     return run_loop("AE", step, cfg, len(images), budget_s, progress)
+
+
+def positive_plan(cfg: TrainConfig, positives: list[Positive] | None) -> str:
+    """How labeled defects train the head: ``none`` (there are none, or they do not),
+    ``extra`` (a positive step of their own), ``mixed`` (in the synthetic batch) or ``paste``."""
+    if not positives:
+        return "none"
+    if cfg.extra.get("labeled_defects") == "paste":
+        return "paste"
+    return "mixed" if cfg.extra.get("positive_step") == "mixed" else "extra"
+
+
+def synthetic_loss(recon: torch.Tensor, target: torch.Tensor, logits: torch.Tensor,
+                   mask: torch.Tensor) -> torch.Tensor:
+    """Reconstruction (L1 + SSIM) plus the head's focal + Dice on the synthetic masks."""
+    return (reconstruction_loss(recon, target) + focal_loss(logits, mask) * 5
+            + dice_loss(logits, mask))
+
+
+def mixed_step_loss(model: DefectModel, noisy: np.ndarray, clean: np.ndarray,
+                    masks: np.ndarray, positives: list[Positive], rng: np.random.Generator,
+                    device: torch.device) -> torch.Tensor:
+    """One forward pass over the batch with its last ``MIXED_SLOTS`` windows replaced by
+    labeled defects (:func:`models.positives.mixed_windows`): the synthetic windows train as
+    always, the labeled ones the head alone (their reconstruction gets no gradient: no clean
+    copy of a real defect exists)."""
+    n = len(noisy) - min(MIXED_SLOTS, len(positives), len(noisy) - 1)
+    pos_x, maps, shares = mixed_windows(rng, positives, model.cfg, noisy.shape[1],
+                                        len(noisy) - n)
+    x = to_device(np.concatenate([noisy[:n], pos_x]), device)
+    target = to_device(clean[:n], device)
+    mask = torch.from_numpy(masks[:n])[:, None].to(device)
+    m = torch.from_numpy(maps).to(device)
+    recon = model.autoencoder(x)
+    logits = model.segmenter(x, torch.cat([recon[:n], recon[n:].detach()]))
+    return (synthetic_loss(recon[:n], target, logits[:n], mask) + POSITIVE_WEIGHT *
+            positive_loss(logits[n:], m[:, :1], m[:, 1:2], m[:, 2:], torch.from_numpy(shares)))
 
 
 def positive_step_loss(model: DefectModel, positives: list[Positive],
@@ -141,13 +197,23 @@ def positive_step_loss(model: DefectModel, positives: list[Positive],
 
 
 def with_defects(rng: np.random.Generator, clean: np.ndarray, pool: list[np.ndarray],
-                 share: float) -> tuple[np.ndarray, np.ndarray]:
+                 share: float,
+                 pasting: tuple[PasteSource, np.random.Generator] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """``(noisy (B, h, w, C), masks float32 (B, h, w))``: ``share`` of the clean windows get a
-    synthetic defect (textures drawn from ``pool``), the rest stay clean with empty masks."""
+    synthetic defect (textures drawn from ``pool``), the rest stay clean with empty masks.
+    With ``pasting`` (a :class:`models.paste.PasteSource` with patches, and its own random
+    stream), ``PASTE_SHARE`` of those get a labeled defect pasted instead."""
     noisy, masks = clean.copy(), np.zeros(clean.shape[:3], np.float32)
     for j in range(len(clean)):
         if rng.random() < share:
-            noisy[j], masks[j] = add_defect(rng, clean[j], pool)
+            patch = None
+            if pasting is not None and pasting[1].random() < PASTE_SHARE:
+                patch = pasting[0].draw(pasting[1])
+            if patch is not None:
+                noisy[j], masks[j] = paste(pasting[1], clean[j], patch)
+            else:
+                noisy[j], masks[j] = add_defect(rng, clean[j], pool)
     return noisy, masks
 
 
