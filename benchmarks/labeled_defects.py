@@ -297,7 +297,8 @@ def plan(variants: str, ks: list[int]) -> list[tuple[str, int]]:
     return list(dict.fromkeys(out))
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """The command line, its lists read and the plan of variants and k made."""
     p = argparse.ArgumentParser(prog="python -m benchmarks.labeled_defects",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--data", action="append", required=True, type=Path,
@@ -325,6 +326,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         p.error(str(exc))
     args.variants = [v for v in args.variants.split(",") if v]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     if args.work_dir.exists():
         import shutil

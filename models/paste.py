@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import torch
 
+from .device import to_device
 from .inference import gaussian_blur, residual_map
 from .positives import Positive
 from .synth import MIN_VISIBLE
@@ -87,7 +88,7 @@ def defect_maps(model: torch.nn.Module, positives: list[Positive], device: torch
     residual over its own largest value), smoothed: where the model now sees its defect."""
     out = []
     for p in positives:
-        x = torch.from_numpy(np.ascontiguousarray(p.image)).permute(2, 0, 1)[None].to(device)
+        x = to_device(p.image[None], device)
         recon, logits = model(x)
         res = residual_map(x, recon.float())
         res = res / res.amax().clamp_min(1e-6)
