@@ -2,14 +2,17 @@
 # The labeled-defects protocol (python -m benchmarks.labeled_defects) on a borrowed GPU, in
 # one call: magnetic tiles (DATA), SEEDS x {no labels, then each entry of VARIANTS}, every
 # training at once on the one GPU (one CPU thread each), each at the same budget of MINUTES.
-# Results under OUT as they come: the JSON is rewritten as each run ends, so a run cut short
-# still returns what finished. The defaults (3 seeds x 6 = 18 trainings of 3 minutes) end in
-# about 4 minutes on an H200 with 16 cores, under LIMIT_S (265 s) for the protocol.
+# Results under OUT as they come: the JSON is rewritten as each run ends (but the runs end
+# together, so LIMIT_S cutting them costs them all). The defaults (3 seeds x 6 = 18 trainings
+# of 3 minutes) should take about 3.5 minutes on an H200 with 16 cores (on 2026-12-04, 18 at
+# once of 3.5 minutes took 220-236 s each), under LIMIT_S (265 s) for the protocol and 280 s
+# for the whole script.
 #
 #   bash benchmarks/gpu-labeled.sh                                   # there, from the code root
 #   DEVICE=cpu PRESET=tiny MINUTES=0.1 SEEDS=0 VARIANTS=paste@2,mixed@2,classifier@2 \
 #       DEMO_DIR=/tmp/me-demo DATA=/tmp/me-demo WORK=/tmp/me-labeled DEMO_ARGS=small \
 #       bash benchmarks/gpu-labeled.sh                               # rehearsal (a CPU)
+#   (a busy 2-core CPU needs LIMIT_S=1200 for the default VARIANTS even at MINUTES=0.1)
 #
 # DATA must be an MVTec-layout copy of ../shared/data/magnetic_tile carried to the machine
 # (cp -r ../shared/data/magnetic_tile data/; carry data/magnetic_tile). DEMO=1 also trains on
