@@ -125,6 +125,8 @@ class LatentClassifier:
                                                      len(self.classes))
             self.label_dist = _centre_probabilities(self.points, self.centres, self.centre_var)
         else:
+            self.centres = np.zeros((0, self.points.shape[1]), np.float32)
+            self.centre_var = np.zeros(0, np.float32)
             self.label_dist = _spread(self.points, self.graph_labels, len(self.classes))
 
     def class_probabilities(self, z: np.ndarray) -> np.ndarray:

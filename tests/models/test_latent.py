@@ -279,18 +279,18 @@ def test_the_classifier_names_types_from_a_few_labels_and_survives_the_round_tri
 
 
 def test_the_classifier_judges_a_labeled_point_with_its_label_hidden():
-    # one labeled pit far out in each of ten directions: with its own label hidden, a pit's
-    # centre is the other nine's, on the far side of the normals from most of them
+    # ten labeled pits in a clump, one labeled dent alone: hidden in turn, a pit is still
+    # a pit (the other nine make the centre), the dent is nothing its class knows
     rng = np.random.default_rng(13)
     normal = rng.normal(0, 1, (200, 2))
-    angles = np.linspace(0, 2 * np.pi, 10, endpoint=False)
-    pits = 30 * np.stack([np.cos(angles), np.sin(angles)], 1)
+    pits = rng.normal([8, 0], 0.5, (10, 2))
+    dent = np.array([[0.0, 8.0]])
     clf = LatentClassifier.fit(normal[100:])
-    clf.spread(np.concatenate([normal[:100], pits]), ["good"] * 100 + ["pit"] * 10,
-               method="classifier")
+    clf.spread(np.concatenate([normal[:100], pits, dent]),
+               ["good"] * 100 + ["pit"] * 10 + ["dent"], method="classifier")
+    assert clf.classes == ["good", "dent", "pit"]
     index = np.flatnonzero(clf.graph_labels >= 0)
-    pit = clf.graph_labels[index] == 1
-    assert clf.class_probabilities(pits)[:, 1].min() > 0.5  # their own labels in the centre
     held = clf.held_out_probabilities(index)
-    assert held[pit, 1].mean() < clf.class_probabilities(pits)[:, 1].mean()
-    assert held[~pit, 0].mean() > 0.5  # normals stay normal with theirs hidden
+    assert held[100:110, 2].min() > 0.9 and held[:100, 0].mean() > 0.9
+    assert clf.class_probabilities(dent)[0, 1] > 0.5  # its own label in the centre
+    assert held[110, 1] == 0.0  # hidden, its class has no point left
