@@ -31,7 +31,7 @@ from models.device import pick_device, to_device
 from models.errors import DataError
 from models.evaluate import PixelTruth, TestImages, json_safe, score_report
 from models.fit import Progress, cosine_lr, run_loop
-from models.inference import gaussian_blur
+from models.maps import gaussian_blur
 from models.preprocess import prepare
 from models.thresholds import false_alarm_threshold, pixel_threshold
 from models.training_images import read_training_images

@@ -12,12 +12,22 @@ test split (seeded), then train
 - ``mask`` (only when asked): the same images with their masks,
 - ``latent`` (only when asked): image-level labels that do not train the head (``kensa
   train --labels`` without ``--labeled-defects head``: label spreading, the fusion weight),
+- ``paste`` / ``paste-boxes`` / ``paste-mask`` (when asked): image-level labels (boxes,
+  masks) whose defects are pasted onto training normals (``--labeled-defects paste``),
+- ``mixed`` (when asked): image-level labels training the head in two windows of every batch
+  (``--labeled-defects head --positive-step mixed``),
+- ``classifier`` (when asked): image-level labels in the latent classifier's nearest-centre
+  classifier instead of label spreading (``--latent-labels classifier``),
 
-the first three with ``--labeled-defects head``, all at the same budget, and evaluate each on the test images that were never drawn (the same
-images for every variant and k of a seed): image and pixel AUROC, AUPRO, false alarms and
-misses at the bundle's own threshold and at a 5 % false-alarm budget. The test split is
-seen through a folder of links without the drawn images, so ``kensa train``'s own evaluation
-is that one; nothing is copied.
+``image``, ``boxes``, ``mask`` with ``--labeled-defects head``, all at the same budget, and
+evaluate each on the test images that were never drawn (the same images for every variant
+and k of a seed): image and pixel AUROC, AUPRO, false alarms and misses at the bundle's own
+threshold and at a 5 % false-alarm budget; and, to see where a change comes from, the image
+AUROC of the head's map alone and of the residual alone (each image's maximum) and the head's
+mean maximum on the normal and on the defective test images. The test split is seen through a
+folder of links without the drawn images, so ``kensa train``'s own evaluation is that one;
+nothing is copied. A variant runs at every ``--k``, or at the ones it names:
+``paste@2,paste@5,mixed@5``.
 
     python -m benchmarks.labeled_defects --data ../shared/data/magnetic_tile --k 5 \\
         --seeds 0,1,2 --max-minutes 15 --json benchmarks/results/labeled-defects-X.json
@@ -39,8 +49,21 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
-VARIANTS = ("none", "image", "boxes", "mask", "latent")
-METRICS = ("image_auroc", "pixel_auroc", "aupro", "false_alarm_rate", "miss_rate")
+# variant: (regions in the labels file, TrainConfig.extra); "none" trains without labels
+VARIANTS = {
+    "none": (None, {}),
+    "image": ("image", {"labeled_defects": "head"}),
+    "boxes": ("boxes", {"labeled_defects": "head"}),
+    "mask": ("mask", {"labeled_defects": "head"}),
+    "latent": ("image", {}),
+    "paste": ("image", {"labeled_defects": "paste"}),
+    "paste-boxes": ("boxes", {"labeled_defects": "paste"}),
+    "paste-mask": ("mask", {"labeled_defects": "paste"}),
+    "mixed": ("image", {"labeled_defects": "head", "positive_step": "mixed"}),
+    "classifier": ("image", {"latent_labels": "classifier"}),
+}
+METRICS = ("image_auroc", "pixel_auroc", "aupro", "false_alarm_rate", "miss_rate",
+           "head_auroc", "residual_auroc", "head_top_normal", "head_top_defect")
 
 
 def draw(test_items: list, k: int, seed: int) -> dict[str, list]:
@@ -99,14 +122,15 @@ def mask_boxes(mask_path: Path | None) -> list[list[int]]:
 def write_labels(drawn: dict[str, list], k: int, variant: str, path: Path) -> Path:
     """The labels CSV of a variant: the first ``k`` drawn of each type, with regions as the
     variant says (image-level: none)."""
+    regions_of = VARIANTS[variant][0]
     with path.open("w", newline="") as fh:
         out = csv.writer(fh)
         out.writerow(["path", "label", "regions"])
         for kind, items in drawn.items():
             for it in items[:k]:
-                if variant == "boxes":
+                if regions_of == "boxes":
                     regions = json.dumps(mask_boxes(it.mask_path)) if it.mask_path else ""
-                elif variant == "mask":
+                elif regions_of == "mask":
                     regions = str(it.mask_path.resolve()) if it.mask_path else ""
                 else:
                     regions = ""
@@ -123,9 +147,7 @@ def run_one(job: dict) -> dict:
     from models.train import train
 
     preset = PRESETS[job["preset"]]
-    extra = {"preset": job["preset"]}
-    if job["variant"] in ("image", "boxes", "mask"):
-        extra["labeled_defects"] = "head"
+    extra = {"preset": job["preset"]} | VARIANTS[job["variant"]][1]
     train_kw = dict(preset["train"]) | {"seed": job["seed"], "extra": extra}
     if job["max_minutes"] is not None:
         train_kw["max_minutes"] = job["max_minutes"]
@@ -148,8 +170,11 @@ def run_one(job: dict) -> dict:
         "per_type_auroc": ev.get("per_type_auroc"),
         "reconstruction_auroc": ev.get("reconstruction_auroc"),
         "latent_auroc": ev.get("latent_auroc"),
+        **head_and_residual(job["out"], job["view"], job["device"]),
         "labeled_defects": info.get("data", {}).get("labeled_defects", {}),
         "labeled_defects_used_by": info.get("data", {}).get("labeled_defects_used_by"),
+        "positive_step": info.get("data", {}).get("positive_step"),
+        "latent_labels": info.get("data", {}).get("latent_labels"),
         "calibration_rule": metrics["calibration"]["rule"],
         "fusion_rule": metrics["calibration"]["fusion_rule"],
         "autoencoder_steps": metrics["training"]["autoencoder"]["steps"],
@@ -157,6 +182,34 @@ def run_one(job: dict) -> dict:
         "wall_seconds": round(time.monotonic() - started, 1),
         "error": ev.get("error"),
     }
+
+
+def head_and_residual(bundle: str, view: str, device: str) -> dict:
+    """Where a change comes from: the image AUROC of each evaluated image's largest head
+    probability and largest residual (over the bundle's residual scale), both at the full
+    view, and the head's mean largest probability on the normal and the defective images."""
+    import numpy as np
+    import torch
+
+    from models.data import open_dataset, read_image
+    from models.inference import Inspector
+    from models.maps import residual_map
+    from models.metrics import auroc
+    from models.preprocess import prepare_for
+
+    insp = Inspector.load(bundle, device)
+    head, residual, bad = [], [], []
+    with torch.inference_mode():
+        for it in open_dataset(view).test:
+            x = insp.groups([prepare_for(read_image(it.path), insp.cfg)])[0][1]
+            recon, logits = insp.model(x)
+            head.append(float(torch.sigmoid(logits.float()).max()))
+            residual.append(float(residual_map(x, recon.float()).max()) / insp.cal.residual_scale)
+            bad.append(int(not it.is_good))
+    bad_, head_ = np.array(bad), np.array(head)
+    return {"head_auroc": auroc(bad_, head_), "residual_auroc": auroc(bad_, residual),
+            "head_top_normal": round(float(head_[bad_ == 0].mean()), 4),
+            "head_top_defect": round(float(head_[bad_ == 1].mean()), 4)}
 
 
 def paired(runs: list[dict]) -> list[dict]:
@@ -205,7 +258,7 @@ def jobs_for(args: argparse.Namespace, work: Path) -> list[dict]:
     from models.data import open_dataset
 
     jobs = []
-    k_max = max(args.k)
+    k_max = max((k for _, k in args.plan), default=max(args.k))
     for data in args.data:
         ds = open_dataset(data)
         name = Path(data).resolve().name
@@ -217,17 +270,36 @@ def jobs_for(args: argparse.Namespace, work: Path) -> list[dict]:
                       "epochs": args.epochs, "device": args.device, "threads": args.threads}
             jobs.append(common | {"k": 0, "variant": "none", "labels": None,
                                   "out": str(work / name / f"seed{seed}" / "none")})
-            for k in [k for k in args.k if k > 0]:
-                for variant in args.variants:
-                    labels = write_labels(drawn, k, variant,
-                                          work / name / f"seed{seed}" / f"{variant}-k{k}.csv")
-                    jobs.append(common | {"k": k, "variant": variant, "labels": str(labels),
-                                          "out": str(work / name / f"seed{seed}" /
-                                                     f"{variant}-k{k}")})
+            for variant, k in args.plan:
+                labels = write_labels(drawn, k, variant,
+                                      work / name / f"seed{seed}" / f"{variant}-k{k}.csv")
+                jobs.append(common | {"k": k, "variant": variant, "labels": str(labels),
+                                      "out": str(work / name / f"seed{seed}" /
+                                                 f"{variant}-k{k}")})
     return jobs
 
 
-def main(argv: list[str] | None = None) -> int:
+def plan(variants: str, ks: list[int]) -> list[tuple[str, int]]:
+    """``--variants`` -> ``[(variant, k), ...]``: a plain name at every k > 0 of ``ks``, a
+    ``name@k`` at that k.
+
+    Raises:
+        ValueError: an unknown variant or a k below 1.
+    """
+    out = []
+    for entry in (v.strip() for v in variants.split(",") if v.strip()):
+        name, _, k = entry.partition("@")
+        if name not in VARIANTS or name == "none":
+            raise ValueError(f"unknown variant {name!r}: use {', '.join(list(VARIANTS)[1:])}")
+        for value in [int(k)] if k else [v for v in ks if v > 0]:
+            if value < 1:
+                raise ValueError(f"{entry}: k must be 1 or more")
+            out.append((name, value))
+    return list(dict.fromkeys(out))
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """The command line, its lists read and the plan of variants and k made."""
     p = argparse.ArgumentParser(prog="python -m benchmarks.labeled_defects",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--data", action="append", required=True, type=Path,
@@ -235,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--k", default="5", help="labeled defects per type, a comma list (0 "
                    "always runs as the reference; default 5)")
     p.add_argument("--variants", default="image,boxes",
-                   help=f"comma list of {', '.join(VARIANTS[1:])} (default image,boxes)")
+                   help=f"comma list of {', '.join(list(VARIANTS)[1:])}, each at every --k or "
+                   "at its own as name@k (default image,boxes)")
     p.add_argument("--seeds", default="0,1,2", help="comma list (default 0,1,2)")
     p.add_argument("--preset", default="default", help="a models.config preset")
     p.add_argument("--max-minutes", type=float, help="training budget of every run")
@@ -249,10 +322,16 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     args.k = sorted({int(v) for v in args.k.split(",")})
     args.seeds = [int(v) for v in args.seeds.split(",")]
+    try:
+        args.plan = plan(args.variants, args.k)
+    except ValueError as exc:
+        p.error(str(exc))
     args.variants = [v for v in args.variants.split(",") if v]
-    bad = [v for v in args.variants if v not in VARIANTS[1:]]
-    if bad:
-        p.error(f"unknown variants {bad}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     if args.work_dir.exists():
         import shutil
@@ -261,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     jobs = jobs_for(args, args.work_dir)
     from benchmarks.machine import machine_info
 
-    result = {"protocol": {"k": args.k, "variants": args.variants, "seeds": args.seeds,
+    result = {"protocol": {"k": args.k, "variants": args.variants,
+                           "plan": [f"{v}@{k}" for v, k in args.plan], "seeds": args.seeds,
                            "preset": args.preset, "max_minutes": args.max_minutes,
                            "epochs": args.epochs, "device": args.device, "jobs": args.jobs,
                            "threads_per_job": args.threads,

@@ -16,8 +16,9 @@ import torch
 
 from .config import TrainConfig
 from .errors import DataError
-from .inference import FLIPS, Inspector, RawScores, residual_map
+from .inference import FLIPS, Inspector, RawScores
 from .latent import FOLDS
+from .maps import residual_map
 from .metrics import auroc
 from .thresholds import (
     FLIP_ALPHA,

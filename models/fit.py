@@ -17,7 +17,15 @@ from .autoencoder import DefectModel
 from .config import TrainConfig
 from .device import to_device
 from .losses import dice_loss, focal_loss, kl_divergence, positive_loss, reconstruction_loss
-from .positives import POSITIVE_EVERY, POSITIVE_WEIGHT, Positive, positive_batch
+from .paste import PASTE_SHARE, PasteSource, paste
+from .positives import (
+    MIXED_SLOTS,
+    POSITIVE_EVERY,
+    POSITIVE_WEIGHT,
+    Positive,
+    mixed_windows,
+    positive_batch,
+)
 from .preprocess import resized, shrink
 from .synth import add_defect
 from .vae import VAE
@@ -93,14 +101,18 @@ def fit_defect_model(model: DefectModel, images: list[np.ndarray], cfg: TrainCon
                      positives: list[Positive] | None = None, bank=None) -> dict:
     """Denoising training: images ``(h, w, C)`` (prepared, of one or several shapes) get
     synthetic defects; the autoencoder returns the clean image (L1 + SSIM), the head finds the
-    defect (focal + Dice). With ``positives`` (operator-labeled real defects), every
-    ``POSITIVE_EVERY``-th step the head also trains on a batch of them
-    (:func:`positive_step_loss`); without, the run is what it was before they existed, bit
-    for bit (their draws come from a random stream of their own). With ``cfg.adversarial``
-    a patch discriminator's features also judge the reconstruction (:mod:`models.vaegan`);
-    without, nothing of it runs. With ``bank`` (a :class:`models.generator.DefectBank`,
-    ``--synth learned``) half the synthetic defects are generated ones of the labeled types
-    (drawn from a random stream of their own)."""
+    defect (focal + Dice). With ``positives`` (operator-labeled real defects), as
+    ``cfg.extra`` says (:func:`positive_plan`): ``labeled_defects`` ``head`` trains the head on
+    them, every ``POSITIVE_EVERY``-th step in a forward pass of their own
+    (:func:`positive_step_loss`) or, with ``positive_step`` ``mixed``, in ``MIXED_SLOTS`` of
+    every batch; ``paste`` pastes their defects onto the training windows instead
+    (:mod:`models.paste`). Without, the run is what it was before they existed, bit for bit
+    (their draws come from a random stream of their own). With ``cfg.adversarial`` a patch
+    discriminator's features also judge the reconstruction (:mod:`models.vaegan`; not in a
+    ``mixed`` step, whose reconstruction is part of :func:`mixed_step_loss`); without, nothing
+    of it runs. With ``bank`` (a :class:`models.generator.DefectBank`, ``--synth learned``)
+    half the synthetic defects are generated ones of the labeled types (drawn from a random
+    stream of their own)."""
     rng = np.random.default_rng(cfg.seed + 1)
     pos_rng = np.random.default_rng(cfg.seed + 3)
     bank_rng = np.random.default_rng(cfg.seed + 6)
@@ -114,29 +126,39 @@ def fit_defect_model(model: DefectModel, images: list[np.ndarray], cfg: TrainCon
         coarse = resized(images, lambda x: shrink(x, model.cfg))
     similarity = (LearnedSimilarity(model.cfg, device, cfg.seed + 4) if cfg.adversarial
                   else None)
+    plan = positive_plan(cfg, positives)
+    source = PasteSource(positives) if plan == "paste" else None
 
     def step(i: int, frac: float) -> float:
         idx = rng.integers(0, len(images), cfg.batch_size)
         ys, xs = window_origins(rng, shapes[idx], crop, cfg.border_windows)
         clean = np.stack([window(images[k], coarse[k] if coarse else None, y, x, crop, rng)
                           for k, y, x in zip(idx, ys, xs)])
-        noisy, masks = with_defects(rng, clean, images, cfg.anomaly_prob, bank, bank_rng)
-        x, target = to_device(noisy, device), to_device(clean, device)
-        mask = torch.from_numpy(masks)[:, None].to(device)
+        if source is not None:
+            source.update(model, frac, device)
+        noisy, masks = with_defects(rng, clean, images, cfg.anomaly_prob, bank=bank,
+                                    bank_rng=bank_rng,
+                                    pasting=(source, pos_rng) if source else None)
         for group in opt.param_groups:
             group["lr"] = cosine_lr(frac, cfg.lr)
-        recon, logits = model(x)
-        loss = (reconstruction_loss(recon, target) + focal_loss(logits, mask) * 5
-                + dice_loss(logits, mask))
-        if positives and i % POSITIVE_EVERY == 0:
-            loss = loss + POSITIVE_WEIGHT * positive_step_loss(model, positives, pos_rng, device)
-        if similarity is not None:
+        recon = target = None
+        if plan == "mixed":
+            loss = mixed_step_loss(model, noisy, clean, masks, positives, pos_rng, device)
+        else:
+            x, target = to_device(noisy, device), to_device(clean, device)
+            mask = torch.from_numpy(masks)[:, None].to(device)
+            recon, logits = model(x)
+            loss = synthetic_loss(recon, target, logits, mask)
+            if plan == "extra" and i % POSITIVE_EVERY == 0:
+                loss = loss + POSITIVE_WEIGHT * positive_step_loss(model, positives, pos_rng,
+                                                                   device)
+        if similarity is not None and recon is not None:
             loss = loss + similarity.decoder_loss(recon, target, frac)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
-        if similarity is not None:
+        if similarity is not None and recon is not None:
             similarity.update(recon, target)
         return float(loss.detach())
 
@@ -144,6 +166,43 @@ def fit_defect_model(model: DefectModel, images: list[np.ndarray], cfg: TrainCon
     if similarity is not None:
         history["adversarial"] = dict(similarity.last)
     return history
+
+
+def positive_plan(cfg: TrainConfig, positives: list[Positive] | None) -> str:
+    """How labeled defects train the head: ``none`` (there are none, or they do not),
+    ``extra`` (a positive step of their own), ``mixed`` (in the synthetic batch) or ``paste``."""
+    if not positives:
+        return "none"
+    if cfg.extra.get("labeled_defects") == "paste":
+        return "paste"
+    return "mixed" if cfg.extra.get("positive_step") == "mixed" else "extra"
+
+
+def synthetic_loss(recon: torch.Tensor, target: torch.Tensor, logits: torch.Tensor,
+                   mask: torch.Tensor) -> torch.Tensor:
+    """Reconstruction (L1 + SSIM) plus the head's focal + Dice on the synthetic masks."""
+    return (reconstruction_loss(recon, target) + focal_loss(logits, mask) * 5
+            + dice_loss(logits, mask))
+
+
+def mixed_step_loss(model: DefectModel, noisy: np.ndarray, clean: np.ndarray,
+                    masks: np.ndarray, positives: list[Positive], rng: np.random.Generator,
+                    device: torch.device) -> torch.Tensor:
+    """One forward pass over the batch with its last ``MIXED_SLOTS`` windows replaced by
+    labeled defects (:func:`models.positives.mixed_windows`): the synthetic windows train as
+    always, the labeled ones the head alone (their reconstruction gets no gradient: no clean
+    copy of a real defect exists)."""
+    n = len(noisy) - min(MIXED_SLOTS, len(positives), len(noisy) - 1)
+    pos_x, maps, shares = mixed_windows(rng, positives, model.cfg, noisy.shape[1],
+                                        len(noisy) - n)
+    x = to_device(np.concatenate([noisy[:n], pos_x]), device)
+    target = to_device(clean[:n], device)
+    mask = torch.from_numpy(masks[:n])[:, None].to(device)
+    m = torch.from_numpy(maps).to(device)
+    recon = model.autoencoder(x)
+    logits = model.segmenter(x, torch.cat([recon[:n], recon[n:].detach()]))
+    return (synthetic_loss(recon[:n], target, logits[:n], mask) + POSITIVE_WEIGHT *
+            positive_loss(logits[n:], m[:, :1], m[:, 1:2], m[:, 2:], torch.from_numpy(shares)))
 
 
 def positive_step_loss(model: DefectModel, positives: list[Positive],
@@ -158,16 +217,24 @@ def positive_step_loss(model: DefectModel, positives: list[Positive],
 
 
 def with_defects(rng: np.random.Generator, clean: np.ndarray, pool: list[np.ndarray],
-                 share: float, bank=None, bank_rng: np.random.Generator | None = None
+                 share: float, *, bank=None, bank_rng: np.random.Generator | None = None,
+                 pasting: tuple[PasteSource, np.random.Generator] | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
     """``(noisy (B, h, w, C), masks float32 (B, h, w))``: ``share`` of the clean windows get a
     synthetic defect (textures drawn from ``pool``), the rest stay clean with empty masks.
-    With ``bank``, ``LEARNED_SHARE`` of those defects are generated ones instead (their
-    draws from ``bank_rng``; without a bank the run is what it was before it existed)."""
+    With ``pasting`` (a :class:`models.paste.PasteSource` with patches, and its own random
+    stream), ``PASTE_SHARE`` of those get a labeled defect pasted instead; with ``bank``,
+    ``LEARNED_SHARE`` of the others are generated ones (their draws from ``bank_rng``). Without
+    either the run is what it was before they existed."""
     noisy, masks = clean.copy(), np.zeros(clean.shape[:3], np.float32)
     for j in range(len(clean)):
         if rng.random() < share:
-            if bank is not None and bank_rng.random() < LEARNED_SHARE:
+            patch = None
+            if pasting is not None and pasting[1].random() < PASTE_SHARE:
+                patch = pasting[0].draw(pasting[1])
+            if patch is not None:
+                noisy[j], masks[j] = paste(pasting[1], clean[j], patch)
+            elif bank is not None and bank_rng.random() < LEARNED_SHARE:
                 noisy[j], masks[j] = bank.add(bank_rng, clean[j])
             else:
                 noisy[j], masks[j] = add_defect(rng, clean[j], pool)

@@ -22,27 +22,14 @@ from .config import ModelConfig
 from .data import GOOD
 from .device import pick_device, to_device
 from .latent import ANOMALY, LatentClassifier
+from .maps import gaussian_blur, residual_map
 from .preprocess import model_shape, prepare_for, same_shape_groups, shrink, vae_input
 from .results import ABNORMAL, NORMAL, LatentVerdict, ReconstructionVerdict, Region, Result
-from .ssim import ssim_map
 from .thresholds import Calibration
 from .vae import VAE, grid_cells, latent_means
 
 # test-time flips: the tensor dimensions each one reverses in (B, C, H, W)
 FLIPS: dict[str, tuple[int, ...]] = {"h": (3,), "v": (2,), "hv": (2, 3)}
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Smooths ``(B, 1, H, W)`` maps with a separable Gaussian."""
-    if sigma <= 0:
-        return x
-    radius = max(1, math.ceil(3 * sigma))
-    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32, device=x.device)
-    kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
-    kernel = (kernel / kernel.sum()).to(x.dtype)
-    x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
-    x = F.conv2d(x, kernel.view(1, 1, 1, -1))
-    return F.conv2d(x, kernel.view(1, 1, -1, 1))
 
 
 @dataclass
@@ -326,11 +313,3 @@ class Inspector:
             regions.append(Region(x, y, bw, bh, area, float(amap[y:y + bh, x:x + bw][inside].max())))
         regions.sort(key=lambda r: -r.score)
         return keep[components], regions
-
-
-def residual_map(x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
-    """Input-minus-reconstruction, ``(B, 1, h, w)``: half structural (1 - SSIM), half L1,
-    averaged over channels."""
-    structural = (1 - ssim_map(x, recon, size=7)).mean(1, keepdim=True)
-    l1 = (x - recon).abs().mean(1, keepdim=True)
-    return 0.5 * (structural + l1)

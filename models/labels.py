@@ -99,15 +99,17 @@ def labeled_images(rows: LabelRows, cfg: ModelConfig) -> list[np.ndarray]:
 
 
 def spread_labels(insp: Inspector, train_mu: np.ndarray, rows: LabelRows,
-                  images: list[np.ndarray], ds: Dataset, labeled_paths: set[str]) -> None:
+                  images: list[np.ndarray], ds: Dataset, labeled_paths: set[str],
+                  method: str = "spread") -> None:
     """Spreads the labels over a graph of latent points: training normals (known good,
     operator-confirmed ones included; ``train_mu`` their latent means), operator-labeled
     defects ``rows`` (``images``: prepared), and the dataset's test images that nobody
     labeled (``labeled_paths`` are left out: production images nobody labeled). Only the VAE
-    runs here, on the images not seen yet."""
+    runs here, on the images not seen yet. ``method``: ``spread``, or ``classifier`` (a
+    nearest-centre classifier instead, :meth:`models.latent.LatentClassifier.spread`)."""
     unlabeled, _, _ = read_items([it for it in ds.test if str(it.path) not in labeled_paths],
                                  lambda im: prepare_for(im, insp.cfg))
     mus = [train_mu, insp.latent_means(images, prepared=True),
            insp.latent_means(unlabeled, prepared=True)]
     names = [GOOD] * len(train_mu) + [label for _, label in rows] + [None] * len(unlabeled)
-    insp.latent.spread(np.concatenate(mus), names)
+    insp.latent.spread(np.concatenate(mus), names, method)

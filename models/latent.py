@@ -12,6 +12,11 @@ cluster and nearby unlabeled images inherit its name. Whether the spread probabi
 enters the score is decided at calibration, from the labeled images judged with their labels
 hidden, and only on evidence (:meth:`LatentClassifier.choose_spread_weight`).
 
+With ``method="classifier"`` (``kensa train --latent-labels classifier``) the class
+probabilities come instead from a small classifier on the same points: one centre per defect
+type and one for the normals, a shared per-dimension variance, equal priors (nearest centre in
+a diagonal Gaussian sense); it is judged the same way, with labels hidden fold by fold.
+
 Latent means are ``(N, P, D)`` arrays (``P`` cells of ``D`` values); ``(N, D)`` is taken as one
 cell.
 """
@@ -48,6 +53,9 @@ class LatentClassifier:
         classes: ``K`` class names, ``"good"`` first.
         graph_labels: ``(N,)`` class index of each graph point's own label, -1 if unlabeled
             (what spreading started from; calibration re-runs it with some labels hidden).
+        centres: ``(K, D)`` with the classifier (``method="classifier"``), each class's centre
+            among the graph points (empty with label spreading).
+        centre_var: ``(D,)`` the classifier's shared per-dimension variance.
     """
 
     mean: np.ndarray
@@ -56,6 +64,8 @@ class LatentClassifier:
     label_dist: np.ndarray
     classes: list[str]
     graph_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    centres: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    centre_var: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
     @classmethod
     def fit(cls, normal: np.ndarray) -> LatentClassifier:
@@ -97,19 +107,33 @@ class LatentClassifier:
 
         return _by_chunks(z, worst_cell, (self.mean.shape[1],))
 
-    def spread(self, z: np.ndarray, labels: list[str | None]) -> None:
-        """Label spreading over images' latent means ``(N, P, D)``; ``labels[i]`` is a class
-        name or ``None`` for an unlabeled image."""
+    @property
+    def uses_classifier(self) -> bool:
+        return self.centres.size > 0
+
+    def spread(self, z: np.ndarray, labels: list[str | None], method: str = "spread") -> None:
+        """Label spreading (or, with ``method="classifier"``, the nearest-centre classifier)
+        over images' latent means ``(N, P, D)``; ``labels[i]`` is a class name or ``None`` for
+        an unlabeled image."""
         names = sorted({lab for lab in labels if lab is not None} - {GOOD})
         self.classes = [GOOD, *names]
         self.graph_labels = np.array([-1 if lab is None else self.classes.index(lab)
                                       for lab in labels], np.int64)
         self.points = self.descriptor(z)
-        self.label_dist = _spread(self.points, self.graph_labels, len(self.classes))
+        if method == "classifier":
+            self.centres, self.centre_var = _centres(self.points, self.graph_labels,
+                                                     len(self.classes))
+            self.label_dist = _centre_probabilities(self.points, self.centres, self.centre_var)
+        else:
+            self.centres = np.zeros((0, self.points.shape[1]), np.float32)
+            self.centre_var = np.zeros(0, np.float32)
+            self.label_dist = _spread(self.points, self.graph_labels, len(self.classes))
 
     def class_probabilities(self, z: np.ndarray) -> np.ndarray:
         """``(N, K)``: mean class distribution of each image's nearest graph points (what
-        label spreading's inductive step does with a k-NN kernel)."""
+        label spreading's inductive step does with a k-NN kernel), or the classifier's."""
+        if self.uses_classifier:
+            return _centre_probabilities(self.descriptor(z), self.centres, self.centre_var)
         return _neighbour_probabilities(self.descriptor(z), self.points, self.label_dist)
 
     def held_out_probabilities(self, index: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -137,6 +161,10 @@ class LatentClassifier:
                 continue
             y = self.graph_labels.copy()
             y[index[hide]] = -1
+            if self.uses_classifier:
+                centres, var = _centres(self.points, y, len(self.classes))
+                out[hide] = _centre_probabilities(self.points[index[hide]], centres, var)
+                continue
             dist = _spread(self.points, y, len(self.classes))
             out[hide] = _neighbour_probabilities(self.points[index[hide]], self.points, dist)
         return out
@@ -203,15 +231,21 @@ class LatentClassifier:
         return chosen, best
 
     def state(self) -> dict[str, np.ndarray]:
-        return {"mean": self.mean, "whiten": self.whiten, "points": self.points,
-                "label_dist": self.label_dist, "graph_labels": self.graph_labels}
+        out = {"mean": self.mean, "whiten": self.whiten, "points": self.points,
+               "label_dist": self.label_dist, "graph_labels": self.graph_labels}
+        if self.uses_classifier:  # absent with label spreading: such bundles as before
+            out |= {"centres": self.centres, "centre_var": self.centre_var}
+        return out
 
     @classmethod
     def from_state(cls, state: dict[str, np.ndarray], classes: list[str]) -> LatentClassifier:
         # format-2 bundles written before the graph's own labels were kept lack them
         own = state.get("graph_labels", np.full(len(state["points"]), -1, np.int64))
-        return cls(state["mean"], state["whiten"], state["points"], state["label_dist"],
-                   list(classes), own)
+        latent = cls(state["mean"], state["whiten"], state["points"], state["label_dist"],
+                     list(classes), own)
+        if "centres" in state:
+            latent.centres, latent.centre_var = state["centres"], state["centre_var"]
+        return latent
 
 
 def _cells(z: np.ndarray) -> np.ndarray:
@@ -241,6 +275,33 @@ def _spread(x: np.ndarray, y: np.ndarray, classes: int) -> np.ndarray:
     model.fit(x, y)
     full[:, model.classes_[model.classes_ >= 0]] = model.label_distributions_
     return full
+
+
+def _centres(x: np.ndarray, y: np.ndarray, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The nearest-centre classifier of graph points ``x`` ``(N, D)`` labeled ``y`` (class
+    index, -1 unlabeled): ``(centres (classes, D), variance (D,))``, each class's mean (NaN
+    for a class with no labeled point: it gets probability 0) and the pooled within-class
+    variance per dimension (floored at a hundredth of its mean)."""
+    centres = np.full((classes, x.shape[1]), np.nan, np.float32)
+    squares, n = np.zeros(x.shape[1]), 0
+    for c in range(classes):
+        members = x[y == c].astype(np.float64)
+        if len(members):
+            centres[c] = members.mean(0)
+            squares += ((members - members.mean(0)) ** 2).sum(0)
+            n += len(members) - 1
+    var = squares / max(n, 1)
+    return centres, np.maximum(var, 0.01 * max(var.mean(), 1e-12)).astype(np.float32)
+
+
+def _centre_probabilities(x: np.ndarray, centres: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """``(N, K)``: each point's class probabilities under :func:`_centres`' classifier
+    (diagonal Gaussians of a shared variance around the centres, equal priors)."""
+    d2 = (((x[:, None, :] - centres[None]) ** 2) / var).sum(2)  # NaN for an empty class
+    logits = np.where(np.isnan(d2), -np.inf, -0.5 * d2)
+    logits -= logits.max(1, keepdims=True)
+    p = np.exp(logits)
+    return (p / p.sum(1, keepdims=True)).astype(np.float32)
 
 
 def _neighbour_probabilities(x: np.ndarray, points: np.ndarray,

@@ -39,6 +39,7 @@ BOX_TOP_SHARE = 0.2  # boxes: the share of each box that must be high
 SHIFT = 0.08  # the largest shift, as a share of each side
 BRIGHTNESS = 0.15  # gain within 1 +- this, plus an offset within +- a third of it
 POSITIVE_WEIGHT = 1.0  # the positive loss beside the synthetic-defect loss
+MIXED_SLOTS = 2  # --positive-step mixed: windows of each training batch that are labeled defects
 HOW = ("image", "boxes", "mask")
 
 
@@ -181,3 +182,29 @@ def positive_batch(rng: np.random.Generator, positives: list[Positive], cfg: Mod
     x = x.to(device).contiguous(memory_format=torch.channels_last)
     m = m.to(device)
     return x, m[:, :1], m[:, 1:2], m[:, 2:], shares
+
+
+def mixed_windows(rng: np.random.Generator, positives: list[Positive], cfg: ModelConfig,
+                  crop: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(x (n, crop, crop, C), maps (n, 3, crop, crop): known, target, bags, shares (n,))``:
+    ``n`` labeled defects drawn at random and augmented, each whole at the coarse view's scale
+    (smaller still when that is larger than a window) and mirrored out to a training window,
+    so they ride in the synthetic defects' batch (``--positive-step mixed``) instead of a
+    forward pass of their own. The padding is neither known nor in a bag."""
+    idx = rng.choice(len(positives), min(n, len(positives)), replace=False)
+    xs, maps = [], []
+    for i in idx:
+        image, known, target, bags = augmented(rng, positives[i])
+        h, w = image.shape[:2]
+        scale = min(cfg.coarse_scale if 0 < cfg.coarse_scale < 1 else 1.0, crop / max(h, w))
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA).reshape(
+            size[1], size[0], -1)
+        known = cv2.resize(known, size, interpolation=cv2.INTER_AREA) > 0.999
+        target = cv2.resize(target, size, interpolation=cv2.INTER_AREA) > 0.5
+        bags = cv2.resize(bags, size, interpolation=cv2.INTER_NEAREST)
+        pad = ((0, crop - size[1]), (0, crop - size[0]))
+        xs.append(np.pad(image, pad + ((0, 0),), mode="symmetric"))
+        maps.append(np.stack([np.pad(m.astype(np.float32), pad) for m in (known, target, bags)]))
+    shares = np.array([positives[i].share for i in idx], np.float32)
+    return np.stack(xs).astype(np.float32), np.stack(maps), shares

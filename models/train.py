@@ -53,7 +53,9 @@ log = logging.getLogger(__name__)
 GENERATOR_SHARE = 0.1  # of the budget, for the defect generator when the run trains one
 LATENT_BATCH = 64  # VAE views per forward pass when the trainer encodes its normals
 # TrainConfig.extra["labeled_defects"]; latent by default
-LABELED_DEFECTS = ("latent", "head", "generator")
+LABELED_DEFECTS = ("latent", "head", "paste", "generator")
+POSITIVE_STEPS = ("extra", "mixed")  # TrainConfig.extra["positive_step"] (head); extra
+LATENT_LABELS = ("spread", "classifier")  # TrainConfig.extra["latent_labels"]; spread
 LABELED_DEFECTS_HOW = {
     "latent": "label spreading in the latent space and the fusion weight (and, with the f1 "
               "rule, the threshold), each judged with its own label hidden; the segmentation "
@@ -69,7 +71,19 @@ LABELED_DEFECTS_HOW = {
     "generator": "only the conditional defect generator learned from them (models.generator):"
                  " neither the latent classifier, the fusion weight nor the threshold saw "
                  "them; none was scored in the evaluation",
+    "paste": "each labeled defect's region (its mask; else the top of the model's own map in "
+             "each box or in the whole image, read again as training went) was pasted onto "
+             "training normals at random places, flips, turns and opacities, in place of a "
+             "share of the synthetic defects; the labeled images themselves did not train the "
+             "head, and no held-out normal was pasted on; so they no longer judge the fusion "
+             "weight nor an f1 threshold: the held-out normals set it; none was scored in the "
+             "evaluation",
 }
+POSITIVE_STEPS_HOW = {"mixed": "in two windows of every training batch, at the coarse view's "
+                               "scale, instead of a forward pass of their own every second step"}
+LATENT_LABELS_HOW = {"classifier": "the latent classifier's defect probability came from a "
+                                   "nearest-centre classifier on the latent codes (one centre "
+                                   "per type and one for the normals), not label spreading"}
 
 
 @dataclass
@@ -84,7 +98,7 @@ class RunData:
         good_rows: labeled normals that joined ``fit_images``.
         defect_rows: labeled defects (calibration and label spreading).
         positives: the labeled defects as the segmentation head trains on them (empty
-            unless ``tcfg.extra["labeled_defects"]`` is ``head``).
+            unless ``tcfg.extra["labeled_defects"]`` is ``head`` or ``paste``).
         summary: what ``bundle.json`` says of the data.
     """
 
@@ -192,14 +206,13 @@ def read_run_data(ds: Dataset, labels: str | Path | dict[str, str] | None, mcfg:
                               "labeled_images": len(label_rows),
                               "labeled_good_trained": len(good_rows)}
     if positives:
-        summary |= {"labeled_defects": positives_summary(positives),
-                    "labeled_defects_used_by": mode,
-                    "labeled_defects_how": LABELED_DEFECTS_HOW[mode]}
+        summary |= labeled_summary(positives, tcfg)
     if wants_generator(tcfg) and not positives:
         raise DataError("the defect generator (--generator, --synth learned) learns from "
                         "labeled defects: give --labels with at least one defect row")
     return RunData(mcfg, fit_images, [images[i] for i in hold_idx], label_rows, good_rows,
-                   defect_rows, positives if mode == "head" else [], summary, positives)
+                   defect_rows, positives if mode in ("head", "paste") else [], summary,
+                   positives)
 
 
 def wants_generator(tcfg: TrainConfig) -> bool:
@@ -208,16 +221,36 @@ def wants_generator(tcfg: TrainConfig) -> bool:
             or tcfg.extra.get("labeled_defects") == "generator")
 
 
+def labeled_summary(positives: list[Positive], tcfg: TrainConfig) -> dict:
+    """What ``bundle.json`` says of the labeled defects: how many of each type with which
+    regions, and what they trained, how (the options that were not the defaults named)."""
+    mode = labeled_defects_mode(tcfg)
+    out = {"labeled_defects": positives_summary(positives), "labeled_defects_used_by": mode,
+           "labeled_defects_how": LABELED_DEFECTS_HOW[mode]}
+    step = tcfg.extra.get("positive_step", "extra")
+    if mode == "head" and step != "extra":
+        out |= {"positive_step": step, "positive_step_how": POSITIVE_STEPS_HOW[step]}
+    latent = tcfg.extra.get("latent_labels", "spread")
+    if latent != "spread":
+        out |= {"latent_labels": latent, "latent_labels_how": LATENT_LABELS_HOW[latent]}
+    return out
+
+
 def labeled_defects_mode(tcfg: TrainConfig) -> str:
-    """What the labeled defects train: ``latent`` (label spreading, fusion weight, f1 rule)
-    or ``head`` (the segmentation head too), from ``tcfg.extra``.
+    """What the labeled defects train: ``latent`` (label spreading, fusion weight, f1 rule),
+    ``head`` (the segmentation head too), ``paste`` (pasted onto training normals) or
+    ``generator`` (the defect generator alone), from
+    ``tcfg.extra``; its ``positive_step`` and ``latent_labels`` are checked too.
 
     Raises:
-        DataError: another value.
+        DataError: another value of any of the three.
     """
     mode = tcfg.extra.get("labeled_defects", "latent")
     if mode not in LABELED_DEFECTS:
         raise DataError(f"labeled_defects {mode!r}: use one of {LABELED_DEFECTS}")
+    for key, allowed in (("positive_step", POSITIVE_STEPS), ("latent_labels", LATENT_LABELS)):
+        if tcfg.extra.get(key, allowed[0]) not in allowed:
+            raise DataError(f"{key} {tcfg.extra[key]!r}: use one of {allowed}")
     return mode
 
 
@@ -230,7 +263,8 @@ def calibrate_run(insp: Inspector, run: RunData, ds: Dataset, normal_mu: np.ndar
     defect_images = labeled_images(rows, run.mcfg)
     if rows:
         labeled_paths = {str(it.path) for it, _ in run.label_rows}
-        spread_labels(insp, normal_mu, rows, defect_images, ds, labeled_paths)
+        spread_labels(insp, normal_mu, rows, defect_images, ds, labeled_paths,
+                      tcfg.extra.get("latent_labels", "spread"))
     labeled = (defect_images, np.ones(len(rows), bool)) if rows else None
     return calibrate(insp, run.holdout, tcfg, labeled=labeled,
                      head_trained_on_labeled=bool(run.positives))

@@ -110,15 +110,26 @@ def _add_calibration_options(train: argparse.ArgumentParser) -> None:
                        help="f1: with --labels that include defects, use the F1-optimal "
                             "threshold (not with --labeled-defects head: defects the head "
                             "trained on cannot judge it, and the held-out normals set it)")
-    train.add_argument("--labeled-defects", choices=("latent", "head", "generator"),
+    train.add_argument("--labeled-defects", choices=("latent", "head", "paste", "generator"),
                        default="latent",
                        help="what defects among --labels train: latent (default: label "
-                            "spreading, the fusion weight, the f1 rule) or head (the "
+                            "spreading, the fusion weight, the f1 rule), head (the "
                             "segmentation head too, as real positives: image labels by "
                             "multiple-instance learning, regions as full supervision; measured "
                             "on 2026-12-04 it lowered image AUROC at the same budget, see "
-                            "benchmarks/HISTORY.md) or generator (only the defect generator "
+                            "benchmarks/HISTORY.md) or paste (their defects, by mask or the "
+                            "top of the model's map, pasted onto training normals in place of "
+                            "some synthetic defects) or generator (only the defect generator "
                             "learns from them; implies --generator)")
+    train.add_argument("--positive-step", choices=("extra", "mixed"), default="extra",
+                       help="with --labeled-defects head: extra (default: a forward pass of "
+                            "labeled defects every second step) or mixed (two windows of every "
+                            "training batch are labeled defects: no extra pass)")
+    train.add_argument("--latent-labels", choices=("spread", "classifier"), default="spread",
+                       help="how labeled defects name and score latent codes: spread (default: "
+                            "label spreading) or classifier (a nearest-centre classifier per "
+                            "type); either earns a share of the latent score only when it "
+                            "ranks the labeled defects, labels hidden, better than the distance")
     train.add_argument("--fusion", choices=("auto", "reconstruction", "max", "weighted"),
                        help="how the reconstruction and latent scores combine (default auto: "
                             "weighted at --fusion-weight, or with labeled defects the weight "
@@ -364,6 +375,10 @@ def training_configs(args: argparse.Namespace):
                          "preset": args.preset}
     if args.labeled_defects != "latent":  # absent by default: bundle.json as before
         train_kw["extra"]["labeled_defects"] = args.labeled_defects
+    if args.positive_step != "extra":
+        train_kw["extra"]["positive_step"] = args.positive_step
+    if args.latent_labels != "spread":
+        train_kw["extra"]["latent_labels"] = args.latent_labels
     _check_fields(ModelConfig, model_kw)
     return ModelConfig(**model_kw), TrainConfig(**train_kw)
 

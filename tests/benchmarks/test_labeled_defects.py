@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from benchmarks.labeled_defects import data_view, draw, main, write_labels
+from benchmarks.labeled_defects import VARIANTS, data_view, draw, main, plan, write_labels
 from models.data import open_dataset
 from models.synth_demo import make_demo_dataset
 
@@ -51,6 +51,27 @@ def test_each_variant_writes_its_own_regions(demo, tmp_path):
     for _path, _label, boxes in rows["boxes"]:
         assert all(len(b) == 4 and b[2] > 0 and b[3] > 0 for b in json.loads(boxes))
     assert all(r[2].endswith("_mask.png") for r in rows["mask"])
+
+
+def test_each_variant_runs_at_every_k_or_at_its_own():
+    assert plan("paste@2,mixed,classifier@10", [0, 5]) == [
+        ("paste", 2), ("mixed", 5), ("classifier", 10)]
+    assert plan("paste,paste@5", [5]) == [("paste", 5)]  # once each
+    with pytest.raises(ValueError, match="unknown variant 'none'"):
+        plan("none@2", [5])
+    with pytest.raises(ValueError, match="paste@0: k must be 1 or more"):
+        plan("paste@0", [5])
+    # the pasting and classifier variants train as their options say, from their own regions
+    assert VARIANTS["paste-boxes"] == ("boxes", {"labeled_defects": "paste"})
+    assert VARIANTS["mixed"][1] == {"labeled_defects": "head", "positive_step": "mixed"}
+    assert VARIANTS["classifier"][1] == {"latent_labels": "classifier"}
+
+
+def test_pasting_variants_write_the_regions_they_name(demo, tmp_path):
+    drawn = draw(open_dataset(demo).test, 1, seed=0)
+    boxes = list(csv.reader(write_labels(drawn, 1, "paste-boxes", tmp_path / "b.csv").open()))
+    image = list(csv.reader(write_labels(drawn, 1, "paste", tmp_path / "i.csv").open()))
+    assert all(json.loads(r[2]) for r in boxes[1:]) and all(r[2] == "" for r in image[1:])
 
 
 @pytest.mark.slow

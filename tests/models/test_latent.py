@@ -256,3 +256,41 @@ def test_neighbour_probabilities_in_chunks_match_the_direct_computation():
     want /= want.sum(1, keepdims=True)
     got = _neighbour_probabilities(x, points, dist, chunk=16)
     assert got == pytest.approx(want, abs=1e-5)
+
+
+def test_the_classifier_names_types_from_a_few_labels_and_survives_the_round_trip():
+    rng = np.random.default_rng(12)
+    good = rng.normal(0, 1, (60, 3))
+    crack = rng.normal([6, 0, 0], 0.5, (20, 3))
+    dent = rng.normal([0, -6, 0], 0.5, (20, 3))
+    clf = LatentClassifier.fit(good[:40])
+    labels = ["good"] * 60 + ["crack"] * 3 + [None] * 17 + ["dent"] * 3 + [None] * 17
+    clf.spread(np.concatenate([good, crack, dent]), labels, method="classifier")
+    assert clf.uses_classifier and clf.classes == ["good", "crack", "dent"]
+    probe = np.concatenate([rng.normal(0, 1, (5, 3)), rng.normal([6, 0, 0], 0.5, (5, 3)),
+                            rng.normal([0, -6, 0], 0.5, (5, 3))])
+    _, _, clusters = clf.score(probe, distance_scale=3.0)
+    assert clusters == ["good"] * 5 + ["crack"] * 5 + ["dent"] * 5
+    again = LatentClassifier.from_state(clf.state(), clf.classes)
+    np.testing.assert_allclose(again.class_probabilities(probe), clf.class_probabilities(probe))
+    # label spreading keeps the state it had: no classifier arrays in it
+    clf.spread(np.concatenate([good, crack, dent]), labels)
+    assert not clf.uses_classifier and "centres" not in clf.state()
+
+
+def test_the_classifier_judges_a_labeled_point_with_its_label_hidden():
+    # ten labeled pits in a clump, one labeled dent alone: hidden in turn, a pit is still
+    # a pit (the other nine make the centre), the dent is nothing its class knows
+    rng = np.random.default_rng(13)
+    normal = rng.normal(0, 1, (200, 2))
+    pits = rng.normal([8, 0], 0.5, (10, 2))
+    dent = np.array([[0.0, 8.0]])
+    clf = LatentClassifier.fit(normal[100:])
+    clf.spread(np.concatenate([normal[:100], pits, dent]),
+               ["good"] * 100 + ["pit"] * 10 + ["dent"], method="classifier")
+    assert clf.classes == ["good", "dent", "pit"]
+    index = np.flatnonzero(clf.graph_labels >= 0)
+    held = clf.held_out_probabilities(index)
+    assert held[100:110, 2].min() > 0.9 and held[:100, 0].mean() > 0.9
+    assert clf.class_probabilities(dent)[0, 1] > 0.5  # its own label in the centre
+    assert held[110, 1] == 0.0  # hidden, its class has no point left

@@ -52,6 +52,16 @@ def test_labeled_defects_train_the_head_only_when_the_cli_asks():
     assert tcfg.extra["labeled_defects"] == "head"
     with pytest.raises(SystemExit):
         parser.parse_args(base + ["--labeled-defects", "both"])
+    # the issue-26 levers: each one key in extra, absent by default
+    assert not {"positive_step", "latent_labels"} & set(tcfg.extra)
+    _, tcfg = training_configs(parser.parse_args(base + [
+        "--labeled-defects", "paste", "--positive-step", "mixed", "--latent-labels",
+        "classifier"]))
+    assert (tcfg.extra["labeled_defects"], tcfg.extra["positive_step"],
+            tcfg.extra["latent_labels"]) == ("paste", "mixed", "classifier")
+    for flag in ("--positive-step", "--latent-labels"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(base + [flag, "both"])
 
 
 def test_eval_replays_the_bundles_training_split_or_says_it_cannot(tiny_bundle, tmp_path,
