@@ -76,7 +76,8 @@ def load_inspector(settings: Settings) -> Any:
         raise BundleError("no model bundle given: pass --model BUNDLE_DIR or set KENSA_MODEL")
     from models.inference import Inspector  # torch and the networks load here, not on import
 
-    return Inspector.load(settings.model, device=settings.device, key=settings.bundle_key_bytes)
+    return Inspector.load(settings.model, device=settings.device, key=settings.bundle_key_bytes,
+                          runtime=settings.runtime)
 
 
 def lifespan(settings: Settings, metrics: Metrics, inspector: Any = None,
@@ -153,7 +154,8 @@ async def start(app: FastAPI, settings: Settings, metrics: Metrics, loaded: Any)
                               str(loaded.device)).set(1)
     log.info("ready", extra={"fields": {
         "model": str(settings.model), "version": info.get("version"),
-        "device": loaded.device, "image_threshold": loaded.image_threshold,
+        "device": loaded.device, "runtime": getattr(loaded, "runtime", "torch"),
+        "image_threshold": loaded.image_threshold,
         "threshold_override": settings.threshold}})
 
 
@@ -232,7 +234,7 @@ def create_app(settings: Settings | None = None, *, inspector: Any = None,
 
 
 def run(model: str | None = None, host: str | None = None, port: int | None = None,
-        device: str | None = None) -> None:
+        device: str | None = None, runtime: str | None = None) -> None:
     """``kensa serve``: settings from the environment, these arguments win (None keeps them).
 
     Checks the settings, the folders and the bundle's files before binding the port, so a
@@ -242,7 +244,7 @@ def run(model: str | None = None, host: str | None = None, port: int | None = No
     ``/health/ready`` 503 until it is loaded; a load that fails still ends the process with
     status 2 and its message.
     """
-    given = {"model": model, "host": host, "port": port, "device": device}
+    given = {"model": model, "host": host, "port": port, "device": device, "runtime": runtime}
     try:
         settings = Settings(**{k: v for k, v in given.items() if v is not None})
     except ValidationError as exc:
@@ -289,17 +291,22 @@ def check_folders(settings: Settings) -> None:
 
 
 def check_bundle(settings: Settings) -> None:
-    """The bundle's files, version id and signature, before the port opens (the weights load
-    after it).
+    """The bundle's files, version id and signature (and with ``KENSA_RUNTIME=onnx`` its
+    ONNX graphs), before the port opens (the weights load after it).
 
     Raises:
-        BundleError: none named, or missing, incomplete, edited or not signed with the key.
+        BundleError: none named, or missing, incomplete, edited or not signed with the key;
+            on onnx, graphs missing (the message says how to export them) or changed.
     """
     if settings.model is None:
         raise BundleError("no model bundle given: pass --model BUNDLE_DIR or set KENSA_MODEL")
     from models.bundle import read_info
 
-    read_info(settings.model, key=settings.bundle_key_bytes)
+    info = read_info(settings.model, key=settings.bundle_key_bytes)
+    if settings.runtime == "onnx":
+        from models.exports import graph_paths
+
+        graph_paths(settings.model, info, key=settings.bundle_key_bytes)
 
 
 def server_config(app: FastAPI, settings: Settings):
