@@ -52,12 +52,15 @@ class OnnxNetworks:
 
     runtime = "onnx"
 
-    def __init__(self, graphs: dict[str, Path], device: torch.device,
-                 threads: int = 0):
+    def __init__(self, graphs: dict[str, Path], device: torch.device, threads: int = 0,
+                 spinning: bool = False, level: str = "all"):
         """
         Args:
             graphs: ``{"defect": path, "encode": path}`` (:func:`models.exports.graph_paths`).
             threads: onnxruntime's intra-op threads; 0 lets it take one per core.
+            spinning: let idle pool threads spin (onnxruntime's own default): costs another
+                process on the same cores its time for nothing (``benchmarks/HISTORY.md``).
+            level: graph optimizations, ``basic``, ``extended`` or ``all``.
         """
         try:
             import onnxruntime as ort
@@ -67,8 +70,11 @@ class OnnxNetworks:
         self.device = device
         self.providers = providers(ort.get_available_providers(), device.type)
         options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
+                                                   f"ORT_ENABLE_{level.upper()}")
         options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning",
+                                         "1" if spinning else "0")
         options.log_severity_level = 3  # warnings about unused initializers etc. are noise
         self.sessions = {name: ort.InferenceSession(str(path), options,
                                                     providers=self.providers)
