@@ -160,21 +160,22 @@ def ratios(run: dict) -> dict:
     return out
 
 
-# figure of a run -> (where it is, True when more is better)
-COMPARED = {"raw images/s": (("raw", "images_per_s"), True),
-            "pipeline images/s": (("pipeline", "verdict", "best", "images_per_s"), True),
-            "pipeline batch-1 p50": (("pipeline", "verdict", "batch_1", "p50_ms"), False)}
-for _clients in ("1", "8", "64"):
-    COMPARED[f"http {_clients} clients images/s"] = (("http", "inspect", _clients,
-                                                      "images_per_s"), True)
-    COMPARED[f"http {_clients} clients p50"] = (("http", "inspect", _clients, "p50_ms"), False)
-    COMPARED[f"http {_clients} clients p99"] = (("http", "inspect", _clients, "p99_ms"), False)
-COMPARED["server peak RSS"] = (("memory", "server_peak_rss_mb"), False)
+def compared(run: dict) -> dict[str, tuple[str, ...]]:
+    """The figures the runtimes are compared on: name -> where it is in a run."""
+    out = {"raw images/s": ("raw", "images_per_s"),
+           "pipeline images/s": ("pipeline", "verdict", "best", "images_per_s"),
+           "pipeline batch-1 p50": ("pipeline", "verdict", "batch_1", "p50_ms")}
+    for clients in (k for k in (run.get("http") or {}).get("inspect", {}) if k != "best"):
+        out[f"http {clients} clients images/s"] = ("http", "inspect", clients, "images_per_s")
+        out[f"http {clients} clients p50"] = ("http", "inspect", clients, "p50_ms")
+        out[f"http {clients} clients p99"] = ("http", "inspect", clients, "p99_ms")
+    out["server peak RSS"] = ("memory", "server_peak_rss_mb")
+    return out
 
 
 def runtime_ratios(runs: list[dict]) -> list[dict]:
     """Each runtime other than the first against the first (torch, by default), per device and
-    size: ``value / first value`` of each :data:`COMPARED` figure (for throughput above 1 is
+    size: ``value / first value`` of each :func:`compared` figure (for throughput above 1 is
     faster, for latency and memory below 1 is less)."""
     by_key = {(r["device"], r["size"], r["runtime"]): r for r in runs}
     order = list(dict.fromkeys(r["runtime"] for r in runs))
@@ -184,7 +185,7 @@ def runtime_ratios(runs: list[dict]) -> list[dict]:
         if runtime == order[0] or base is None:
             continue
         row = {"device": device, "size": size, "runtime": runtime, "over": order[0]}
-        for name, (where, _) in COMPARED.items():
+        for name, where in compared(base).items():
             row[name] = _ratio(_dig(run, where), _dig(base, where))
         out.append(row)
     return out
