@@ -15,6 +15,7 @@ Prints images/s per variant and round and each variant's ratio to torch in the s
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import tempfile
 import threading
@@ -40,7 +41,7 @@ class PlainLayoutNetworks:
     runtime = "torch-nchw"
 
     def __init__(self, nets):
-        self.model = nets.model.to(memory_format=torch.contiguous_format)
+        self.model = copy.deepcopy(nets.model).to(memory_format=torch.contiguous_format)
         self.vae = nets.vae
 
     def defect(self, x):
@@ -51,15 +52,18 @@ class PlainLayoutNetworks:
         return self.vae.encode(x.contiguous())[0].float().cpu().numpy()
 
 
-def onnx_variants(bundle: Path, work: Path, data: Path | None) -> dict:
-    """Name -> networks (or None to keep the inspector's torch networks)."""
+def variants_of(bundle: Path, work: Path, data: Path | None) -> dict:
+    """Name -> networks to run instead of the shipped torch ones."""
     from models.bundle import read_info
     from models.exports import GRAPHS, graph_paths
+    from models.inference import Inspector
     from models.networks import OnnxNetworks
 
     cpu = torch.device("cpu")
     graphs = graph_paths(bundle, read_info(bundle))
-    out = {"onnx all": OnnxNetworks(graphs, cpu),
+    shipped = Inspector.load(bundle, device="cpu").networks
+    out = {"torch nchw": PlainLayoutNetworks(shipped),
+           "onnx all": OnnxNetworks(graphs, cpu),
            "onnx basic": OnnxNetworks(graphs, cpu, level="basic"),
            "onnx 1 thread": OnnxNetworks(graphs, cpu, threads=1),
            "onnx spinning": OnnxNetworks(graphs, cpu, spinning=True)}
@@ -192,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def measure_all(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="kensa-variants-") as work:
-        variants = onnx_variants(args.model, Path(work), args.data)
+        variants = variants_of(args.model, Path(work), args.data)
         for batch in (int(b) for b in args.batch.split(",")):
             print(f"batch {batch}, uploads {args.size}x{args.size}: raw_scores images/s",
                   flush=True)
