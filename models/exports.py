@@ -44,6 +44,7 @@ from torch import nn
 from .bundle import Bundle, load_bundle, read_info, sha256
 from .errors import BundleError
 from .fingerprint import signature
+from .networks import OnnxNetworks, TorchNetworks
 from .preprocess import stride_multiple
 
 FORMATS = ("onnx",)
@@ -133,8 +134,6 @@ def _parity(folder: Path, bundle: Bundle) -> dict[str, float]:
     batch sizes (and, for ``defect``, a non-square shape), relative to the output's largest
     magnitude (at least 1: the logits reach 10 and more, float sums in another order differ
     in their last digits); raises over ``PARITY_TOLERANCE``."""
-    from .networks import OnnxNetworks, TorchNetworks
-
     cfg, cpu = bundle.cfg, torch.device("cpu")
     nets = OnnxNetworks({k: folder / v for k, v in GRAPHS.items()}, cpu, threads=1)
     ref = TorchNetworks(bundle.model, bundle.vae, cpu)

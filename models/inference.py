@@ -85,7 +85,6 @@ class Inspector:
         torch_networks = TorchNetworks(model, vae, self.torch_device)
         self.model, self.vae = torch_networks.model, torch_networks.vae
         self.networks = networks or torch_networks
-        self.runtime = self.networks.runtime
         self.latent = latent
         self.cal = calibration
         self.info = info or {}
@@ -108,6 +107,11 @@ class Inspector:
         bundle = load_bundle(path, key)
         return cls(bundle.cfg, bundle.model, bundle.vae, bundle.latent, bundle.cal,
                    device=device, info=bundle.info, networks=networks)
+
+    @property
+    def runtime(self) -> str:
+        """What runs the networks: ``torch`` or ``onnx``."""
+        return self.networks.runtime
 
     @property
     def image_threshold(self) -> float:
