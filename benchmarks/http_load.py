@@ -53,6 +53,7 @@ class Server:
 
     bundle: Path
     device: str
+    runtime: str = "torch"
     proc: subprocess.Popen | None = None
     port: int = 0
     logfile: Path | None = None
@@ -71,7 +72,8 @@ class Server:
         fd, name = tempfile.mkstemp(prefix="kensa-bench-server-", suffix=".log")
         self.logfile = Path(name)
         cmd = [sys.executable, "-m", "service.cli", "serve", "--model", str(self.bundle),
-               "--host", "127.0.0.1", "--port", str(self.port), "--device", self.device]
+               "--host", "127.0.0.1", "--port", str(self.port), "--device", self.device,
+               "--runtime", self.runtime]
         print(f"[speed] starting {' '.join(cmd[1:])}", flush=True)
         self.proc = subprocess.Popen(cmd, stdout=fd, stderr=subprocess.STDOUT, env=env,
                                      cwd=REPO_ROOT)

@@ -63,7 +63,8 @@ def best_batch(inspector, jpegs: list[bytes], seconds: float, device: str) -> di
         except torch.cuda.OutOfMemoryError:
             break
     best = max(search, key=search.get)
-    print(f"[speed] {device}: raw images/s by batch {search} -> best batch {best}", flush=True)
+    print(f"[speed] {device} {inspector.runtime}: raw images/s by batch {search} -> best batch "
+          f"{best}", flush=True)
     return {"best_batch": int(best), "search": search}
 
 

@@ -13,7 +13,7 @@ from .workload import JPEG_QUALITY
 ACC_COLUMNS = (("image AUROC", "image_auroc"), ("pixel AUROC", "pixel_auroc"),
                ("AUPRO", "aupro"), ("F1", "f1"), ("false alarms", "false_alarm_rate"),
                ("misses", "miss_rate"), ("train s", "training_seconds"))
-SPEED_HEAD = ["device", "size", "what", "batch/clients", "images/s", "p50 ms", "p99 ms",
+SPEED_HEAD = ["device", "runtime", "size", "what", "batch/clients", "images/s", "p50 ms", "p99 ms",
               "CPU ms/img", "model batch"]
 STAGES = ["decode", "prepare", "forward", "post", "answer", "heatmap_png", "mask_png"]
 
@@ -62,18 +62,31 @@ def speed_tables(speed: dict) -> str:
         _per_run_table(runs, "stages_ms_per_image", STAGES, 3),
         "\nMemory (MiB)",
         _per_run_table(runs, "memory", sorted({k for r in runs for k in r["memory"]}), 1),
+        *runtime_table(speed.get("runtime_ratios") or []),
     ])
+
+
+def runtime_table(rows: list[dict]) -> list[str]:
+    """The runtimes' ratios (``benchmarks.speed.runtime_ratios``), one line per figure."""
+    if not rows:
+        return []
+    head = [f"{r['runtime']}/{r['over']} {r['device']} {r['size']}" for r in rows]
+    names = [k for k in rows[0] if k not in ("device", "size", "runtime", "over")]
+    names = [n for n in names if any(r[n] is not None for r in rows)]  # levels not run
+    return [("\nRuntimes side by side (ratio of each figure; images/s: >1 is faster, p50/p99 "
+             "and RSS: <1 is less)"),
+            table(["figure"] + head, [[n] + [cell(r[n], 3) for r in rows] for n in names])]
 
 
 def _speed_row(device, size, label, key, m: dict) -> list:
     cpu = m.get("cpu_ms_per_image", m.get("server_cpu_ms_per_image"))
-    return [device, size, label, key, cell(m["images_per_s"], 1), cell(m["p50_ms"], 2),
+    return [*device, size, label, key, cell(m["images_per_s"], 1), cell(m["p50_ms"], 2),
             cell(m["p99_ms"], 2), cell(cpu, 2), cell(m.get("mean_model_batch"), 1)]
 
 
 def _speed_rows(run: dict, http_batch_files: int) -> list[list]:
     """One device x size: (a), (b) at each batch, (c) at each concurrency."""
-    device, size = run["device"], run["size"]
+    device, size = (run["device"], run.get("runtime", "torch")), run["size"]
     rows = [_speed_row(device, size, "(a) raw forward", run["raw"]["best_batch"], run["raw"])]
     for name, label in (("verdict", "(b) pipeline"), ("pictures", "(b) +heatmap+mask")):
         for key, m in run["pipeline"][name].items():
@@ -84,14 +97,14 @@ def _speed_rows(run: dict, http_batch_files: int) -> list[list]:
         for key, m in (run.get("http") or {}).get(name, {}).items():
             if key != "best":
                 rows.append(_speed_row(device, size, label, key, m) if "images_per_s" in m
-                            else [device, size, label, key, "skipped", "", "", "", ""])
+                            else [*device, size, label, key, "skipped", "", "", "", ""])
     return rows
 
 
 def _per_run_table(runs: list[dict], part: str, keys: list[str], digits: int) -> str:
-    return table(["device", "size"] + keys,
-                 [[r["device"], r["size"]] + [cell(r[part].get(k), digits) for k in keys]
-                  for r in runs])
+    return table(["device", "runtime", "size"] + keys,
+                 [[r["device"], r.get("runtime", "torch"), r["size"]]
+                  + [cell(r[part].get(k), digits) for k in keys] for r in runs])
 
 
 def cell(v, digits: int = 3) -> str:

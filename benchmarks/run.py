@@ -17,7 +17,7 @@ from .machine import machine_info
 from .report import accuracy_table, speed_tables, write_json
 from .speed import speed
 
-SETTINGS = ("data", "max_minutes", "epochs", "sizes", "seconds", "device", "model",
+SETTINGS = ("data", "max_minutes", "epochs", "sizes", "seconds", "device", "runtime", "model",
             "concurrency", "http_batch", "skip_speed", "skip_http", "skip_accuracy")
 
 

@@ -17,16 +17,18 @@ import torch
 import torch.nn.functional as F
 
 from .autoencoder import DefectModel
-from .bundle import load_bundle
+from .bundle import load_bundle, read_info
 from .config import ModelConfig
 from .data import GOOD
 from .device import pick_device, to_device
+from .exports import graph_paths, has_graphs
 from .latent import ANOMALY, LatentClassifier
 from .maps import gaussian_blur, residual_map
+from .networks import OnnxNetworks, TorchNetworks, onnxruntime_installed
 from .preprocess import model_shape, prepare_for, same_shape_groups, shrink, vae_input
 from .results import ABNORMAL, NORMAL, LatentVerdict, ReconstructionVerdict, Region, Result
 from .thresholds import Calibration
-from .vae import VAE, grid_cells, latent_means
+from .vae import VAE, grid_cells
 
 # test-time flips: the tensor dimensions each one reverses in (B, C, H, W)
 FLIPS: dict[str, tuple[int, ...]] = {"h": (3,), "v": (2,), "hv": (2, 3)}
@@ -56,17 +58,20 @@ class Inspector:
     """Scores images with a trained reconstruction model, VAE and latent classifier.
 
     Build with :meth:`load` (from a bundle) or directly from in-memory models (the trainer
-    does, to calibrate).
+    does, to calibrate). The networks run on torch, or with ``networks`` on another runtime
+    (:mod:`models.networks`); ``model`` and ``vae`` stay the torch modules either way.
     """
 
     def __init__(self, cfg: ModelConfig, model: DefectModel, vae: VAE,
                  latent: LatentClassifier, calibration: Calibration, device: str = "auto",
-                 info: dict | None = None, max_batch: int | None = None):
+                 info: dict | None = None, max_batch: int | None = None,
+                 networks: OnnxNetworks | None = None):
         self.cfg = cfg
         self.torch_device = pick_device(device)
         self.device = self.torch_device.type
-        self.model = model.to(self.torch_device).eval().to(memory_format=torch.channels_last)
-        self.vae = vae.to(self.torch_device).eval()
+        torch_networks = TorchNetworks(model, vae, self.torch_device)
+        self.model, self.vae = torch_networks.model, torch_networks.vae
+        self.networks = networks or torch_networks
         self.latent = latent
         self.cal = calibration
         self.info = info or {}
@@ -75,13 +80,28 @@ class Inspector:
         self.max_batch = max_batch or (64 if self.device == "cuda" else 8)
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto", key: bytes | None = None
-             ) -> Inspector:
+    def load(cls, path: str | Path, device: str = "auto", key: bytes | None = None,
+             runtime: str = "torch") -> Inspector:
         """Loads a bundle directory written by ``kensa train`` (see :mod:`models.bundle`);
-        with ``key``, only a bundle signed with it."""
+        with ``key``, only a bundle signed with it. ``runtime`` ``onnx`` runs the networks'
+        graphs that ``kensa export`` added to it (:mod:`models.exports`); ``auto`` does so
+        when the bundle has graphs and onnxruntime is installed, else runs torch."""
+        networks = None
+        if runtime == "auto":
+            runtime = "onnx" if has_graphs(path) and onnxruntime_installed() else "torch"
+        if runtime == "onnx":  # the graphs are checked before the weights are read
+            graphs = graph_paths(path, read_info(path, key), key)
+            networks = OnnxNetworks(graphs, pick_device(device))
+        elif runtime != "torch":
+            raise ValueError(f"unknown runtime {runtime!r}: torch, onnx or auto")
         bundle = load_bundle(path, key)
         return cls(bundle.cfg, bundle.model, bundle.vae, bundle.latent, bundle.cal,
-                   device=device, info=bundle.info)
+                   device=device, info=bundle.info, networks=networks)
+
+    @property
+    def runtime(self) -> str:
+        """What runs the networks: ``torch`` or ``onnx``."""
+        return self.networks.runtime
 
     @property
     def image_threshold(self) -> float:
@@ -153,16 +173,11 @@ class Inspector:
         and both come back flipped, so they lie over ``x``."""
         if flip is not None:
             x = torch.flip(x, FLIPS[flip]).contiguous(memory_format=torch.channels_last)
-        two_views = 0 < self.cfg.coarse_scale < 1
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device == "cuda"):
-            recon, logits = self.model(x)
-            if two_views:
-                small = shrink(x, self.cfg)
-                s_recon, s_logits = self.model(small)
-        recon = recon.float()
-        amap = self.anomaly_map(x, recon, logits.float())
-        if two_views:
-            coarse = self.anomaly_map(small, s_recon.float(), s_logits.float())
+        recon, logits = self.networks.defect(x)
+        amap = self.anomaly_map(x, recon, logits)
+        if 0 < self.cfg.coarse_scale < 1:  # the coarse view
+            small = shrink(x, self.cfg)
+            coarse = self.anomaly_map(small, *self.networks.defect(small))
             amap = 0.5 * (amap + F.interpolate(coarse, size=amap.shape[-2:], mode="bilinear",
                                                align_corners=False))
         if flip is not None:
@@ -203,8 +218,9 @@ class Inspector:
 
     def _latent_means(self, x: torch.Tensor) -> np.ndarray:
         """``(B, C, h, w)`` prepared inputs (one shape) -> ``(B, P, D)`` VAE latent means."""
-        return latent_means(self.vae, vae_input(x, self.cfg.vae_image_size), self.max_batch,
-                            autocast=self.device == "cuda")
+        views = vae_input(x, self.cfg.vae_image_size)
+        return np.concatenate([self.networks.encode(views[i:i + self.max_batch])
+                               for i in range(0, len(views), self.max_batch)])
 
     @torch.inference_mode()
     def latent_means(self, images: Sequence[np.ndarray], prepared: bool = False) -> np.ndarray:

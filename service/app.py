@@ -89,7 +89,8 @@ def bundle_loader(settings: Settings) -> Callable[[Any], Any]:
     from models.inference import Inspector  # torch and the networks load here, not on import
 
     return lambda path: Inspector.load(path, device=settings.device,
-                                       key=settings.bundle_key_bytes)
+                                       key=settings.bundle_key_bytes,
+                                       runtime=settings.runtime)
 
 
 def load_models(settings: Settings) -> Any:
@@ -189,6 +190,7 @@ async def start(app: FastAPI, settings: Settings, metrics: Metrics, loaded: Any)
     log.info("ready", extra={"fields": {
         "model": str(settings.models_dir or settings.model), "part": fleet.primary,
         "version": info.get("version"), "device": primary.device,
+        "runtime": primary.runtime,
         "image_threshold": primary.image_threshold, "threshold_override": settings.threshold}})
 
 
@@ -314,7 +316,7 @@ def create_app(settings: Settings | None = None, *, inspector: Any = None,
 
 
 def run(model: str | None = None, host: str | None = None, port: int | None = None,
-        device: str | None = None) -> None:
+        device: str | None = None, runtime: str | None = None) -> None:
     """``kensa serve``: settings from the environment, these arguments win (None keeps them).
 
     Checks the settings, the folders and the bundle's files before binding the port, so a
@@ -324,7 +326,7 @@ def run(model: str | None = None, host: str | None = None, port: int | None = No
     ``/health/ready`` 503 until it is loaded; a load that fails still ends the process with
     status 2 and its message.
     """
-    given = {"model": model, "host": host, "port": port, "device": device}
+    given = {"model": model, "host": host, "port": port, "device": device, "runtime": runtime}
     try:
         settings = Settings(**{k: v for k, v in given.items() if v is not None})
     except ValidationError as exc:
@@ -378,10 +380,12 @@ def check_folders(settings: Settings) -> None:
 
 def check_bundle(settings: Settings) -> None:
     """The bundle's files, version id and signature, before the port opens (the weights load
-    after it); with a models root, those of its start-up part's active version.
+    after it), with ``KENSA_RUNTIME=onnx`` its ONNX graphs too; with a models root, those of
+    its start-up part's active version.
 
     Raises:
-        BundleError: none named, or missing, incomplete, edited or not signed with the key.
+        BundleError: none named, or missing, incomplete, edited or not signed with the key;
+            on onnx, graphs missing (the message says how to export them) or changed.
         ModelsRootError: the models root is missing or unreadable, or its start-up part has
             no valid active version; or both KENSA_MODEL and KENSA_MODELS_DIR are set.
     """
@@ -392,7 +396,11 @@ def check_bundle(settings: Settings) -> None:
         raise BundleError("no model bundle given: pass --model BUNDLE_DIR or set KENSA_MODEL")
     from models.bundle import read_info
 
-    read_info(settings.model, key=settings.bundle_key_bytes)
+    info = read_info(settings.model, key=settings.bundle_key_bytes)
+    if settings.runtime == "onnx":
+        from models.exports import graph_paths
+
+        graph_paths(settings.model, info, key=settings.bundle_key_bytes)
 
 
 def check_models_root(settings: Settings) -> None:

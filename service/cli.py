@@ -19,6 +19,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from models.config import DEVICES
 from models.errors import KensaError
 
+RUNTIMES = ("torch", "onnx", "auto")  # models.networks.CHOICES, without importing torch here
+EXPORT_FORMATS = ("onnx",)
+
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
 NO_BENCHMARKS = ("kensa bench: the benchmarks are not installed here (the image ships only the "
                  "server and the trainer): run them from a checkout of the repository, "
@@ -35,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval(commands)
     add_generate(commands)
     add_serve(commands)
+    add_export(commands)
     add_db(commands)
     add_watch(commands)
     add_models(commands)
@@ -181,6 +185,9 @@ def add_eval(commands) -> None:
                           help="MVTec AD layout folder with test/")
     evaluate.add_argument("--json", type=Path, help="also write the report as JSON here")
     evaluate.add_argument("--device", choices=DEVICES, default="auto", help="default auto")
+    evaluate.add_argument("--runtime", choices=RUNTIMES,
+                          help="what runs the networks (env KENSA_RUNTIME, default auto: onnx "
+                               "when the bundle has exported graphs and onnxruntime is installed)")
 
 
 def add_serve(commands) -> None:
@@ -189,6 +196,19 @@ def add_serve(commands) -> None:
     serve.add_argument("--host", help="bind address (env KENSA_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (env KENSA_PORT, default 8000)")
     serve.add_argument("--device", choices=DEVICES, help="env KENSA_DEVICE, default auto")
+    serve.add_argument("--runtime", choices=RUNTIMES,
+                       help="what runs the networks: torch, onnx (the graphs of "
+                            "'kensa export'), or auto (onnx where a bundle has them and "
+                            "onnxruntime is installed, else torch); env KENSA_RUNTIME, default "
+                            "auto")
+
+
+def add_export(commands) -> None:
+    export = commands.add_parser("export", help="add ONNX graphs of a bundle's networks to it "
+                                                "(for --runtime onnx)")
+    export.add_argument("--model", type=Path, required=True, help="bundle directory")
+    export.add_argument("--format", choices=EXPORT_FORMATS, default="onnx",
+                        help="default onnx")
 
 
 def add_db(commands) -> None:
@@ -325,6 +345,11 @@ def bundle_key() -> bytes | None:
     return server_settings().bundle_key_bytes
 
 
+def runtime_setting() -> str:
+    """``KENSA_RUNTIME``: what ``kensa eval`` runs the networks on without --runtime."""
+    return server_settings().runtime
+
+
 def server_settings():
     """The KENSA_* settings the commands share with the server (bundle key, models root)."""
     from pydantic import ValidationError
@@ -409,7 +434,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from models.evaluate import bundle_normals, evaluate, format_table
     from models.inference import Inspector
 
-    inspector = Inspector.load(args.model, args.device, key=bundle_key())
+    inspector = Inspector.load(args.model, args.device, key=bundle_key(),
+                               runtime=args.runtime or runtime_setting())
     dataset = open_dataset(args.data)
     if not dataset.test:
         raise KensaError(f"{args.data} has no test split: evaluation needs DIR/test/<type>/ "
@@ -449,7 +475,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     limit_malloc_arenas()
     from service.app import run
 
-    run(model=args.model, host=args.host, port=args.port, device=args.device)
+    run(model=args.model, host=args.host, port=args.port, device=args.device,
+        runtime=args.runtime)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``kensa export``: ONNX graphs into the bundle, checked against torch (models.exports)."""
+    from models.exports import export_onnx
+
+    record = export_onnx(args.model, key=bundle_key())
+    print(f"exported {', '.join(record['files'])} into {args.model} (for version "
+          f"{record['for_version']}; largest difference from torch "
+          f"{max(record['parity'].values()):.2g} of the outputs' scale); serve them with "
+          f"'kensa serve --model {args.model} --runtime onnx'")
     return 0
 
 
@@ -539,8 +578,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"make-demo-data": cmd_make_demo_data, "train": cmd_train, "eval": cmd_eval,
-            "generate": cmd_generate, "serve": cmd_serve, "db": cmd_db, "watch": cmd_watch,
-            "models": cmd_models}
+            "generate": cmd_generate, "serve": cmd_serve, "export": cmd_export, "db": cmd_db,
+            "watch": cmd_watch, "models": cmd_models}
 
 
 def main(argv: list[str] | None = None) -> int:

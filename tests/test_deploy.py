@@ -504,7 +504,7 @@ def _makefile_kensa_calls() -> list[list[str]]:
 
 def test_makefile_commands_use_real_cli_options():
     calls = _makefile_kensa_calls()
-    assert {c[0] for c in calls} == {"make-demo-data", "train", "serve"}
+    assert {c[0] for c in calls} == {"make-demo-data", "train", "export", "serve"}
     for call in calls:
         text = cli_help(call[0])
         for option in (a for a in call if a.startswith("--")):

@@ -33,8 +33,20 @@ def test_bench_writes_both_halves_with_positive_throughputs(tiny_data, tiny_bund
     for model in ("kensa", "baseline"):
         assert REPORT_KEYS <= acc[model].keys()
         assert acc[model]["training_seconds"] > 0
-    [run] = result["speed"]["runs"]
-    assert (run["device"], run["size"]) == ("cpu", 64)
+    runs = result["speed"]["runs"]  # torch and onnx (graphs exported first), side by side
+    assert [(r["device"], r["size"], r["runtime"]) for r in runs] == [("cpu", 64, "torch"),
+                                                                       ("cpu", 64, "onnx")]
+    assert "onnx" in json.loads((tiny_bundle / "bundle.json").read_text())["exports"]
+    [ratios] = result["speed"]["runtime_ratios"]
+    assert (ratios["runtime"], ratios["over"]) == ("onnx", "torch")
+    for figure in ("raw images/s", "pipeline batch-1 p50", "http 4 clients images/s",
+                   "http 1 clients p99", "server peak RSS"):
+        assert ratios[figure] > 0, figure
+    for run in runs:
+        check_run(run)
+
+
+def check_run(run: dict) -> None:
     assert run["raw"]["images_per_s"] > 0
     for variant in ("verdict", "pictures"):
         assert run["pipeline"][variant]["best"]["images_per_s"] > 0

@@ -45,3 +45,18 @@ def tiny_bundle(texture_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny") / "tiny"
     train(texture_data, out, TINY_MODEL, TINY_TRAINING, device="cpu", progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory) -> Path:
+    """A copy of the golden fixture's bundle with its ONNX graphs (``kensa export``)."""
+    import shutil
+
+    from golden_cases import GOLDEN
+
+    from models.exports import export_onnx
+
+    bundle = tmp_path_factory.mktemp("exported") / "golden"
+    shutil.copytree(GOLDEN / "bundle", bundle)
+    export_onnx(bundle)
+    return bundle

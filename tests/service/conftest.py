@@ -49,6 +49,42 @@ def inspector(tiny_bundle) -> Inspector:
     return Inspector.load(tiny_bundle, device="cpu")
 
 
+@pytest.fixture(scope="session")
+def exported_bundle(tiny_bundle, tmp_path_factory) -> Path:
+    """A copy of the tiny bundle with its ONNX graphs (``kensa export``): same version."""
+    import shutil
+
+    from models.exports import export_onnx
+
+    out = tmp_path_factory.mktemp("exported") / "bundle"
+    shutil.copytree(tiny_bundle, out)
+    export_onnx(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def onnx_inspector(exported_bundle) -> Inspector:
+    return Inspector.load(exported_bundle, device="cpu", runtime="onnx")
+
+
+@pytest.fixture(params=["torch", "onnx"])
+def runtime(request) -> str:
+    """Both runtimes, for the HTTP tests that pin the server's answers to the Inspector's."""
+    return request.param
+
+
+@pytest.fixture
+def runtime_client(runtime, make_client, exported_bundle) -> TestClient:
+    """A started app on the exported bundle whose networks run on ``runtime``."""
+    return make_client(model=exported_bundle, runtime=runtime)
+
+
+@pytest.fixture
+def runtime_inspector(runtime, inspector, onnx_inspector) -> Inspector:
+    """The Inspector on ``runtime``: what :func:`runtime_client` must answer."""
+    return onnx_inspector if runtime == "onnx" else inspector
+
+
 @pytest.fixture
 def data_dir(tmp_path_factory) -> Path:
     """The test's records folder (KENSA_DATA_DIR), apart from its ``tmp_path``."""

@@ -145,3 +145,24 @@ def test_train_signs_with_kensa_bundle_key_and_eval_checks_it(tiny_bundle, tmp_p
     monkeypatch.setenv("KENSA_BUNDLE_KEY", "short")
     assert main(["eval", "--model", str(out), "--data", str(tiny_bundle.parent / "data")]) == 2
     assert "KENSA_BUNDLE_KEY must have at least 16 characters" in capsys.readouterr().err
+
+
+def test_export_then_eval_on_onnx_reproduces_the_torch_metrics(tiny_bundle, tmp_path, capsys):
+    import json
+    import shutil
+
+    from service.cli import main
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    data = tiny_bundle.parent / "data"
+    assert main(["export", "--model", str(bundle), "--format", "onnx"]) == 0
+    assert f"kensa serve --model {bundle} --runtime onnx" in capsys.readouterr().out
+    reports = {}
+    for runtime in ("torch", "onnx"):
+        out = tmp_path / f"{runtime}.json"
+        assert main(["eval", "--model", str(bundle), "--data", str(data), "--runtime", runtime,
+                     "--json", str(out)]) == 0
+        reports[runtime] = json.loads(out.read_text())
+    for key in ("image_auroc", "pixel_auroc", "aupro", "f1", "false_alarm_rate"):
+        assert reports["onnx"][key] == pytest.approx(reports["torch"][key], abs=1e-6), key

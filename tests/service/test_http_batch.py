@@ -11,14 +11,15 @@ def files(*items):
     return [("files", item) for item in items]
 
 
-def test_results_in_upload_order_equal_the_inspector(client, inspector):
+def test_results_in_upload_order_equal_the_inspector(runtime_client, runtime_inspector):
     uploads = [washer_png(seed, defect) for seed, defect in
                [(1, None), (2, "scratch"), (3, None), (4, "chip"), (5, "stain")]]
-    r = client.post("/v1/inspect/batch",
-                    files=files(*[(f"{i}.png", d, "image/png") for i, d in enumerate(uploads)]))
+    r = runtime_client.post("/v1/inspect/batch",
+                            files=files(*[(f"{i}.png", d, "image/png")
+                                          for i, d in enumerate(uploads)]))
     assert r.status_code == 200
     results = r.json()["results"]
-    want = inspector.inspect([decoded(d) for d in uploads])
+    want = runtime_inspector.inspect([decoded(d) for d in uploads])
     assert [e["filename"] for e in results] == [f"{i}.png" for i in range(5)]
     assert [(e["score"], e["label"], e["threshold"]) for e in results] == [
         (w.score, w.label, w.threshold) for w in want]
@@ -79,23 +80,24 @@ def test_batch_larger_than_one_model_batch_keeps_order(make_client, inspector):
     assert scores == [w.score for chunk in want for w in chunk]
 
 
-def test_a_batch_of_several_shapes_keeps_each_aspect_and_equals_the_inspector(client,
-                                                                               inspector):
+def test_a_batch_of_several_shapes_keeps_each_aspect_and_equals_the_inspector(runtime_client,
+                                                                              runtime_inspector):
     # the tiny bundle keeps the aspect (the default): each upload is seen at its own shape,
     # the batch is run a shape at a time, and the answers come back in upload order
-    assert inspector.cfg.keep_aspect
+    assert runtime_inspector.cfg.keep_aspect
     w = washer(3, "scratch", size=96)
     uploads = [png(w[:48]), png(w[:, :40]), washer_png(4), png(w[10:30, :90])]
-    r = client.post("/v1/inspect/batch",
-                    files=files(*[(f"{i}.png", d, "image/png") for i, d in enumerate(uploads)]))
+    r = runtime_client.post("/v1/inspect/batch",
+                            files=files(*[(f"{i}.png", d, "image/png")
+                                          for i, d in enumerate(uploads)]))
     assert r.status_code == 200
     results = r.json()["results"]
-    want = inspector.inspect([decoded(d) for d in uploads])
+    want = runtime_inspector.inspect([decoded(d) for d in uploads])
     assert [(e["filename"], e["width"], e["height"]) for e in results] == [
         (f"{i}.png", x.width, x.height) for i, x in enumerate(want)]
     assert [(96, 48), (40, 96), (48, 48), (90, 20)] == [(x.width, x.height) for x in want]
     assert [(e["score"], e["label"]) for e in results] == [(x.score, x.label) for x in want]
-    model = client.get("/v1/model").json()
+    model = runtime_client.get("/v1/model").json()
     assert model["keep_aspect"] is True
 
 

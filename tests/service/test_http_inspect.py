@@ -1,7 +1,8 @@
 """POST /v1/inspect and /v1/inspect/overlay against the real app and a real tiny bundle.
 
 One inference path: the server's score, label, defects and maps equal what
-``Inspector.inspect`` gives for the same bytes decoded with ``models.data.decode_image``.
+``Inspector.inspect`` gives for the same bytes decoded with ``models.data.decode_image``; the
+tests that pin this run on both runtimes (``runtime_client``: torch and onnx).
 """
 
 import base64
@@ -22,14 +23,15 @@ def picture(b64: str, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(base64.b64decode(b64), np.uint8), flags)
 
 
-def test_answer_equals_the_inspector_for_the_same_bytes(client, inspector):
+def test_answer_equals_the_inspector_for_the_same_bytes(runtime_client, runtime_inspector):
     data = washer_png(seed=3, defect="scratch")
-    r = client.post("/v1/inspect", files=upload(data), params={"include": "mask,heatmap"})
+    r = runtime_client.post("/v1/inspect", files=upload(data),
+                            params={"include": "mask,heatmap"})
     assert r.status_code == 200
     body = r.json()
-    [want] = inspector.inspect([decoded(data)])
+    [want] = runtime_inspector.inspect([decoded(data)])
     assert uuid.UUID(body["id"]).version == 4
-    assert body["model_version"] == inspector.info["version"]
+    assert body["model_version"] == runtime_inspector.info["version"]
     assert (body["label"], body["score"], body["threshold"]) == (want.label, want.score,
                                                                  want.threshold)
     assert (body["width"], body["height"]) == (48, 48)
@@ -48,14 +50,15 @@ def test_answer_equals_the_inspector_for_the_same_bytes(client, inspector):
                                   heatmap_u16(want.anomaly_map, want.pixel_threshold))
 
 
-def test_answer_equals_what_kensa_eval_reads_from_the_file(client, inspector, tmp_path):
+def test_answer_equals_what_kensa_eval_reads_from_the_file(runtime_client, runtime_inspector,
+                                                           tmp_path):
     """kensa eval reads files with models.data.read_image; the server decodes uploads with
     the same decoder, so a file and its upload give the same verdict and map."""
     path = tmp_path / "part.png"
     path.write_bytes(washer_png(seed=13, defect="stain", size=57))
-    [want] = inspector.inspect([read_image(path)])
-    body = client.post("/v1/inspect?include=mask,heatmap",
-                       files=upload(path.read_bytes())).json()
+    [want] = runtime_inspector.inspect([read_image(path)])
+    body = runtime_client.post("/v1/inspect?include=mask,heatmap",
+                               files=upload(path.read_bytes())).json()
     assert (body["score"], body["label"]) == (want.score, want.label)
     np.testing.assert_array_equal(picture(body["heatmap"]),
                                   heatmap_u16(want.anomaly_map, want.pixel_threshold))
@@ -68,10 +71,10 @@ def test_label_is_abnormal_exactly_when_score_reaches_threshold(client):
         assert body["label"] == ("abnormal" if body["score"] >= body["threshold"] else "normal")
 
 
-def test_heatmap_formula_on_the_wire(client, inspector):
+def test_heatmap_formula_on_the_wire(runtime_client, runtime_inspector):
     data = washer_png(seed=7, defect="dent", size=61)
-    body = client.post("/v1/inspect?include=heatmap", files=upload(data)).json()
-    [want] = inspector.inspect([decoded(data)])
+    body = runtime_client.post("/v1/inspect?include=heatmap", files=upload(data)).json()
+    [want] = runtime_inspector.inspect([decoded(data)])
     heat = picture(body["heatmap"])
     assert heat.dtype == np.uint16 and heat.shape == (61, 61)
     s, t = want.anomaly_map.astype(np.float64), want.pixel_threshold
@@ -83,9 +86,10 @@ def test_no_include_no_pictures(client):
     assert not {"mask", "heatmap", "overlay", "reconstruction_image"} & set(body)
 
 
-def test_every_picture_has_the_upload_size(client):
+def test_every_picture_has_the_upload_size(runtime_client):
     data = png(washer(seed=2, size=48)[:, :40])  # 40 wide, 48 high
-    body = client.post("/v1/inspect", files=upload(data), params={"include": INCLUDE_ALL}).json()
+    body = runtime_client.post("/v1/inspect", files=upload(data),
+                               params={"include": INCLUDE_ALL}).json()
     assert picture(body["mask"]).shape == (48, 40)
     assert picture(body["heatmap"]).shape == (48, 40)
     assert picture(body["overlay"], cv2.IMREAD_COLOR).shape == (48, 40, 3)

@@ -152,3 +152,13 @@ def test_kensa_serve_with_a_bundle_key_refuses_an_unsigned_bundle(tiny_bundle):
     assert proc.returncode == 2
     assert err.decode().startswith(f"kensa serve: cannot load the model bundle: {tiny_bundle} "
                                    "is not signed, and KENSA_BUNDLE_KEY is set")
+
+
+def test_kensa_serve_on_onnx_without_graphs_says_how_to_export(tiny_bundle):
+    proc = serve("--model", str(tiny_bundle), "--port", str(free_port()), "--runtime", "onnx",
+                 stderr=subprocess.PIPE)
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 2
+    assert err.decode().startswith(
+        f"kensa serve: cannot load the model bundle: {tiny_bundle} has no ONNX graphs for the "
+        f"onnx runtime: export them with 'kensa export --model {tiny_bundle} --format onnx'")

@@ -1,0 +1,122 @@
+"""``kensa export --format onnx``: graphs of the networks written into the bundle, recorded in
+``bundle.json`` beside (not inside) its version, and checked before the onnx runtime uses them.
+
+Runs on a copy of the golden fixture with its graphs (``exported``, conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from golden_cases import GOLDEN
+
+from models.bundle import read_info
+from models.errors import BundleError
+from models.exports import GRAPHS, export_onnx, graph_paths
+from models.inference import Inspector
+from models.preprocess import stride_multiple
+
+KEY = b"a-key-of-the-plant"
+
+
+def copy_of(bundle: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "copy"
+    shutil.copytree(bundle, out)
+    return out
+
+
+def test_export_keeps_the_version_and_records_the_graphs(exported):
+    before = json.loads((GOLDEN / "bundle" / "bundle.json").read_text())
+    info = read_info(exported)
+    assert info["version"] == before["version"]
+    record = info["exports"]["onnx"]
+    assert record["for_version"] == before["version"]
+    assert sorted(record["files"]) == ["onnx/defect.onnx", "onnx/encode.onnx"]
+    assert max(record["parity"].values()) < 1e-4
+    assert {k: v for k, v in info.items() if k != "exports"} == before
+
+
+def test_graphs_take_any_batch_and_the_defect_graph_any_stride_multiple(exported):
+    info = read_info(exported)
+    cfg = info["model_config"]
+    m = 2 ** max(cfg["depth"], cfg["seg_depth"])
+    c, v = cfg["channels"], cfg["vae_image_size"]
+    defect = ort.InferenceSession(str(exported / "onnx" / GRAPHS["defect"]))
+    encode = ort.InferenceSession(str(exported / "onnx" / GRAPHS["encode"]))
+    for batch in (1, 3):
+        for h, w in ((cfg["image_size"], cfg["image_size"]), (2 * m, 5 * m)):
+            x = np.random.default_rng(batch).random((batch, c, h, w), np.float32)
+            recon, logits = defect.run(None, {"image": x})
+            assert (recon.shape, logits.shape) == ((batch, c, h, w), (batch, 1, h, w))
+        [mu] = encode.run(None, {"image": np.zeros((batch, c, v, v), np.float32)})
+        cells = cfg["latent_grid"] ** 2 + cfg["map_grid"] ** 2
+        assert mu.shape == (batch, cells, cfg["latent_dim"])
+
+
+def test_onnx_networks_give_torch_outputs(exported):
+    torch_insp = Inspector.load(exported, device="cpu")
+    onnx_insp = Inspector.load(exported, device="cpu", runtime="onnx")
+    assert (torch_insp.runtime, onnx_insp.runtime) == ("torch", "onnx")
+    m = stride_multiple(torch_insp.cfg)
+    x = torch.rand(3, torch_insp.cfg.channels, 3 * m, 2 * m)
+    with torch.inference_mode():
+        for got, want in zip(onnx_insp.networks.defect(x), torch_insp.networks.defect(x)):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_a_bundle_without_graphs_says_how_to_export(tmp_path):
+    bundle = copy_of(GOLDEN / "bundle", tmp_path)
+    with pytest.raises(BundleError, match=f"kensa export --model {bundle} --format onnx"):
+        Inspector.load(bundle, device="cpu", runtime="onnx")
+
+
+def test_auto_runs_the_graphs_where_a_bundle_has_them_and_torch_elsewhere(exported, tmp_path):
+    plain = copy_of(GOLDEN / "bundle", tmp_path)
+    assert Inspector.load(exported, device="cpu", runtime="auto").runtime == "onnx"
+    assert Inspector.load(plain, device="cpu", runtime="auto").runtime == "torch"
+    with pytest.raises(ValueError, match="torch, onnx or auto"):
+        Inspector.load(plain, device="cpu", runtime="tensorrt")
+
+
+def test_a_changed_graph_is_refused(exported, tmp_path):
+    bundle = copy_of(exported, tmp_path)
+    graph = bundle / "onnx" / GRAPHS["encode"]
+    graph.write_bytes(graph.read_bytes()[:-1] + b"\x00")
+    with pytest.raises(BundleError, match="encode.onnx does not match the hash in bundle.json's "
+                                          "exports: the graph is corrupt or was replaced"):
+        Inspector.load(bundle, device="cpu", runtime="onnx")
+    Inspector.load(bundle, device="cpu")  # torch does not read the graphs
+
+
+def test_graphs_of_another_version_are_refused(exported, tmp_path):
+    bundle = copy_of(exported, tmp_path)
+    info = json.loads((bundle / "bundle.json").read_text())
+    info["exports"]["onnx"]["for_version"] = "0123456789abcdef"
+    (bundle / "bundle.json").write_text(json.dumps(info))
+    with pytest.raises(BundleError, match="were exported from version '0123456789abcdef', not "
+                                          "this bundle's"):
+        graph_paths(bundle, read_info(bundle))
+
+
+def test_with_a_key_only_graphs_signed_with_it_load(tmp_path):
+    """A signed bundle: kensa export signs its graphs with the key; an export made without
+    it, or with another key, is refused."""
+    from models.bundle import load_bundle, save_bundle
+
+    signed = tmp_path / "signed"
+    b = load_bundle(GOLDEN / "bundle")
+    save_bundle(signed, b, {"name": "signed"}, {}, key=KEY)
+    export_onnx(signed, key=KEY)
+    assert Inspector.load(signed, device="cpu", key=KEY, runtime="onnx").runtime == "onnx"
+    with pytest.raises(BundleError, match="not signed with this KENSA_BUNDLE_KEY"):
+        export_onnx(signed, key=b"another-key-of-16+")
+    export_onnx(signed)  # no key: the graphs are not signed
+    with pytest.raises(BundleError, match="ONNX graphs are not signed with this "
+                                          "KENSA_BUNDLE_KEY"):
+        Inspector.load(signed, device="cpu", key=KEY, runtime="onnx")
