@@ -7,6 +7,7 @@ the batcher (off the loop) -> encode only what was asked (off the loop).
 from __future__ import annotations
 
 import time
+from functools import partial
 from uuid import uuid4
 
 import numpy as np
@@ -39,6 +40,7 @@ from ..schemas import (
     ReconstructionOpinion,
 )
 from ..serving import Served
+from ..store.images import sha256
 from .forms import UploadField, UploadsField, sent_once
 from .responses import INSPECT_ERRORS
 
@@ -63,6 +65,7 @@ async def inspect(request: Request, file: UploadField, batcher: BatcherDep,
         body = await run_in_threadpool(
             build_result, InspectionResult, image, result, include, served, started)
         await recording.record(request, [(body, data)], origin, served)
+    _draw_ahead(request, served, [(image, result, body, data)])
     _challenge(request, served, [(image, body)])
     metrics.inspections.labels(body.label).inc()
     request.scope[LOG_KEY] = {"id": str(body.id), "label": body.label, "score": body.score}
@@ -159,6 +162,8 @@ async def _inspect_chunk(request: Request, files: list[UploadFile], run: list[in
         await run_in_threadpool(encode_all)
         await recording.record(request, [(entries[n], data) for n, data in zip(slots, kept)],
                                origin, served)
+        _draw_ahead(request, served, [(image, result, entries[n], data) for n, image, result, data
+                                      in zip(slots, images, results, kept)])
     _challenge(request, served, [(image, entries[n]) for n, image in zip(slots, images)])
 
 
@@ -189,6 +194,8 @@ async def inspect_overlay(request: Request, file: UploadField, batcher: BatcherD
                                        result.pixel_threshold, result.mask)
         body = build_result(InspectionResult, image, result, frozenset(), served, started)
         await recording.record(request, [(body, data)], origin, served)
+    if _kept(request, body.label):
+        request.app.state.overlays.put(_overlay_key(data, body, served), jpeg)
     _challenge(request, served, [(image, body)])
     ident = str(body.id)
     metrics.inspections.labels(result.label).inc()
@@ -199,6 +206,33 @@ async def inspect_overlay(request: Request, file: UploadField, batcher: BatcherD
     if body.model is not None:
         headers |= {"X-Kensa-Model": body.model, "X-Kensa-Model-Version": body.model_version}
     return Response(jpeg, media_type="image/jpeg", headers=headers)
+
+
+def _kept(request: Request, label: str) -> bool:
+    """Whether the records store keeps the image of an answer with ``label``."""
+    keep = request.app.state.settings.keep_images
+    return (request.app.state.store is not None
+            and (keep == "all" or (keep == "abnormal" and label == "abnormal")))
+
+
+def _overlay_key(data: bytes, body, served: Served) -> tuple:
+    """The overlay cache's key of a recorded answer, as GET /v1/inspections/{id}/overlay
+    looks it up (the kept image's SHA-256, the record's threshold, the judging version)."""
+    return (sha256(data), float(body.threshold), served.version)
+
+
+def _draw_ahead(request: Request, served: Served, answered: list) -> None:
+    """While an operator page is open, the overlays of the answered images that are kept
+    (``(image, result, body, bytes)`` each) are drawn after the answer, off its path, so the
+    page's Live and Review views fetch them without a second model pass."""
+    cache = request.app.state.overlays
+    if not cache.page_open:
+        return
+    for image, result, body, data in answered:
+        if _kept(request, body.label):
+            cache.draw_ahead(_overlay_key(data, body, served), partial(
+                pictures.overlay_jpeg, image, result.anomaly_map, result.pixel_threshold,
+                result.mask))
 
 
 def _challenge(request: Request, served: Served, answered: list) -> None:

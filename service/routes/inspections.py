@@ -16,7 +16,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from .. import pictures, uploads
-from ..deps import BatcherDep, loaded_fleet, require_api_key
+from ..deps import PAGE_HEADER, BatcherDep, loaded_fleet, require_api_key
 from ..errors import InvalidParameter, NotFound, RecordsOff
 from ..labels import LABEL_PATTERN
 from ..schemas import (
@@ -132,11 +132,13 @@ async def _row(store: Store, ident: str) -> dict:
             summary="Recorded inspections, newest first", responses=E404 | E422 | E503,
             description="Filters combine with AND. Pass the answer's `next` as `cursor` for "
                         "the next page; pages stay stable while new records arrive.")
-async def list_inspections(store: StoreDep, where: FiltersDep,
+async def list_inspections(request: Request, store: StoreDep, where: FiltersDep,
                            limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
                            cursor: Annotated[str | None, Query(
                                description="The `next` of the previous page.")] = None
                            ) -> InspectionPage:
+    if PAGE_HEADER in request.headers:  # an operator page polls: overlays are drawn ahead
+        request.app.state.overlays.page_called()
     rows, nxt = await run_in_threadpool(store.records.page, where, limit, cursor)
     return InspectionPage(items=[record_body(r) for r in rows], next=nxt)
 
