@@ -28,15 +28,13 @@ with the paired differences (variant minus ``base``, same seed) so far.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
 
 from benchmarks.labeled_defects import _diff, _mean, data_view, draw, write_labels
+from benchmarks.parallel import run_all
 
 METRICS = ("image_auroc", "pixel_auroc", "aupro", "normal_residual", "defect_residual")
 
@@ -209,27 +207,15 @@ def main(argv: list[str] | None = None) -> int:
                            "command": "python -m benchmarks.gan " +
                            " ".join(argv if argv is not None else sys.argv[1:])},
               "machine": machine_info(), "runs": [], "failed": []}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    print(f"[gan] {len(jobs)} trainings, {args.jobs} at once", flush=True)
-    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(run_one, job): job for job in jobs}
-        for fut in as_completed(futures):
-            job = futures[fut]
-            try:
-                run = fut.result()
-                result["runs"].append(run)
-                print(f"[gan] {run['name']} seed {run['seed']} {label(run)}: image "
-                      f"{run['image_auroc']} pixel {run['pixel_auroc']} aupro {run['aupro']} "
-                      f"normal residual {run['normal_residual']} defect residual "
-                      f"{run['defect_residual']} ({run['autoencoder_steps']} steps)", flush=True)
-            except Exception as exc:  # noqa: BLE001 - recorded; the other runs go on
-                result["failed"].append({k: job[k] for k in ("name", "seed", "k", "variant")}
-                                        | {"error": f"{type(exc).__name__}: {exc}"})
-                print(f"[gan] FAILED {job['name']} {job['seed']} {job['variant']} k {job['k']}: "
-                      f"{exc}", flush=True)
-            result["means"], result["paired"] = means(result["runs"]), paired(result["runs"])
-            args.json.write_text(json.dumps(result, indent=1) + "\n")
-    return 1 if result["failed"] else 0
+    return run_all(jobs, run_one, args.jobs, result, args.json, "gan", describe,
+                   lambda runs: {"means": means(runs), "paired": paired(runs)})
+
+
+def describe(run: dict) -> str:
+    return (f"{run['name']} seed {run['seed']} {label(run)}: image {run['image_auroc']} pixel "
+            f"{run['pixel_auroc']} aupro {run['aupro']} normal residual "
+            f"{run['normal_residual']} defect residual {run['defect_residual']} "
+            f"({run['autoencoder_steps']} steps)")
 
 
 if __name__ == "__main__":

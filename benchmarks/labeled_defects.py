@@ -45,9 +45,9 @@ import math
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
+
+from benchmarks.parallel import run_all
 
 # variant: (regions in the labels file, TrainConfig.extra); "none" trains without labels
 VARIANTS = {
@@ -349,28 +349,15 @@ def main(argv: list[str] | None = None) -> int:
                            "command": "python -m benchmarks.labeled_defects " +
                            " ".join(argv if argv is not None else sys.argv[1:])},
               "machine": machine_info(), "runs": [], "failed": []}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    print(f"[labeled] {len(jobs)} trainings, {args.jobs} at once", flush=True)
-    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(run_one, job): job for job in jobs}
-        for fut in as_completed(futures):
-            job = futures[fut]
-            try:
-                run = fut.result()
-                result["runs"].append(run)
-                print(f"[labeled] {run['name']} seed {run['seed']} {run['variant']} k "
-                      f"{run['k']}: image {run['image_auroc']} pixel {run['pixel_auroc']} "
-                      f"aupro {run['aupro']} misses {run['miss_rate']} false alarms "
-                      f"{run['false_alarm_rate']} ({run['autoencoder_steps']} steps)",
-                      flush=True)
-            except Exception as exc:  # noqa: BLE001 - recorded; the other runs go on
-                result["failed"].append({k: job[k] for k in ("name", "seed", "k", "variant")}
-                                        | {"error": f"{type(exc).__name__}: {exc}"})
-                print(f"[labeled] FAILED {job['name']} {job['seed']} {job['variant']}: {exc}",
-                      flush=True)
-            result["means"], result["paired"] = means(result["runs"]), paired(result["runs"])
-            args.json.write_text(json.dumps(result, indent=1) + "\n")
-    return 1 if result["failed"] else 0
+    return run_all(jobs, run_one, args.jobs, result, args.json, "labeled", describe,
+                   lambda runs: {"means": means(runs), "paired": paired(runs)})
+
+
+def describe(run: dict) -> str:
+    return (f"{run['name']} seed {run['seed']} {run['variant']} k {run['k']}: image "
+            f"{run['image_auroc']} pixel {run['pixel_auroc']} aupro {run['aupro']} misses "
+            f"{run['miss_rate']} false alarms {run['false_alarm_rate']} "
+            f"({run['autoencoder_steps']} steps)")
 
 
 if __name__ == "__main__":

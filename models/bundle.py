@@ -134,7 +134,7 @@ def save_bundle(out: str | Path, bundle: Bundle, meta: dict, metrics: dict,
         stamp(info, key)
         (tmp / "bundle.json").write_text(json.dumps(info, indent=2, sort_keys=True))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
-        _swap_into_place(tmp, out)
+        swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -195,7 +195,9 @@ def write_metrics(bundle: str | Path, metrics: dict) -> None:
         raise
 
 
-def _swap_into_place(tmp: Path, out: Path) -> None:
+def swap_into_place(tmp: Path, out: Path) -> None:
+    """Renames the finished folder ``tmp`` to ``out``, moving an existing ``out`` aside first
+    and removing it after, so ``out`` is always a whole folder."""
     old = None
     if out.exists():
         old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"

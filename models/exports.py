@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .bundle import Bundle, load_bundle, read_info, sha256
+from .bundle import Bundle, load_bundle, read_info, sha256, swap_into_place
 from .errors import BundleError
 from .fingerprint import signature
 from .networks import OnnxNetworks, TorchNetworks
@@ -90,7 +90,7 @@ def export_onnx(path: str | Path, key: bytes | None = None) -> dict:
         _write_graphs(tmp, bundle)
         parity = _parity(tmp, bundle)
         files = {f"{FOLDER}/{name}": sha256(tmp / name) for name in GRAPHS.values()}
-        _swap_folder(tmp, path / FOLDER)
+        swap_into_place(tmp, path / FOLDER)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -159,16 +159,6 @@ def _parity(folder: Path, bundle: Bundle) -> dict[str, float]:
 
 def _signed(record: dict) -> dict[str, str]:
     return {"for_version": record["for_version"], **record["files"]}
-
-
-def _swap_folder(tmp: Path, out: Path) -> None:
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-        os.rename(out, old)
-    os.rename(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_record(path: Path, record: dict) -> None:
