@@ -61,6 +61,8 @@ TAGS = [
                                       "`kensa train --labels`."},
     {"name": "records", "description": "Every inspected image's record, its kept image and "
                                        "its review; counts per hour or day."},
+    {"name": "models", "description": "The served parts: score drift against the held-out "
+                                      "normals."},
     {"name": "health", "description": "Liveness and readiness for orchestrators."},
     {"name": "operations", "description": "Prometheus metrics."},
 ]

@@ -122,6 +122,10 @@ class Settings(BaseSettings):
                                 "records lose their images first.")
     record_retention_days: float = Field(
         365.0, gt=0, description="Days a record (and its review) is kept.")
+    drift_window: int = Field(
+        1000, ge=10, le=100_000, description="Newest records of the served version that score "
+                                             "drift (GET /v1/models/{part}/drift, the "
+                                             "kensa_drift_* gauges) is computed over.")
     sinks_file: Path | None = Field(
         None, description="YAML file of the sinks (webhook, MQTT) every verdict is delivered "
                           "to, through the records store's outbox; unset: none.")

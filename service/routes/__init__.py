@@ -1,5 +1,5 @@
 """The HTTP API, one module per resource: health, the loaded model, inspection, operator
-labels, recorded inspections, operations (metrics); and the pages: Swagger UI and ReDoc
+labels, recorded inspections, a part's score drift, operations (metrics); and the pages: Swagger UI and ReDoc
 (self-hosted) and the operator page. :data:`router` holds them all, in the order Swagger UI lists
 them.
 """
@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import docs, health, inspect, inspections, labels, model, operations, page
+from . import docs, drift, health, inspect, inspections, labels, model, operations, page
 
 router = APIRouter()
 router.include_router(health.router)
 router.include_router(model.router)
+router.include_router(drift.router)
 router.include_router(inspect.router)
 router.include_router(labels.router)
 router.include_router(inspections.router)
