@@ -1,0 +1,159 @@
+"""``kensa recalibrate``: a new bundle with the same weights and its image threshold set again
+from the held-out normals plus the records operators reviewed (:mod:`models.recalibrate`).
+
+A reviewed record's score counts as it was stored when the record was judged by this very
+bundle version (same weights, same thresholds: the same score, and no forward pass). A record
+judged by another version is scored again from its kept image; one without a kept image is
+skipped and counted, never guessed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+
+from models.bundle import Bundle, load_bundle, read_info, save_bundle
+from models.data import decode_image
+from models.inference import Inspector
+from models.recalibrate import Confirmed, recalibrated, train_config
+
+from .store.database import database_url, make_engine
+from .store.images import ImageFolder
+from .store.records import GOOD
+from .store.tables import inspections
+
+log = logging.getLogger("kensa.recalibrate")
+
+RESCORE_CHUNK = 16  # kept images decoded and scored at a time
+# bundle.json fields the writer computes (models.bundle._bundle_json, models.fingerprint) or
+# the reader adds (models.bundle.load_bundle): not carried over as metadata
+COMPUTED = {"format_version", "created", "image_size", "channels", "normalization",
+            "model_config", "calibration", "thresholds", "fusion", "latent", "packages", "files",
+            "digests", "version", "signature", "metrics", "holdout_scores", "path"}
+
+
+@dataclass
+class Reviewed:
+    """The reviewed records' scores under the bundle, and where each came from."""
+
+    good: list[float]
+    defects: list[float]
+    stored: int = 0
+    rescored: int = 0
+    skipped: int = 0
+
+    def add(self, review: str, score: float) -> None:
+        (self.good if review == GOOD else self.defects).append(score)
+
+
+def reviewed_rows(url: str, name: str, since: datetime | None) -> list[dict]:
+    """Every reviewed record of the part ``name`` (the records' ``model_name``, the bundle's
+    name, by any of its versions) inspected at or after ``since``: its review, score,
+    version and kept image."""
+    c = inspections.c
+    query = select(c.id, c.review_label, c.score, c.model_version, c.sha256, c.image_kept).where(
+        c.reviewed_at.is_not(None), c.model_name == name,
+        *([c.created_at >= since] if since else []))
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query.order_by(c.created_at))]
+    finally:
+        engine.dispose()
+
+
+def reviewed_scores(inspector: Inspector, rows: list[dict], images: ImageFolder) -> Reviewed:
+    """The fused score of each reviewed record under ``inspector``'s bundle (see the module
+    docstring for which are stored, scored again or skipped)."""
+    version = str(inspector.info.get("version", ""))
+    out, again = Reviewed([], []), []
+    for row in rows:
+        if row["model_version"] == version:
+            out.add(row["review_label"], float(row["score"]))
+            out.stored += 1
+        elif row["image_kept"] and images.path(row["sha256"]).is_file():
+            again.append(row)
+        else:
+            out.skipped += 1
+    for start in range(0, len(again), RESCORE_CHUNK):
+        chunk = again[start:start + RESCORE_CHUNK]
+        results = inspector.inspect([decode_image(images.get(r["sha256"])) for r in chunk])
+        for row, result in zip(chunk, results):
+            out.add(row["review_label"], float(result.score))
+        out.rescored += len(chunk)
+    return out
+
+
+def write_version(out: Path, bundle: Bundle, meta: dict, metrics: dict,
+                  key: bytes | None) -> Path:
+    """Writes the recalibrated bundle (atomically) and returns where. The models root's
+    "write a new version of a part" replaces this when ``out`` is ``MODELS_DIR/<part>``."""
+    return save_bundle(out, bundle, meta, metrics, key)
+
+
+def recalibrate(model: Path, records: str, out: Path, data_dir: Path,
+                since: datetime | None = None, rule: str | None = None,
+                key: bytes | None = None, device: str = "cpu") -> dict:
+    """Recalibrates the bundle at ``model`` from the reviewed records in ``records`` (a
+    database URL, or None for the SQLite file in ``data_dir``) and writes it to ``out``.
+    Returns what ``bundle.json`` records under ``recalibrated_from``, with the new
+    ``version`` and ``image_threshold``.
+
+    Raises:
+        DataError: the rule cannot be applied (see :func:`models.recalibrate.recalibrated`).
+        BundleError: ``model`` is not a bundle that loads (or not signed with ``key``).
+    """
+    bundle = load_bundle(model, key)
+    info = bundle.info
+    tcfg = train_config(info)
+    rule = rule or tcfg.extra.get("threshold_rule", "false-alarm")
+    url = database_url(data_dir, records)
+    inspector = Inspector(bundle.cfg, bundle.model, bundle.vae, bundle.latent, bundle.cal,
+                          device=device, info=info)
+    scores = reviewed_scores(inspector, reviewed_rows(url, str(info.get("name", "")), since), ImageFolder(
+        Path(data_dir) / "images"))
+    cal, rule_text = recalibrated(bundle.cal, info["holdout_scores"],
+                                  Confirmed(np.array(scores.good), np.array(scores.defects)),
+                                  tcfg, rule)
+    source = {"version": info.get("version"), "path": str(model),
+              "records": make_url(url).render_as_string(hide_password=True),
+              "since": since.isoformat() if since else None, "rule": rule,
+              "image_threshold_before": bundle.cal.image, "reviewed_good": len(scores.good),
+              "reviewed_defects": len(scores.defects), "stored_scores": scores.stored,
+              "rescored": scores.rescored, "skipped": scores.skipped}
+    meta = new_meta(info, rule_text, source)
+    written = write_version(out, replace(bundle, cal=cal, info={}), meta,
+                            new_metrics(model, info, cal, scores), key)
+    log.info("recalibrated %s into %s: image threshold %.6g -> %.6g (%s)", model, written,
+             bundle.cal.image, cal.image, rule_text)
+    return {**source, "image_threshold": cal.image,
+            "version_written": read_info(written, key)["version"], "out": str(written)}
+
+
+def new_meta(info: dict, rule_text: str, source: dict) -> dict:
+    """The new ``bundle.json``'s metadata: the old one's (name, training config, data...),
+    the new threshold rule, and what it was recalibrated from."""
+    meta = {k: v for k, v in info.items() if k not in COMPUTED}
+    meta["fusion_rule"] = info.get("fusion", {}).get("chosen_by", "as configured")
+    return meta | {"threshold_rule": rule_text, "recalibrated_from": source}
+
+
+def new_metrics(model: Path, info: dict, cal, scores: Reviewed) -> dict:
+    """The new ``metrics.json``: the old training record and held-out scores (the same weights
+    and sub-thresholds give the same scores), the reviewed scores used, and no evaluation:
+    the old one was measured at the old threshold (``kensa eval`` measures it again)."""
+    path = Path(model) / "metrics.json"
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    calibration = dict(old.get("calibration", {}))
+    holdout = np.asarray(info["holdout_scores"], np.float64)
+    calibration["holdout_false_alarms"] = int((holdout >= cal.image).sum())
+    calibration["recalibration"] = {"reviewed_good_scores": scores.good,
+                                    "reviewed_defect_scores": scores.defects}
+    return {"training": old.get("training", {}), "calibration": calibration, "evaluation": {}}
