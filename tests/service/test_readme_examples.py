@@ -31,7 +31,7 @@ def test_readme_lists_a_call_for_every_endpoint():
                  "/v1/inspect?", "/v1/inspect/batch", "/v1/inspect/overlay", "/v1/labels",
                  "/metrics", "/v1/inspections?", "/v1/inspections/$ID ", "/v1/inspections/$ID/image",
                  "/v1/inspections/$ID/overlay", "/v1/inspections/$ID/review", "/v1/stats",
-                 "/v1/inspections/export"):
+                 "/v1/inspections/export", "/v1/models/demo/drift"):
         assert path.strip() in joined, path
 
 
@@ -42,9 +42,10 @@ def test_readme_curl_lines_work(tiny_bundle, tmp_path):
     make_demo_dataset(tmp_path / "data" / "demo", seed=0, n_train=2, n_test_good=1,
                       n_per_defect=1, size=64)
     shutil.copy(README, tmp_path / "README.md")
+    bundle = shutil.copytree(tiny_bundle, tmp_path / "bundles" / "demo")  # part `demo`
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = serve("--model", str(tiny_bundle), "--port", str(port), stderr=subprocess.DEVNULL,
+    proc = serve("--model", str(bundle), "--port", str(port), stderr=subprocess.DEVNULL,
                  env_extra={"KENSA_DATA_DIR": str(tmp_path / "kensa-data"),
                             "KENSA_KEEP_IMAGES": "all"})
     try:
