@@ -7,8 +7,8 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from .. import drift
-from ..deps import SettingsDep, require_api_key
-from ..errors import NotFound
+from ..deps import NOT_READY, SettingsDep, require_api_key
+from ..errors import NotFound, NotReady
 from ..schemas import DriftReport
 from .inspections import E503 as RECORDS_E503
 from .inspections import StoreDep
@@ -24,12 +24,15 @@ def served(request: Request, part: str):
     """The inspector serving ``part``.
 
     Raises:
+        NotReady: the model is not loaded yet.
         NotFound: no such part (the detail lists the served ones).
     """
     parts = drift.served_parts(request.app)
+    if not parts:
+        raise NotReady(NOT_READY)
     if part not in parts:
-        known = ", ".join(sorted(parts)) or "none yet (the model is still loading)"
-        raise NotFound(f"no part {part!r} is served here; the parts are: {known}")
+        raise NotFound(f"no part {part!r} is served here; the parts are: "
+                       f"{', '.join(sorted(parts))}")
     return parts[part]
 
 
@@ -40,7 +43,7 @@ def served(request: Request, part: str):
                         "reviewed good) with the bundle's held-out normal scores, both below "
                         "the threshold (two-sample Kolmogorov-Smirnov), and counts reviewed "
                         "false alarms. Needs the records store (KENSA_RECORDS).",
-            responses=E401 | E404 | RECORDS_E503)
+            responses=E401 | E404 | RECORDS_E503)  # 503 also while the model loads
 async def part_drift(request: Request, part: str, store: StoreDep,
                      settings: SettingsDep) -> DriftReport:
     inspector = served(request, part)
