@@ -66,10 +66,10 @@ def source_report(rows: list[dict], reference: list[float], cut: float) -> dict:
 
 def drift_report(rows: list[dict], reference: list[float], threshold: float) -> dict:
     """Every source's drift and all sources together, from ``rows`` (newest records of one
-    version, :meth:`Records.recent`). Both samples are cut at the lowest threshold the
-    records were judged with (and ``threshold``, the server's default), so no judged-normal
-    score is above the cut."""
-    cut = min([threshold, *(r["threshold"] for r in rows)])
+    version, :meth:`Records.recent`). Both samples are cut at ``threshold``, the server's
+    default: a request that named its own threshold moves its record's verdict, not the cut
+    (one request at a low threshold would otherwise empty the comparison)."""
+    cut = threshold
     below = [s for s in reference if s < cut]
     by_source: dict[str | None, list[dict]] = {}
     for row in rows:

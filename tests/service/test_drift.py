@@ -32,19 +32,26 @@ def test_a_noisier_camera_drifts_and_an_unchanged_one_does_not(washers_client):
     c = washers_client
     inspect_all(c, [png(washer(s)) for s in NORMAL_SEEDS], "cam-ok")
     inspect_all(c, [noisy(s, 12) for s in NORMAL_SEEDS], "cam-noisy")
+    # a request with its own low threshold: abnormal, so not a normal; the cut stays
+    low = c.post("/v1/inspect?threshold=0.01", files=upload(png(washer(1))),
+                 data={"source": "cam-ok"}).json()
+    assert low["label"] == "abnormal"
     r = c.get("/v1/models/washers/drift")
     assert r.status_code == 200, r.text
     report = r.json()
-    version = c.get("/v1/model").json()["version"]
-    assert (report["part"], report["version"], report["window"]) == ("washers", version, 1000)
+    model = c.get("/v1/model").json()
+    assert (report["part"], report["version"], report["window"]) == (
+        "washers", model["version"], 1000)
     assert report["reference"]["images"] == 24
     by_source = {s["source"]: s for s in report["sources"]}
     ok, noisy_cam = by_source["cam-ok"], by_source["cam-noisy"]
-    assert ok["records"] == noisy_cam["records"] == 30
+    assert (ok["records"], noisy_cam["records"]) == (31, 30)
+    assert ok["normals"] + 1 == ok["records"]
+    assert report["threshold"] == model["thresholds"]["image"]
     assert ok["p_value"] > 0.05
     assert noisy_cam["p_value"] < 1e-4 and noisy_cam["statistic"] > ok["statistic"]
     assert noisy_cam["median"] > report["reference"]["median"]
-    assert report["all"]["records"] == 60
+    assert report["all"]["records"] == 61
     assert report["all"]["reviewed"] == 0 and report["all"]["false_alarm_rate"] is None
 
 
