@@ -5,7 +5,7 @@ import json
 
 import pytest
 from service_helpers import TestClient, upload, washer_png
-from test_drift import noisy
+from test_http_drift import noisy
 
 from models.bundle import read_info
 from service.app import create_app
