@@ -18,13 +18,15 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from models.bundle import Bundle, load_bundle, read_info, save_bundle
 from models.data import decode_image
+from models.errors import KensaError
 from models.inference import Inspector
 from models.recalibrate import Confirmed, recalibrated, train_config
 
-from .store.database import database_url, make_engine
+from .store.database import SQLITE_FILE, database_url, make_engine
 from .store.images import ImageFolder
 from .store.records import GOOD
 from .store.tables import inspections
@@ -65,6 +67,11 @@ def reviewed_rows(url: str, name: str, since: datetime | None) -> list[dict]:
     try:
         with engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query.order_by(c.created_at))]
+    except SQLAlchemyError as exc:
+        raise KensaError(f"cannot read the records at "
+                         f"{make_url(url).render_as_string(hide_password=True)} "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0]}): check "
+                         "--from-records, and that `kensa db upgrade` has run there") from None
     finally:
         engine.dispose()
 
@@ -107,9 +114,17 @@ def recalibrate(model: Path, records: str, out: Path, data_dir: Path,
     ``version`` and ``image_threshold``.
 
     Raises:
+        KensaError: ``out`` is ``model``, or the records cannot be read.
         DataError: the rule cannot be applied (see :func:`models.recalibrate.recalibrated`).
         BundleError: ``model`` is not a bundle that loads (or not signed with ``key``).
     """
+    if Path(out).resolve() == Path(model).resolve():
+        raise KensaError(f"--out {out} is the bundle being recalibrated: write the new "
+                         "version to another directory")
+    if records is None and not (Path(data_dir) / SQLITE_FILE).is_file():
+        raise KensaError(f"{data_dir} holds no records database ({SQLITE_FILE}): name the "
+                         "data folder of a server that recorded (KENSA_DATA_DIR) or a "
+                         "database URL")
     bundle = load_bundle(model, key)
     info = bundle.info
     tcfg = train_config(info)

@@ -146,3 +146,29 @@ def test_since_leaves_older_records_out(noisy_line, washers_bundle, data_dir, tm
     assert code == 0, said
     source = read_info(tmp_path / "x")["recalibrated_from"]
     assert (source["reviewed_good"], source["since"]) == (0, "2999-01-01T00:00:00+00:00")
+
+
+def test_a_folder_without_records_is_refused_naming_it(washers_bundle, tmp_path, capsys):
+    code, said = recalibrate(capsys, "--model", str(washers_bundle), "--from-records",
+                             str(tmp_path / "empty"), "--out", str(tmp_path / "x"))
+    assert code == 2
+    assert f"{tmp_path / 'empty'} holds no records database (kensa.db)" in said
+    assert not (tmp_path / "empty").exists()
+
+
+def test_an_unreadable_database_is_refused_without_a_traceback(washers_bundle, tmp_path,
+                                                               capsys):
+    url = "postgresql+psycopg://kensa:secret@127.0.0.1:1/kensa"
+    code, said = recalibrate(capsys, "--model", str(washers_bundle), "--from-records", url,
+                             "--out", str(tmp_path / "x"))
+    assert code == 2
+    assert "cannot read the records at postgresql+psycopg://kensa:***@127.0.0.1:1/kensa" in said
+    assert "Traceback" not in said and "secret" not in said
+
+
+def test_the_bundle_itself_is_never_the_output(washers_bundle, data_dir, capsys):
+    before = read_info(washers_bundle)["version"]
+    code, said = recalibrate(capsys, "--model", str(washers_bundle), "--from-records",
+                             str(data_dir), "--out", str(washers_bundle))
+    assert code == 2 and "is the bundle being recalibrated" in said
+    assert read_info(washers_bundle)["version"] == before
