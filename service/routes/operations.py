@@ -21,8 +21,9 @@ router = APIRouter(tags=["operations"], dependencies=[Depends(metrics_key)])
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
             description="Requests by endpoint and status, inspections by label, latency "
-                        "histogram, batch sizes, queue depth, score drift (Prometheus text format). Needs "
-                        "X-API-Key when the server has keys, unless KENSA_PUBLIC_METRICS.",
+                        "histogram, batch sizes, queue depth, score drift of each loaded part "
+                        "(Prometheus text format). Needs X-API-Key when the server has keys, "
+                        "unless KENSA_PUBLIC_METRICS.",
             responses={200: {"content": {"text/plain": {}},
                              "description": "Prometheus exposition format."}})
 async def prometheus_metrics(request: Request, metrics: MetricsDep) -> Response:
