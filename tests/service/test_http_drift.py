@@ -3,7 +3,8 @@ from the records of real inspections and reviews."""
 
 import numpy as np
 import pytest
-from service_helpers import png, upload, washer
+from models_root_helpers import make_root
+from service_helpers import png, upload, washer, washer_png
 
 NORMAL_SEEDS = range(100, 130)
 
@@ -98,3 +99,21 @@ def test_without_records_drift_is_503_saying_why(make_client, washers_bundle):
     assert r.status_code == 503
     assert "KENSA_RECORDS" in r.json()["detail"]
     assert "kensa_drift_p_value{" not in c.get("/metrics").text
+
+
+def test_with_a_models_root_drift_follows_the_part_and_its_active_version(make_client, tmp_path):
+    a, b = make_root(tmp_path / "models")  # part `washer`, version a active
+    c = make_client(model=None, models_dir=tmp_path / "models")
+    for _ in range(3):
+        assert c.post("/v1/inspect?model=washer", files=upload(washer_png(size=32))).json()[
+            "model_version"] == a
+    report = c.get("/v1/models/washer/drift").json()
+    assert (report["part"], report["version"], report["all"]["records"]) == ("washer", a, 3)
+    assert 'kensa_drift_normals{part="washer",source="*"}' in c.get("/metrics").text
+    assert c.post("/v1/models/washer/activate", json={"version": b}).status_code == 200
+    report = c.get("/v1/models/washer/drift").json()  # the new version's records: none yet
+    assert (report["version"], report["all"]["records"]) == (b, 0)
+    assert 'kensa_drift_normals{part="washer",source="*"} 0.0' in c.get("/metrics").text
+    r = c.get("/v1/models/bolts/drift")
+    assert r.status_code == 404
+    assert "bolts" in r.json()["detail"] and "washer" in r.json()["detail"]
