@@ -212,3 +212,20 @@ def test_a_part_of_the_models_root_gets_a_new_version_that_waits_for_activation(
         assert r.status_code == 200, r.text
         after = abnormal(new)
     assert after < before, (before, after)
+
+
+def test_a_part_without_an_active_version_is_refused_naming_the_fix(washers_bundle, data_dir,
+                                                                    tmp_path, capsys):
+    version = read_info(washers_bundle)["version"]
+    shutil.copytree(washers_bundle, tmp_path / "models" / "line-3" / version)
+    code, said = recalibrate(capsys, "--model", str(tmp_path / "models" / "line-3"),
+                             "--from-records", str(data_dir))
+    assert code == 2
+    assert "has no active version" in said and "kensa models activate line-3" in said
+    assert [p.name for p in (tmp_path / "models" / "line-3").iterdir()] == [version]
+
+
+def test_a_plain_bundle_needs_out(washers_bundle, data_dir, capsys):
+    code, said = recalibrate(capsys, "--model", str(washers_bundle), "--from-records",
+                             str(data_dir))
+    assert code == 2 and "--out is needed" in said
