@@ -67,7 +67,8 @@ TAGS = [
     {"name": "records", "description": "Every inspected image's record, its kept image and "
                                        "its review; counts per hour or day."},
     {"name": "models", "description": "The models root: parts, versions, activation (hot "
-                                      "swap, rollback), challenger scoring."},
+                                      "swap, rollback), challenger scoring, score drift "
+                                      "against the held-out normals."},
     {"name": "health", "description": "Liveness and readiness for orchestrators."},
     {"name": "operations", "description": "Prometheus metrics."},
 ]

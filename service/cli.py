@@ -1,4 +1,4 @@
-"""``kensa``: make demo data, train, evaluate, serve (and ``kensa bench``, an alias of
+"""``kensa``: make demo data, train, evaluate, recalibrate, serve (and ``kensa bench``, an alias of
 ``python -m benchmarks`` in a checkout of the repository)."""
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(commands)
     add_eval(commands)
     add_generate(commands)
+    add_recalibrate(commands)
     add_serve(commands)
     add_export(commands)
     add_db(commands)
@@ -188,6 +189,33 @@ def add_eval(commands) -> None:
     evaluate.add_argument("--runtime", choices=RUNTIMES,
                           help="what runs the networks (env KENSA_RUNTIME, default auto: onnx "
                                "when the bundle has exported graphs and onnxruntime is installed)")
+
+
+def add_recalibrate(commands) -> None:
+    recal = commands.add_parser(
+        "recalibrate", help="write a new bundle with the same weights and its image threshold "
+                            "set again from the held-out normals plus reviewed records")
+    recal.add_argument("--model", type=Path, required=True,
+                       help="bundle directory, or a part of the models root (MODELS_DIR/PART: "
+                            "its active version)")
+    recal.add_argument("--from-records", required=True, metavar="DATABASE_URL",
+                       help="the records store: a database URL, or the data folder "
+                            "(KENSA_DATA_DIR) holding kensa.db; its records of this part "
+                            "reviewed good (and, with --threshold-rule f1, as a defect) join "
+                            "the held-out normals")
+    recal.add_argument("--out", type=Path,
+                       help="the new bundle's directory, or a part of the models root "
+                            "(MODELS_DIR/PART: a new version there, not activated); default: "
+                            "the part --model names")
+    recal.add_argument("--since", help="only records inspected at or after this ISO 8601 time "
+                                       "(e.g. 2026-12-01 or 2026-12-01T06:00:00+00:00)")
+    recal.add_argument("--threshold-rule", choices=("false-alarm", "f1"),
+                       help="default: the rule the bundle was trained with")
+    recal.add_argument("--data-dir", type=Path,
+                       help="where the kept images are, to score again the records another "
+                            "version judged (default KENSA_DATA_DIR, else ./kensa-data)")
+    recal.add_argument("--device", choices=DEVICES, default="cpu",
+                       help="for the records scored again (default cpu)")
 
 
 def add_serve(commands) -> None:
@@ -455,6 +483,44 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recalibrate(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from service.config import Settings
+    from service.recalibrate import recalibrate
+    from service.registry import complete_info, is_part_folder
+
+    records, data_dir = args.from_records, args.data_dir
+    if "://" not in records:  # the data folder itself
+        records, data_dir = None, Path(args.from_records)
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since)
+        except ValueError:
+            raise KensaError(f"--since {args.since!r} is not an ISO 8601 time: use e.g. "
+                             "2026-12-01 or 2026-12-01T06:00:00+00:00") from None
+        since = since if since.tzinfo else since.replace(tzinfo=UTC)
+    settings = Settings()
+    done = recalibrate(args.model, records, args.out, data_dir or settings.data_dir, since,
+                       args.threshold_rule, bundle_key(), args.device, settings.models_dir)
+    print(f"recalibrated {args.model} (version {done['version']}) with "
+          f"{done['reviewed_good']} reviewed good and {done['reviewed_defects']} reviewed "
+          f"defect record(s) ({done['stored_scores']} stored scores, {done['rescored']} scored "
+          f"again, {done['skipped']} skipped: judged by another version, image not kept): "
+          f"image threshold {done['image_threshold_before']:.6g} -> "
+          f"{done['image_threshold']:.6g}; wrote {done['out']} (version "
+          f"{done['version_written']})")
+    written = Path(done["out"])
+    if complete_info(written) is not None and is_part_folder(written.parent,
+                                                             settings.models_dir):
+        part = written.parent.name
+        print(f"new version {written.name} of {part}, not active: try it as a challenger "
+              f"(POST /v1/models/{part}/challenger) or activate it with 'kensa models activate "
+              f"{part} {written.name}'")
+    return 0
+
+
 def limit_malloc_arenas(arenas: int = 2) -> bool:
     """Caps glibc's malloc arenas before the server starts its threads (``mallopt``, the
     runtime twin of ``MALLOC_ARENA_MAX``). Each thread that decodes or encodes an image
@@ -578,8 +644,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"make-demo-data": cmd_make_demo_data, "train": cmd_train, "eval": cmd_eval,
-            "generate": cmd_generate, "serve": cmd_serve, "export": cmd_export, "db": cmd_db,
-            "watch": cmd_watch, "models": cmd_models}
+            "generate": cmd_generate, "recalibrate": cmd_recalibrate, "serve": cmd_serve,
+            "export": cmd_export, "db": cmd_db, "watch": cmd_watch, "models": cmd_models}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -146,6 +146,10 @@ class Settings(BaseSettings):
     challenger: str | None = Field(
         None, description="PART=VERSION: score every image of PART with VERSION too, off the "
                           "answer path, to compare before activating.")
+    drift_window: int = Field(
+        1000, ge=10, le=100_000, description="Newest records of the served version that score "
+                                             "drift (GET /v1/models/{part}/drift, the "
+                                             "kensa_drift_* gauges) is computed over.")
     sinks_file: Path | None = Field(
         None, description="YAML file of the sinks (webhook, MQTT, OPC UA) every verdict is "
                           "delivered to, through the records store's outbox; unset: none.")

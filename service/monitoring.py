@@ -65,6 +65,25 @@ class Metrics:
         self.challenger_dropped = Counter(
             "kensa_challenger_dropped", "Images the challenger skipped because it was behind, "
                                         "by part.", ["part"], registry=registry)
+        # score drift (service.drift), set from the records store at each scrape
+        parts = ["part", "source"]
+        self.drift_statistic = Gauge(
+            "kensa_drift_statistic", "Kolmogorov-Smirnov statistic of recent normal scores "
+            "against the bundle's held-out normals (source '*': all sources).", parts,
+            registry=registry)
+        self.drift_p_value = Gauge(
+            "kensa_drift_p_value", "p-value of the drift statistic (small: the line's normals "
+            "score differently from the held-out ones).", parts, registry=registry)
+        self.drift_false_alarm_rate = Gauge(
+            "kensa_drift_false_alarm_rate", "Share of recent images reviewed good that were "
+            "judged abnormal.", parts, registry=registry)
+        self.drift_normals = Gauge(
+            "kensa_drift_normals", "Recent normal scores the drift statistic compares.", parts,
+            registry=registry)
+
+    def drift_gauges(self) -> tuple[Gauge, ...]:
+        return (self.drift_statistic, self.drift_p_value, self.drift_false_alarm_rate,
+                self.drift_normals)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -399,3 +399,43 @@ class ChallengerReport(BaseModel):
     active_accuracy: float | None = Field(
         description="The active version's accuracy on them (review `good` = normal).")
     challenger_accuracy: float | None = Field(description="The challenger's, on the same.")
+class DriftEntry(BaseModel):
+    """Drift and false alarms of one source's recent records (or of all sources)."""
+
+    records: int = Field(description="Records of the served version in the window.")
+    normals: int = Field(description="Of them, judged normal (or reviewed good) and below the "
+                                     "threshold: the sample compared.")
+    statistic: float | None = Field(
+        description="Two-sample Kolmogorov-Smirnov statistic against the held-out normals "
+                    "(0: same distribution, 1: disjoint); null when a sample is too small.")
+    p_value: float | None = Field(
+        description="Two-sided p-value of the statistic: small (say under 0.01) means the "
+                    "line's normal parts score differently from the held-out normals.")
+    median: float | None = Field(description="Median of the compared recent scores.")
+    reason: str | None = Field(description="Why there is no statistic.")
+    reviewed: int
+    reviewed_good: int
+    false_alarms: int = Field(description="Reviewed good but judged abnormal.")
+    false_alarm_rate: float | None = Field(description="false_alarms / reviewed_good.")
+
+
+class DriftSource(DriftEntry):
+    source: str | None = Field(description="The source; null for images sent without one.")
+
+
+class DriftReference(BaseModel):
+    images: int = Field(description="Held-out normal scores the bundle keeps.")
+    below_threshold: int
+    median: float | None
+
+
+class DriftReport(BaseModel):
+    """Whether recent normal parts still score like the bundle's held-out normals."""
+
+    part: str
+    version: str = Field(description="The version whose records are compared.")
+    window: int = Field(description="The newest records of that version read (KENSA_DRIFT_WINDOW).")
+    threshold: float = Field(description="Both samples are compared below this score.")
+    reference: DriftReference
+    all: DriftEntry = Field(description="Every source together.")
+    sources: list[DriftSource]

@@ -40,7 +40,7 @@ MAKEFILE = ROOT / "Makefile"
 # Variables that only docker compose reads (interpolation); every other KENSA_* name is a
 # server setting and must be a field of service.config.Settings.
 COMPOSE_ONLY_VARS = {"KENSA_CATEGORY", "KENSA_TORCH_VARIANT", "KENSA_TRAIN_PRESET",
-                     "KENSA_TRAIN_MAX_MINUTES", "KENSA_POSTGRES_PASSWORD"}
+                     "KENSA_TRAIN_MAX_MINUTES", "KENSA_POSTGRES_PASSWORD", "KENSA_LB_PORT"}
 HEALTH_PATH = "/health/ready"
 REQUIRE_TOOLS = os.environ.get("KENSA_REQUIRE_DEPLOY_TOOLS") == "1"
 VAR = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
@@ -191,7 +191,7 @@ def service(name: str) -> dict:
 
 def test_compose_defines_trainer_and_inspector_from_one_image():
     services = load_compose()["services"]
-    assert set(services) == {"trainer", "inspector", "postgres"}
+    assert set(services) == {"trainer", "inspector", "postgres", "balancer"}
     trainer, inspector = services["trainer"], services["inspector"]
     assert trainer["image"] == inspector["image"]
     assert trainer["build"] == inspector["build"]
@@ -259,10 +259,11 @@ def test_image_owns_the_records_folder_and_names_it():
 
 
 def test_postgres_is_an_optional_profile_on_its_own_volume():
-    """`docker compose up` starts trainer and inspector only; `--profile postgres` adds a
-    PostgreSQL for KENSA_DATABASE_URL, unpublished, its data in a named volume."""
+    """`docker compose up` starts trainer and inspector only; `--profile postgres` (and the
+    scale profile, tests/test_deploy_scale.py) adds a PostgreSQL for KENSA_DATABASE_URL,
+    unpublished, its data in a named volume."""
     postgres = service("postgres")
-    assert postgres["profiles"] == ["postgres"]
+    assert postgres["profiles"] == ["postgres", "scale"]
     assert "ports" not in postgres
     assert [m["source"] for m in postgres["volumes"]] == ["postgres"]
     assert "postgres" in load_compose()["volumes"]

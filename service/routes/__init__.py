@@ -1,7 +1,7 @@
 """The HTTP API, one module per resource: health, the loaded model, the models root's
-versions, inspection, operator
-labels, recorded inspections, operations (metrics); and the pages: Swagger UI and ReDoc
-(self-hosted) and the operator page. :data:`router` holds them all, in the order Swagger UI lists
+parts (versions, activation, challenger, score drift), inspection, operator labels, recorded
+inspections, operations (metrics); and the pages: Swagger UI and ReDoc (self-hosted) and the
+operator page. :data:`router` holds them all, in the order Swagger UI lists
 them.
 """
 

@@ -1,16 +1,27 @@
-"""``/v1/models``: the models root's parts and versions, activation (hot swap, rollback) and
-challenger scoring. ``/v1/model`` (routes/model.py) describes one loaded version."""
+"""``/v1/models``: the models root's parts and versions, activation (hot swap, rollback),
+challenger scoring and score drift (:mod:`service.drift`). ``/v1/model`` (routes/model.py)
+describes one loaded version."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
+from .. import drift
 from ..challenger import reviewed_accuracy
-from ..deps import FleetDep, require_api_key
+from ..deps import FleetDep, SettingsDep, require_api_key
 from ..errors import Conflict, NotFound
-from ..schemas import ChallengerReport, ModelPart, ModelsList, ModelVersion, VersionChoice
+from ..schemas import (
+    ChallengerReport,
+    DriftReport,
+    ModelPart,
+    ModelsList,
+    ModelVersion,
+    VersionChoice,
+)
 from ..serving import Fleet
+from .inspections import E503 as RECORDS_E503
+from .inspections import StoreDep
 from .responses import E401, E404, E409, E422, E503
 
 router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[Depends(require_api_key)])
@@ -118,3 +129,20 @@ async def report(request: Request, fleet: Fleet, part: str, challenger) -> Chall
     loaded = fleet.loaded.get(part)
     return ChallengerReport(model=part, active_version=loaded.version if loaded else None,
                             **snap, **reviewed_accuracy(judged, reviews))
+
+
+@router.get("/{part}/drift", response_model=DriftReport, summary="Score drift of a part",
+            response_description="The drift statistic and p-value, and false alarms among "
+                                 "reviewed images, for all sources and each source.",
+            description="Compares the fused scores of the newest records of the part's active "
+                        "version judged normal (or reviewed good) with that version's held-out "
+                        "normal scores, both below the threshold (two-sample "
+                        "Kolmogorov-Smirnov), and counts reviewed false alarms. Loads the part "
+                        "if it is not loaded yet. Needs the records store (KENSA_RECORDS).",
+            responses=E401 | E404 | E409 | RECORDS_E503)  # 503 also while the model loads
+async def part_drift(part: str, store: StoreDep, fleet: FleetDep,
+                     settings: SettingsDep) -> DriftReport:
+    served = await fleet.get(part)
+    report = await run_in_threadpool(drift.part_drift, store, served, settings.threshold,
+                                     settings.drift_window)
+    return DriftReport(part=served.part, **report)

@@ -212,6 +212,16 @@ class Records:
             result.append(s)
         return result
 
+    def recent(self, model_version: str, limit: int) -> list[dict]:
+        """The newest ``limit`` records judged by ``model_version``, newest first: their
+        ``source``, ``label``, ``score``, ``threshold`` and ``review_label`` (score drift)."""
+        c = inspections.c
+        query = (select(c.source, c.label, c.score, c.threshold, c.review_label)
+                 .where(c.model_version == model_version)
+                 .order_by(c.created_at.desc(), c.id.desc()).limit(limit))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
     def count(self) -> int:
         with self.engine.connect() as conn:
             return conn.execute(select(func.count()).select_from(inspections)).scalar_one()

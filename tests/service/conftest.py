@@ -44,6 +44,22 @@ def tiny_bundle(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def washers_bundle(tmp_path_factory) -> Path:
+    """A tiny bundle that keeps 24 held-out normal scores (half of 48 rendered washers), enough
+    for drift statistics and recalibration; its directory, and so its part, is ``washers``."""
+    from dataclasses import replace
+
+    from models.synth_demo import make_demo_dataset
+
+    root = tmp_path_factory.mktemp("washers")
+    make_demo_dataset(root / "data", seed=0, n_train=48, n_test_good=2, n_per_defect=1,
+                      size=48)
+    train(root / "data", root / "washers", TINY_MODEL,
+          replace(TINY_TRAINING, holdout_fraction=0.5), device="cpu", progress=False)
+    return root / "washers"
+
+
+@pytest.fixture(scope="session")
 def inspector(tiny_bundle) -> Inspector:
     """The bundle loaded directly, to compare the server's answers with."""
     return Inspector.load(tiny_bundle, device="cpu")

@@ -31,21 +31,28 @@ def test_readme_lists_a_call_for_every_endpoint():
                  "/v1/inspect?", "/v1/inspect/batch", "/v1/inspect/overlay", "/v1/labels",
                  "/metrics", "/v1/inspections?", "/v1/inspections/$ID ", "/v1/inspections/$ID/image",
                  "/v1/inspections/$ID/overlay", "/v1/inspections/$ID/review", "/v1/stats",
-                 "/v1/inspections/export"):
+                 "/v1/inspections/export", "/v1/models/demo/drift"):
         assert path.strip() in joined, path
 
 
 def test_readme_curl_lines_work(tiny_bundle, tmp_path):
-    # the README's files, laid out as `make demo` leaves them, in a scratch working directory;
+    # the README's files, laid out as `make demo` leaves them (the models root `bundles/`, part
+    # `demo`), in a scratch working directory;
     # the server records as it does by default, keeping every image so that the README's
     # record ($ID, the newest) has one to show
     make_demo_dataset(tmp_path / "data" / "demo", seed=0, n_train=2, n_test_good=1,
                       n_per_defect=1, size=64)
     shutil.copy(README, tmp_path / "README.md")
+    from service.registry import ModelsRoot
+
+    version = json.loads((tiny_bundle / "bundle.json").read_text())["version"]
+    shutil.copytree(tiny_bundle, tmp_path / "bundles" / "demo" / version)  # part `demo`
+    ModelsRoot(tmp_path / "bundles").set_active("demo", version)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = serve("--model", str(tiny_bundle), "--port", str(port), stderr=subprocess.DEVNULL,
-                 env_extra={"KENSA_DATA_DIR": str(tmp_path / "kensa-data"),
+    proc = serve("--port", str(port), stderr=subprocess.DEVNULL,
+                 env_extra={"KENSA_MODELS_DIR": str(tmp_path / "bundles"),
+                            "KENSA_DATA_DIR": str(tmp_path / "kensa-data"),
                             "KENSA_KEEP_IMAGES": "all"})
     try:
         wait_ready(base, proc)

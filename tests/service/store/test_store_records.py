@@ -100,3 +100,15 @@ def test_stats_count_per_bucket_and_source(records):
     assert cam1["yield"] == pytest.approx(2 / 3, abs=1e-6)
     assert by_source["cam2"]["false_alarms"] == 0
     assert [s["source"] for s in records.stats(None, None, "hour", "cam2")] == ["cam2"]
+
+
+def test_recent_reads_the_newest_records_of_one_version(records):
+    records.add([row("normal", ago(hours=n), score=float(n), source=f"cam{n % 2}")
+                 for n in range(1, 6)] + [row("normal", ago(minutes=1), model_version="v2")])
+    records.review(records.page(Filters(model_version="v1"), 1)[0][0]["id"], "good", None, None,
+                   None)
+    got = records.recent("v1", 3)
+    assert [r["score"] for r in got] == [1.0, 2.0, 3.0]
+    assert set(got[0]) == {"source", "label", "score", "threshold", "review_label"}
+    assert [r["review_label"] for r in got] == ["good", None, None]
+    assert [r["source"] for r in got] == ["cam1", "cam0", "cam1"]
