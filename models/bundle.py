@@ -185,11 +185,16 @@ def write_metrics(bundle: str | Path, metrics: dict) -> None:
     """Replaces a written bundle's ``metrics.json`` atomically (a temporary file, then
     rename). ``metrics.json`` is not part of the version hash, so the bundle keeps its id: the
     trainer writes the bundle before it evaluates and adds the evaluation afterwards."""
-    bundle = Path(bundle)
-    tmp = bundle / f".metrics.json.tmp-{uuid.uuid4().hex[:8]}"
+    write_json(Path(bundle) / "metrics.json", metrics)
+
+
+def write_json(path: Path, obj: dict) -> None:
+    """Writes ``obj`` to ``path`` as sorted, indented JSON through a temporary file renamed
+    over it, so a reader sees the old file or the new one, never half of one."""
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
-        tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True))
-        os.replace(tmp, bundle / "metrics.json")
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+        os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -30,7 +30,6 @@ from __future__ import annotations
 import hmac
 import inspect
 import json
-import os
 import shutil
 import uuid
 import warnings
@@ -41,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .bundle import Bundle, load_bundle, read_info, sha256, swap_into_place
+from .bundle import Bundle, load_bundle, read_info, sha256, swap_into_place, write_json
 from .errors import BundleError
 from .fingerprint import signature
 from .networks import OnnxNetworks, TorchNetworks
@@ -166,13 +165,7 @@ def _write_record(path: Path, record: dict) -> None:
     version or signature covers changes."""
     info = json.loads((path / "bundle.json").read_text())
     info.setdefault("exports", {})["onnx"] = record
-    tmp = path / f".bundle.json.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.write_text(json.dumps(info, indent=2, sort_keys=True))
-        os.replace(tmp, path / "bundle.json")
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_json(path / "bundle.json", info)
 
 
 def graph_paths(path: str | Path, info: dict, key: bytes | None = None) -> dict[str, Path]:

@@ -188,13 +188,24 @@ def _not_kept(ident: str) -> NotFound:
                     "abnormal ones by default; retention removes old unreviewed ones)")
 
 
-async def _kept_image(store: Store, ident: str) -> tuple[dict, bytes]:
+async def _kept_row(store: Store, ident: str) -> dict:
+    """The record, if its image is kept (retention clears ``image_kept`` before it deletes)."""
     row = await _row(store, ident)
-    data = await run_in_threadpool(store.images.get, row["sha256"]) if row["image_kept"] \
-        else None
-    if data is None:
+    if not row["image_kept"]:
         raise _not_kept(ident)
-    return row, data
+    return row
+
+
+async def _image_of(store: Store, row: dict) -> bytes:
+    data = await run_in_threadpool(store.images.get, row["sha256"])
+    if data is None:
+        raise _not_kept(row["id"])
+    return data
+
+
+async def _kept_image(store: Store, ident: str) -> tuple[dict, bytes]:
+    row = await _kept_row(store, ident)
+    return row, await _image_of(store, row)
 
 
 @router.get("/inspections/{ident}/image", response_class=Response,
@@ -213,13 +224,14 @@ async def get_image(store: StoreDep, ident: str) -> Response:
             responses={200: {"content": {"image/jpeg": {}}}} | E404 | E503)
 async def get_overlay(store: StoreDep, batcher: BatcherDep, request: Request,
                       ident: str) -> Response:
-    row, data = await _kept_image(store, ident)
+    row = await _kept_row(store, ident)
     settings = request.app.state.settings
     cache = request.app.state.overlays
     served = await _judge(request, row)
     key = (row["sha256"], row["threshold"], served.version)
     jpeg = cache.get(key)
-    if jpeg is None:
+    if jpeg is None:  # the kept image is read only to render
+        data = await _image_of(store, row)
         fp = uploads.footprint(io.BytesIO(data), len(data), uploads.OVERLAY,
                                settings.image_limits)
         async with batcher.gate.hold(fp.nbytes):
