@@ -140,7 +140,9 @@ demo: install
 GPU_PY ?= 3.12
 GPU_DATA ?= ../shared/data/magnetic_tile
 GPU_WHEELS := fastapi starlette pydantic pydantic-core pydantic-settings python-dotenv \
-	python-multipart annotated-types annotated-doc typing-inspection typing-extensions uvicorn
+	python-multipart annotated-types annotated-doc typing-inspection typing-extensions uvicorn \
+	opentelemetry-api httpx httpcore h11 anyio sniffio idna certifi sqlalchemy alembic mako \
+	jinja2 markupsafe onnxruntime onnx protobuf flatbuffers packaging ml-dtypes
 
 gpu-kit: install
 	@rm -rf .whl && mkdir -p .whl
