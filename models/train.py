@@ -61,7 +61,8 @@ LABELED_DEFECTS_HOW = {
     "latent": "label spreading in the latent space, how the map becomes the image score "
               "(image_score: its maximum unless a mean of its top pixels ranked them better by "
               "more than luck) and the fusion weight (and, with the f1 rule, the threshold), "
-              "each judged with its own label hidden; the segmentation "
+              "each judged on them as unseen images (label spreading with each one's label "
+              "hidden); the segmentation "
               "head did not train on them (kensa train --labeled-defects head makes it: on "
               "2026-12-04 that lowered image AUROC at the same budget, benchmarks/HISTORY.md); "
               "none was scored in the evaluation",
