@@ -193,61 +193,69 @@ def labels_judge(variant: str) -> bool:
 
 
 def pooling_comparison(job: dict, tcfg) -> dict:
-    """The written bundle's weights calibrated again under every pooling of the image score
-    (``max`` as before the choice, each candidate forced, and ``auto``, the labels' choice,
-    which must give back the bundle's own thresholds), each judged on the same evaluated test
-    images: image AUROC of the fused and of the reconstruction score, misses and false alarms
-    at that calibration's threshold and at a 5 % budget (from its held-out normals), AUROC
-    per defect type. Paired on the same weights, so training noise cancels. The labeled images
-    are the run's own (never among the evaluated ones); the held-out split is the trainer's
-    (the same seed)."""
+    """The written bundle (``auto``: the pooling its labels chose) and its weights calibrated
+    again under each pooling of the image score forced (``max`` as before the choice, every
+    candidate; the chosen one must give back the bundle's own calibration), each judged on the
+    same evaluated test images: image AUROC of the fused and of the reconstruction score,
+    misses and false alarms at that calibration's threshold and at a 5 % budget (from its
+    held-out normals), AUROC per defect type. Paired on the same weights, so training noise
+    cancels. The labeled images are the run's own (never among the evaluated ones); the
+    held-out split is the trainer's (the same seed)."""
     from dataclasses import asdict, replace
 
     import numpy as np
 
     from models.calibrate import calibrate
     from models.data import open_dataset, read_image
-    from models.evaluate import operating_points
     from models.inference import Inspector
     from models.labels import labeled_images
     from models.maps import IMAGE_SCORES
-    from models.metrics import auroc, f1_at, per_type_auroc
+    from models.preprocess import prepare_for
     from models.train import read_run_data
 
     began = time.monotonic()
     insp = Inspector.load(job["out"], job["device"])
-    stored = replace(insp.cal)
+    stored, chosen = replace(insp.cal), insp.info["image_score"]
     ds = open_dataset(job["view"])
     run = read_run_data(ds, job["labels"], insp.cfg, tcfg)
     defects = labeled_images(run.defect_rows, insp.cfg)
-    items = ds.test
-    images = [read_image(it.path) for it in items]
-    types = [it.defect for it in items]
-    truth = np.array([not it.is_good for it in items], int)
-    out: dict = {"by_rule": {}}
-    for rule in ("auto", *IMAGE_SCORES):
+    test = (insp.groups([prepare_for(read_image(it.path), insp.cfg) for it in ds.test]),
+            [it.defect for it in ds.test], np.array([not it.is_good for it in ds.test], int))
+    out = {"chosen": chosen["pooling"], "chosen_by": chosen["chosen_by"],
+           "labels_ranking": chosen.get("ranking", {}),
+           "gain_over_max_low": chosen.get("gain_over_max_low", {}),
+           "by_rule": {"auto": _judged(insp, test, insp.info["holdout_scores"])}}
+    for rule in IMAGE_SCORES:
         calib = calibrate(insp, run.holdout, replace(tcfg, extra=tcfg.extra | {"image_score":
                                                                               rule}),
                           labeled=(defects, np.ones(len(defects), bool)))
-        raw = insp.scores_of(images)
-        fused = insp.fused_scores(raw)[0]
-        at = f1_at(truth, fused, insp.cal.image)
-        at5 = operating_points(truth, fused, calib["holdout_fused_scores"], (0.05,))
-        row = {"pooling": insp.cal.image_score, "image_auroc": auroc(truth, fused),
-               "reconstruction_auroc": auroc(truth, raw.recon_scores),
-               "miss_rate": at["miss_rate"], "false_alarm_rate": at["false_alarm_rate"],
-               "at_5pct_budget": {k: at5[0][k] for k in ("false_alarm_rate", "miss_rate")}
-               if at5 else {}, "fusion_weight": insp.cal.fusion_weight,
-               "per_type_auroc": per_type_auroc(types, fused)}
-        if rule == "auto":
-            out |= {"chosen": insp.cal.image_score, "chosen_by": calib["image_score"]["chosen_by"],
-                    "labels_ranking": calib["image_score"].get("ranking", {}),
-                    "gain_over_max_low": calib["image_score"].get("gain_over_max_low", {}),
-                    # the recalibration must give back what the trainer wrote
-                    "reproduces_bundle": _same(asdict(insp.cal), asdict(stored))}
-        out["by_rule"][rule] = row
+        out["by_rule"][rule] = _judged(insp, test, calib["holdout_fused_scores"])
+        if rule == chosen["pooling"]:  # the trainer's calibration, calibrated again
+            out["reproduces_bundle"] = _same(asdict(insp.cal), asdict(stored))
     out["by_rule"]["labels_best"] = dict(out["by_rule"][_labels_best(out["labels_ranking"])])
     return out | {"seconds": round(time.monotonic() - began, 1)}
+
+
+def _judged(insp, test: tuple, holdout_scores: list[float]) -> dict:
+    """One calibration of a bundle judged on the test images (``test``: their
+    :meth:`Inspector.groups`, types and truth), as :func:`models.evaluate.evaluate` judges the
+    image verdicts; ``holdout_scores``: the held-out normals' fused scores it was set from."""
+    import numpy as np
+
+    from models.evaluate import operating_points
+    from models.metrics import auroc, f1_at, per_type_auroc
+
+    groups, types, truth = test
+    raw = insp.grouped_scores(groups)
+    fused = insp.fused_scores(raw)[0]
+    at = f1_at(truth, fused, insp.cal.image)
+    at5 = operating_points(truth, fused, np.asarray(holdout_scores), (0.05,))
+    return {"pooling": insp.cal.image_score, "image_auroc": auroc(truth, fused),
+            "reconstruction_auroc": auroc(truth, raw.recon_scores),
+            "miss_rate": at["miss_rate"], "false_alarm_rate": at["false_alarm_rate"],
+            "at_5pct_budget": {k: at5[0][k] for k in ("false_alarm_rate", "miss_rate")}
+            if at5 else {}, "threshold": insp.cal.image, "fusion_weight": insp.cal.fusion_weight,
+            "per_type_auroc": per_type_auroc(types, fused)}
 
 
 def _labels_best(ranking: dict) -> str:
