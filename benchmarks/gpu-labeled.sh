@@ -18,7 +18,7 @@
 # calibration (variant latent) make each bundle be judged again on its own weights under every
 # pooling (max, top0.1, top1, top5, the labels' choice). Both sets, 3 seeds, k 2 / 5 / 10:
 # 24 trainings at once, on cores 4-15 only (the others run other benchmarks); 2026-12-04's
-# rehearsal on a 2-core CPU (tiny, 0.1 minute, one seed) took 255 s for 8, exit 0:
+# rehearsal on a 2-core CPU (tiny, 0.1 minute, one seed) took 220 s for 8, exit 0:
 #   OUT=$OUT/pooling DATA=$PWD/data/magnetic_tile DEMO=1 VARIANTS=latent@2,latent@5,latent@10 \
 #       MINUTES=2.5 LIMIT_S=295 taskset -c 4-15 bash benchmarks/gpu-labeled.sh
 #
