@@ -14,6 +14,14 @@
 #       bash benchmarks/gpu-labeled.sh                               # rehearsal (a CPU)
 #   (a busy 2-core CPU needs LIMIT_S=1200 for the default VARIANTS even at MINUTES=0.1)
 #
+# The image score's pooling (issue 26, docs/labeled-defects.md): labels that judge the
+# calibration (variant latent) make each bundle be judged again on its own weights under every
+# pooling (max, top0.1, top1, top5, the labels' choice). Both sets, 3 seeds, k 2 / 5 / 10:
+# 24 trainings at once, on cores 4-15 only (the others run other benchmarks); 2026-12-04's
+# rehearsal on a 2-core CPU (tiny, 0.1 minute, one seed) took 220 s for 8, exit 0:
+#   OUT=$OUT/pooling DATA=$PWD/data/magnetic_tile DEMO=1 VARIANTS=latent@2,latent@5,latent@10 \
+#       MINUTES=2.5 LIMIT_S=295 taskset -c 4-15 bash benchmarks/gpu-labeled.sh
+#
 # DATA must be an MVTec-layout copy of ../shared/data/magnetic_tile carried to the machine
 # (cp -r ../shared/data/magnetic_tile data/; carry data/magnetic_tile). DEMO=1 also trains on
 # the demo washers made there (twice the trainings: raise LIMIT_S or cut VARIANTS). Without

@@ -181,7 +181,92 @@ def run_one(job: dict) -> dict:
         "training_seconds": round(float(metrics["training"]["seconds"]), 1),
         "wall_seconds": round(time.monotonic() - started, 1),
         "error": ev.get("error"),
+        **({"pooling": pooling_comparison(job, TrainConfig(**train_kw))}
+           if labels_judge(job["variant"]) and not ev.get("error") else {}),
     }
+
+
+def labels_judge(variant: str) -> bool:
+    """Whether a variant's labeled defects judge the calibration (the image score's pooling
+    among it): they do unless they trained the networks (head, paste) or only the generator."""
+    return variant != "none" and VARIANTS[variant][1].get("labeled_defects", "latent") == "latent"
+
+
+def pooling_comparison(job: dict, tcfg) -> dict:
+    """The written bundle (``auto``: the pooling its labels chose) and its weights calibrated
+    again under each pooling of the image score forced (``max`` as before the choice, every
+    candidate; the chosen one must give back the bundle's own calibration), each judged on the
+    same evaluated test images: image AUROC of the fused and of the reconstruction score,
+    misses and false alarms at that calibration's threshold and at a 5 % budget (from its
+    held-out normals), AUROC per defect type. Paired on the same weights, so training noise
+    cancels. The labeled images are the run's own (never among the evaluated ones); the
+    held-out split is the trainer's (the same seed)."""
+    from dataclasses import asdict, replace
+
+    import numpy as np
+
+    from models.calibrate import calibrate
+    from models.data import open_dataset, read_image
+    from models.inference import Inspector
+    from models.labels import labeled_images
+    from models.maps import IMAGE_SCORES
+    from models.preprocess import prepare_for
+    from models.train import read_run_data
+
+    began = time.monotonic()
+    insp = Inspector.load(job["out"], job["device"])
+    stored, chosen = replace(insp.cal), insp.info["image_score"]
+    ds = open_dataset(job["view"])
+    run = read_run_data(ds, job["labels"], insp.cfg, tcfg)
+    defects = labeled_images(run.defect_rows, insp.cfg)
+    test = (insp.groups([prepare_for(read_image(it.path), insp.cfg) for it in ds.test]),
+            [it.defect for it in ds.test], np.array([not it.is_good for it in ds.test], int))
+    out = {"chosen": chosen["pooling"], "chosen_by": chosen["chosen_by"],
+           "labels_ranking": chosen.get("ranking", {}),
+           "gain_over_max_low": chosen.get("gain_over_max_low", {}),
+           "by_rule": {"auto": _judged(insp, test, insp.info["holdout_scores"])}}
+    for rule in IMAGE_SCORES:
+        calib = calibrate(insp, run.holdout, replace(tcfg, extra=tcfg.extra | {"image_score":
+                                                                              rule}),
+                          labeled=(defects, np.ones(len(defects), bool)))
+        out["by_rule"][rule] = _judged(insp, test, calib["holdout_fused_scores"])
+        if rule == chosen["pooling"]:  # the trainer's calibration, calibrated again
+            out["reproduces_bundle"] = _same(asdict(insp.cal), asdict(stored))
+    out["by_rule"]["labels_best"] = dict(out["by_rule"][_labels_best(out["labels_ranking"])])
+    return out | {"seconds": round(time.monotonic() - began, 1)}
+
+
+def _judged(insp, test: tuple, holdout_scores: list[float]) -> dict:
+    """One calibration of a bundle judged on the test images (``test``: their
+    :meth:`Inspector.groups`, types and truth), as :func:`models.evaluate.evaluate` judges the
+    image verdicts; ``holdout_scores``: the held-out normals' fused scores it was set from."""
+    import numpy as np
+
+    from models.evaluate import operating_points
+    from models.metrics import auroc, f1_at, per_type_auroc
+
+    groups, types, truth = test
+    raw = insp.grouped_scores(groups)
+    fused = insp.fused_scores(raw)[0]
+    at = f1_at(truth, fused, insp.cal.image)
+    at5 = operating_points(truth, fused, np.asarray(holdout_scores), (0.05,))
+    return {"pooling": insp.cal.image_score, "image_auroc": auroc(truth, fused),
+            "reconstruction_auroc": auroc(truth, raw.recon_scores),
+            "miss_rate": at["miss_rate"], "false_alarm_rate": at["false_alarm_rate"],
+            "at_5pct_budget": {k: at5[0][k] for k in ("false_alarm_rate", "miss_rate")}
+            if at5 else {}, "threshold": insp.cal.image, "fusion_weight": insp.cal.fusion_weight,
+            "per_type_auroc": per_type_auroc(types, fused)}
+
+
+def _labels_best(ranking: dict) -> str:
+    """The pooling the labels ranked best, luck or not (ties: the earlier); ``max`` without a
+    ranking: what choosing without the bootstrap's guard would have taken."""
+    return max(ranking, key=lambda r: (ranking[r], -list(ranking).index(r))) if ranking else "max"
+
+
+def _same(a: dict, b: dict) -> bool:
+    return all(math.isclose(v, b[k], rel_tol=1e-5) if isinstance(v, float) else v == b[k]
+               for k, v in a.items())
 
 
 def head_and_residual(bundle: str, view: str, device: str) -> dict:
@@ -225,6 +310,38 @@ def paired(runs: list[dict]) -> list[dict]:
                     "miss_rate_at_5pct": _diff(r["at_5pct_budget"]["miss_rate"],
                                                ref["at_5pct_budget"]["miss_rate"])})
     return sorted(out, key=lambda d: (d["name"], d["variant"], d["k"], d["seed"]))
+
+
+def pooling_paired(runs: list[dict]) -> list[dict]:
+    """Per labeled run whose labels judged the calibration: each pooling (the labels' choice
+    ``auto``, the best-ranked ``labels_best``, every candidate) minus ``max`` on the same
+    weights and test images, and ``oracle``, the best candidate on the test images (what a
+    perfect choice would reach)."""
+    out = []
+    for r in runs:
+        by = (r.get("pooling") or {}).get("by_rule")
+        if not by:
+            continue
+        base = by["max"]
+        row = {"name": r["name"], "seed": r["seed"], "k": r["k"], "variant": r["variant"],
+               "chosen": r["pooling"]["chosen"], "reproduces_bundle":
+               r["pooling"]["reproduces_bundle"]}
+        for rule, got in by.items():
+            if rule != "max":
+                row[rule] = _pool_diff(got, base)
+        oracle = max((v for k, v in by.items() if k not in ("auto", "labels_best")),
+                     key=lambda v: v["image_auroc"])
+        row["oracle"] = _pool_diff(oracle, base) | {"pooling": oracle["pooling"]}
+        out.append(row)
+    return sorted(out, key=lambda d: (d["name"], d["variant"], d["k"], d["seed"]))
+
+
+def _pool_diff(got: dict, base: dict) -> dict:
+    return {"image_auroc": _diff(got["image_auroc"], base["image_auroc"]),
+            "miss_rate": _diff(got["miss_rate"], base["miss_rate"]),
+            "false_alarm_rate": _diff(got["false_alarm_rate"], base["false_alarm_rate"]),
+            "miss_rate_at_5pct": _diff(got["at_5pct_budget"].get("miss_rate"),
+                                       base["at_5pct_budget"].get("miss_rate"))}
 
 
 def means(runs: list[dict]) -> list[dict]:
@@ -350,14 +467,21 @@ def main(argv: list[str] | None = None) -> int:
                            " ".join(argv if argv is not None else sys.argv[1:])},
               "machine": machine_info(), "runs": [], "failed": []}
     return run_all(jobs, run_one, args.jobs, result, args.json, "labeled", describe,
-                   lambda runs: {"means": means(runs), "paired": paired(runs)})
+                   lambda runs: {"means": means(runs), "paired": paired(runs),
+                                 "pooling_paired": pooling_paired(runs)})
 
 
 def describe(run: dict) -> str:
-    return (f"{run['name']} seed {run['seed']} {run['variant']} k {run['k']}: image "
+    line = (f"{run['name']} seed {run['seed']} {run['variant']} k {run['k']}: image "
             f"{run['image_auroc']} pixel {run['pixel_auroc']} aupro {run['aupro']} misses "
             f"{run['miss_rate']} false alarms {run['false_alarm_rate']} "
             f"({run['autoencoder_steps']} steps)")
+    by = (run.get("pooling") or {}).get("by_rule")
+    if by:
+        line += (f"; pooling {run['pooling']['chosen']} (same weights, image AUROC / misses: "
+                 + ", ".join(f"{rule} {v['image_auroc']:.3f} / {v['miss_rate']:.2f}"
+                             for rule, v in by.items() if rule != "labels_best") + ")")
+    return line
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from .errors import BundleError
 from .fingerprint import stamp, verify
 from .generator import ConditionalGenerator, GeneratorConfig
 from .latent import LatentClassifier
+from .maps import IMAGE_SCORES
 from .preprocess import stride_multiple
 from .thresholds import Calibration
 from .vae import VAE
@@ -167,7 +168,7 @@ def _bundle_json(out: Path, bundle: Bundle, files: dict[str, str], meta: dict) -
         "channels": cfg.channels,
         "normalization": normalization_text(cfg),
         "model_config": cfg.to_dict(),
-        "calibration": asdict(cal),
+        "calibration": calibration_dict(cal),
         "thresholds": thresholds_view(cal),
         "fusion": {"rule": cal.fusion, "weight": cal.fusion_weight,
                    "description": fusion_description(cal),
@@ -210,6 +211,16 @@ def swap_into_place(tmp: Path, out: Path) -> None:
     os.rename(tmp, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def calibration_dict(cal: Calibration) -> dict:
+    """``bundle.json``'s ``calibration``: every field, but ``image_score`` only when it is not
+    ``max`` (absent means ``max``, as in every bundle written before the choice), so a run
+    whose labels chose nothing writes the calibration, and gets the version, it always did."""
+    out = asdict(cal)
+    if out["image_score"] == "max":
+        del out["image_score"]
+    return out
 
 
 def thresholds_view(cal: Calibration) -> dict[str, float]:
@@ -278,6 +289,9 @@ def load_bundle(path: str | Path, key: bytes | None = None) -> Bundle:
         latent = LatentClassifier.from_state(load_numpy(str(path / "latent.safetensors")),
                                              info["latent"]["classes"])
         cal = Calibration(**info["calibration"])
+        if cal.image_score not in IMAGE_SCORES:
+            raise ValueError(f"calibration.image_score {cal.image_score!r} is not one of "
+                             f"{', '.join(IMAGE_SCORES)}")
     except (KeyError, TypeError, RuntimeError, ValueError) as exc:
         raise BundleError(f"{path} cannot be loaded ({type(exc).__name__}: {exc}); "
                           "retrain it with this version of Kensa") from None

@@ -18,8 +18,8 @@ from .config import TrainConfig
 from .errors import DataError
 from .inference import FLIPS, Inspector, RawScores
 from .latent import FOLDS
-from .maps import residual_map
-from .metrics import auroc
+from .maps import IMAGE_SCORES, pool_map, residual_map
+from .metrics import auroc, auroc_gain_interval
 from .thresholds import (
     FLIP_ALPHA,
     MIN_FLIP_IMAGES,
@@ -67,10 +67,14 @@ def calibrate(insp: Inspector, holdout: list[np.ndarray] | np.ndarray, cfg: Trai
             and the rule says why).
     """
     groups = insp.groups(list(holdout))
+    insp.cal.image_score = "max"  # flips are judged on the maps' maxima
     insp.cal.residual_scale = residual_scale(insp, groups)
     insp.cal.flips, flip_rule = choose_flips(insp, groups, cfg.flips)
-    raw = normal_thresholds(insp, groups, cfg)
     has_defects = labeled is not None and bool(labeled[1].any())
+    image_score = choose_image_score(insp, groups, labeled if has_defects else None,
+                                     cfg.extra.get("image_score", "auto"),
+                                     head_trained_on_labeled)
+    raw = normal_thresholds(insp, groups, cfg)  # under the chosen image score
     labeled_scores, latent_rule = None, "the distance alone (no labeled defects)"
     if has_defects:
         labeled_scores, latent_rule = score_labeled(insp, *labeled, raw, len(holdout))
@@ -92,7 +96,7 @@ def calibrate(insp: Inspector, holdout: list[np.ndarray] | np.ndarray, cfg: Trai
         else:
             insp.cal.image, rule = f1_image_threshold(insp, fused, labeled_scores)
     return {"rule": rule, "fusion_rule": fusion_rule, "latent_rule": latent_rule,
-            "flips": insp.cal.flips, "flip_rule": flip_rule,
+            "flips": insp.cal.flips, "flip_rule": flip_rule, "image_score": image_score,
             "holdout_images": len(holdout),
             # full precision: evaluation replays the threshold rule on them
             "holdout_fused_scores": [float(s) for s in fused],
@@ -112,6 +116,53 @@ def residual_scale(insp: Inspector, groups: list[tuple[np.ndarray, torch.Tensor]
     # numpy's quantile: torch.quantile refuses inputs over 2**24 values (about 7,000 images)
     sample = np.concatenate([r.ravel() for r in residuals])[::7]
     return max(float(np.quantile(sample, 0.999)), 1e-6)
+
+
+def choose_image_score(insp: Inspector, groups: list[tuple[np.ndarray, torch.Tensor]],
+                       labeled: tuple[list[np.ndarray] | np.ndarray, np.ndarray] | None,
+                       setting: str, head_trained_on_labeled: bool = False) -> dict:
+    """Sets ``insp.cal.image_score``, how the smoothed map becomes the reconstruction score;
+    returns the choice, why, and (when labels chose) each candidate's ranking.
+
+    ``auto`` ranks the labeled defects above the held-out normals (and the labeled normals)
+    by each pooling of :data:`models.maps.IMAGE_SCORES`, on the reconstruction score alone,
+    and keeps ``max`` unless another ranks them better by more than luck: the lower end of a
+    90 % paired bootstrap interval of its AUROC gain over ``max`` above 0 (the rule the label
+    spreading share earns its weight by); among those that pass, the best (ties: the earlier).
+    Without labeled defects, or when they trained the segmentation head (their maps are no
+    longer an unseen defect's), ``auto`` is ``max``: the maps' maximum, as before the choice.
+    """
+    insp.cal.image_score = "max"
+    if setting != "auto":
+        insp.cal.image_score = setting
+        return {"pooling": setting, "chosen_by": "as configured"}
+    if labeled is None:
+        return {"pooling": "max", "chosen_by": "auto: no labeled defects, the map's maximum"}
+    if head_trained_on_labeled:
+        return {"pooling": "max", "chosen_by": f"auto: the map's maximum, as{TRAINED_ON_LABELED}"}
+    images, is_defect = labeled
+    insp.cal.map_scale = 0.0  # the reconstruction maps alone (normal_thresholds sets it)
+    maps = list(insp.grouped_scores(insp.groups(list(images))).maps)
+    maps += list(insp.grouped_scores(groups).maps)
+    truth = np.concatenate([is_defect, np.zeros(len(maps) - len(is_defect), bool)]).astype(int)
+    scores = {rule: np.array([float(pool_map(torch.from_numpy(np.asarray(m))[None], rule)[0])
+                              for m in maps]) for rule in IMAGE_SCORES}
+    ranking = {rule: auroc(truth, s) for rule, s in scores.items()}
+    gain_low = {rule: float(auroc_gain_interval(truth, s, scores["max"])[0])
+                for rule, s in scores.items() if rule != "max"}
+    chosen = "max"
+    for rule, low in gain_low.items():
+        if low > 0 and ranking[rule] > ranking[chosen] + 1e-9:
+            chosen = rule
+    insp.cal.image_score = chosen
+    n_def, n_norm = int(truth.sum()), int(len(truth) - truth.sum())
+    said = ", ".join(f"{rule} {a:.3f}" for rule, a in ranking.items())
+    why = ("ranked them best by more than luck (90 % paired bootstrap of the gain over max)"
+           if chosen != "max" else "kept: no other pooling ranked them better by more than "
+           "luck (90 % paired bootstrap of the gain over max)")
+    return {"pooling": chosen, "ranking": ranking, "gain_over_max_low": gain_low,
+            "chosen_by": f"auto: {chosen} {why}; AUROC of {n_def} labeled defects against "
+                         f"{n_norm} normals, reconstruction score alone: {said}"}
 
 
 def normal_thresholds(insp: Inspector, groups: list[tuple[np.ndarray, torch.Tensor]],

@@ -23,7 +23,7 @@ from .data import GOOD
 from .device import pick_device, to_device
 from .exports import graph_paths, has_graphs
 from .latent import ANOMALY, LatentClassifier
-from .maps import gaussian_blur, residual_map
+from .maps import gaussian_blur, pool_map, residual_map
 from .networks import OnnxNetworks, TorchNetworks, onnxruntime_installed
 from .preprocess import model_shape, prepare_for, same_shape_groups, shrink, vae_input
 from .results import ABNORMAL, NORMAL, LatentVerdict, ReconstructionVerdict, Region, Result
@@ -43,7 +43,8 @@ class RawScores:
             where the calibration has a ``map_scale``, the latent cells' map over it. A list
             of ``(h_i, w_i)`` maps when the images had different model shapes
             (:meth:`Inspector.scores_of`).
-        recon_scores: ``(B,)`` reconstruction image scores (max of the reconstruction map).
+        recon_scores: ``(B,)`` reconstruction image scores (the reconstruction map pooled by
+            the calibration's ``image_score``: its maximum unless labels chose otherwise).
         latent_mu: ``(B, P, D)`` VAE latent means, one code per cell of the latent grid.
         recon: ``(B, h, w, C)`` reconstructions (a list like ``maps``), or ``None``.
     """
@@ -160,10 +161,11 @@ class Inspector:
 
     def smoothed(self, amap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A reconstruction map ``(B, 1, h, w)`` -> the smoothed map ``(B, h, w)`` and the
-        reconstruction score ``(B,)``, its maximum: the one rule for both the served score
-        and the single views calibration compares (:meth:`view_scores`)."""
+        reconstruction score ``(B,)``, the map pooled by ``cal.image_score`` (its maximum by
+        default, :func:`models.maps.pool_map`): the one rule for both the served score and the
+        single views calibration compares (:meth:`view_scores`)."""
         maps = gaussian_blur(amap, self.cfg.map_sigma)[:, 0]
-        return maps, maps.flatten(1).amax(1)
+        return maps, pool_map(maps, self.cal.image_score)
 
     def reconstruction_map(self, x: torch.Tensor, flip: str | None = None
                            ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -267,15 +269,22 @@ class Inspector:
         if not images:
             return [], None
         raw = self.scores_of(images, with_reconstruction)
-        latent_scores, distances, clusters = self.latent.score(
-            raw.latent_mu, self.cal.latent_distance, self.cal.latent_spread)
-        fused = self.cal.fuse(raw.recon_scores, latent_scores)
+        fused, latent_scores, distances, clusters = self.fused_scores(raw)
         applied = self.cal.image if threshold is None else float(threshold)
         results = [self._result(im, raw, i, float(fused[i]), applied,
                                 self.latent_verdict(float(latent_scores[i]), float(distances[i]),
                                                     clusters[i]))
                    for i, im in enumerate(images)]
         return results, raw
+
+    def fused_scores(self, raw: RawScores) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                    list[str]]:
+        """The fused image scores of ``raw`` (the score a verdict compares with the image
+        threshold), with the latent scores, distances and cluster names they came from."""
+        latent_scores, distances, clusters = self.latent.score(
+            raw.latent_mu, self.cal.latent_distance, self.cal.latent_spread)
+        return (self.cal.fuse(raw.recon_scores, latent_scores), latent_scores, distances,
+                clusters)
 
     def _result(self, image: np.ndarray, raw: RawScores, i: int, score: float,
                 threshold: float, latent: LatentVerdict) -> Result:

@@ -30,3 +30,28 @@ def residual_map(x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
     structural = (1 - ssim_map(x, recon, size=7)).mean(1, keepdim=True)
     l1 = (x - recon).abs().mean(1, keepdim=True)
     return 0.5 * (structural + l1)
+
+
+# how a smoothed map becomes the reconstruction image score: its maximum, or the mean of its
+# highest share of pixels (``Calibration.image_score``; chosen at calibration from labeled
+# defects, models.calibrate.choose_image_score)
+IMAGE_SCORES: dict[str, float] = {"max": 0.0, "top0.1": 0.001, "top1": 0.01, "top5": 0.05}
+
+
+def pool_map(maps: torch.Tensor, rule: str = "max") -> torch.Tensor:
+    """Smoothed maps ``(B, h, w)`` -> image scores ``(B,)`` under ``rule`` (a key of
+    :data:`IMAGE_SCORES`): ``max`` the largest pixel, ``topQ`` the mean of the largest Q %
+    of the pixels (at least one). A blowhole covers 0.2 % of a magnetic tile, an uneven
+    surface 25 %: the maximum suits the first, a mean over more pixels may rank a large faint
+    defect better.
+
+    Raises:
+        ValueError: an unknown rule.
+    """
+    if rule not in IMAGE_SCORES:
+        raise ValueError(f"image score {rule!r}: use one of {', '.join(IMAGE_SCORES)}")
+    flat = maps.flatten(1)
+    if rule == "max":
+        return flat.amax(1)
+    k = max(1, math.ceil(IMAGE_SCORES[rule] * flat.shape[1]))
+    return flat.topk(k, dim=1).values.mean(1)

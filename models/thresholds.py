@@ -140,6 +140,11 @@ class Calibration:
             is the mean of the image's map and the maps of these flipped copies, flipped
             back. Chosen at calibration (``TrainConfig.flips``); empty = the image alone (and
             bundles written before flips).
+        image_score: how the smoothed reconstruction map becomes the reconstruction score:
+            ``max`` (its largest pixel; bundles written before the choice) or ``top0.1``,
+            ``top1``, ``top5`` (the mean of its largest 0.1, 1, 5 % of pixels), a key of
+            ``models.maps.IMAGE_SCORES``. Chosen at calibration from labeled defects
+            (``models.calibrate.choose_image_score``); every threshold above was set under it.
     """
 
     residual_scale: float = 1.0
@@ -154,6 +159,7 @@ class Calibration:
     fusion: str = "weighted"
     fusion_weight: float = 0.8
     flips: list[str] = field(default_factory=list)
+    image_score: str = "max"
 
     def fuse(self, recon_score: np.ndarray, latent_score: np.ndarray) -> np.ndarray:
         """Fused image score from both sub-scores, each first divided by its own threshold

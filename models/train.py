@@ -41,6 +41,7 @@ from .labels import (
     spread_labels,
 )
 from .latent import LatentClassifier
+from .maps import IMAGE_SCORES
 from .positives import Positive, read_positives
 from .positives import summary as positives_summary
 from .preprocess import model_shape, vae_views
@@ -57,8 +58,11 @@ LABELED_DEFECTS = ("latent", "head", "paste", "generator")
 POSITIVE_STEPS = ("extra", "mixed")  # TrainConfig.extra["positive_step"] (head); extra
 LATENT_LABELS = ("spread", "classifier")  # TrainConfig.extra["latent_labels"]; spread
 LABELED_DEFECTS_HOW = {
-    "latent": "label spreading in the latent space and the fusion weight (and, with the f1 "
-              "rule, the threshold), each judged with its own label hidden; the segmentation "
+    "latent": "label spreading in the latent space, how the map becomes the image score "
+              "(image_score: its maximum unless a mean of its top pixels ranked them better by "
+              "more than luck) and the fusion weight (and, with the f1 rule, the threshold), "
+              "each judged on them as unseen images (label spreading with each one's label "
+              "hidden); the segmentation "
               "head did not train on them (kensa train --labeled-defects head makes it: on "
               "2026-12-04 that lowered image AUROC at the same budget, benchmarks/HISTORY.md); "
               "none was scored in the evaluation",
@@ -172,6 +176,7 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
     train_s = time.monotonic() - started
     meta = {"name": name or Path(out).name, "train_config": tcfg.to_dict(), "seed": tcfg.seed,
             "threshold_rule": calib["rule"], "fusion_rule": calib["fusion_rule"],
+            "image_score": calib["image_score"],
             "data": run.summary, "device": dev.type, "training_seconds": round(train_s, 1)}
     metrics = {"training": {**fitted.history, "seconds": train_s},
                "calibration": calib, "evaluation": {}}
@@ -274,9 +279,13 @@ def check_settings(tcfg: TrainConfig) -> None:
     """Fails before any training on a setting that would fail after it.
 
     Raises:
-        DataError: an unknown fusion rule or flip name.
+        DataError: an unknown fusion rule, flip name or image score.
     """
     labeled_defects_mode(tcfg)
+    image_score = tcfg.extra.get("image_score", "auto")
+    if image_score != "auto" and image_score not in IMAGE_SCORES:
+        raise DataError(f"image score {image_score!r}: use auto or one of "
+                        f"{', '.join(IMAGE_SCORES)}")
     if tcfg.synth not in SYNTH_KINDS:
         raise DataError(f"unknown synth {tcfg.synth!r}: use one of {SYNTH_KINDS}")
     if tcfg.fusion not in FUSION_RULES:

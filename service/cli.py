@@ -19,6 +19,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from models.config import DEVICES
 from models.errors import KensaError
 
+# "auto" and models.maps.IMAGE_SCORES, without importing torch here
+IMAGE_SCORES = ("auto", "max", "top0.1", "top1", "top5")
 RUNTIMES = ("torch", "onnx", "auto")  # models.networks.CHOICES, without importing torch here
 EXPORT_FORMATS = ("onnx",)
 
@@ -135,6 +137,13 @@ def _add_calibration_options(train: argparse.ArgumentParser) -> None:
                             "label spreading) or classifier (a nearest-centre classifier per "
                             "type); either earns a share of the latent score only when it "
                             "ranks the labeled defects, labels hidden, better than the distance")
+    train.add_argument("--image-score", choices=IMAGE_SCORES, default="auto",
+                       help="how the smoothed anomaly map becomes the reconstruction score: "
+                            "max (its largest pixel), top0.1, top1, top5 (the mean of its "
+                            "largest 0.1, 1, 5 %% of pixels) or auto (default: max, or with "
+                            "labeled defects among --labels the one that ranks them above the "
+                            "held-out normals better than max by more than luck); the "
+                            "thresholds are set under it and ship with the bundle")
     train.add_argument("--fusion", choices=("auto", "reconstruction", "max", "weighted"),
                        help="how the reconstruction and latent scores combine (default auto: "
                             "weighted at --fusion-weight, or with labeled defects the weight "
@@ -432,6 +441,8 @@ def training_configs(args: argparse.Namespace):
         train_kw["extra"]["positive_step"] = args.positive_step
     if args.latent_labels != "spread":
         train_kw["extra"]["latent_labels"] = args.latent_labels
+    if args.image_score != "auto":
+        train_kw["extra"]["image_score"] = args.image_score
     _check_fields(ModelConfig, model_kw)
     return ModelConfig(**model_kw), TrainConfig(**train_kw)
 

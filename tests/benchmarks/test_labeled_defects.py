@@ -78,12 +78,26 @@ def test_pasting_variants_write_the_regions_they_name(demo, tmp_path):
 def test_a_tiny_protocol_run_pairs_each_variant_with_the_unlabeled_run(demo, tmp_path):
     out = tmp_path / "r.json"
     code = main(["--data", str(demo), "--k", "1", "--seeds", "0", "--preset", "tiny",
-                 "--epochs", "2", "--max-minutes", "1", "--work-dir", str(tmp_path / "w"),
-                 "--json", str(out)])
+                 "--variants", "image,boxes,latent", "--epochs", "2", "--max-minutes", "1",
+                 "--work-dir", str(tmp_path / "w"), "--json", str(out)])
     assert code == 0
     result = json.loads(out.read_text())
     runs = {r["variant"]: r for r in result["runs"]}
-    assert set(runs) == {"none", "image", "boxes"} and not result["failed"]
+    assert set(runs) == {"none", "image", "boxes", "latent"} and not result["failed"]
+    # where the labels judged the calibration, the same weights are judged under every
+    # pooling of the image score, the labels' choice (auto) giving back the bundle itself
+    assert [v for v, r in runs.items() if "pooling" in r] == ["latent"]
+    pooling = runs["latent"]["pooling"]
+    assert pooling["reproduces_bundle"] and set(pooling["by_rule"]) == {
+        "auto", "max", "top0.1", "top1", "top5", "labels_best"}
+    assert pooling["by_rule"]["auto"]["pooling"] == pooling["chosen"]
+    assert pooling["by_rule"]["auto"]["image_auroc"] == pytest.approx(
+        runs["latent"]["image_auroc"], abs=1e-9)
+    assert set(pooling["labels_ranking"]) == {"max", "top0.1", "top1", "top5"}
+    [pair] = result["pooling_paired"]
+    assert pair["top5"]["image_auroc"] == pytest.approx(
+        pooling["by_rule"]["top5"]["image_auroc"] - pooling["by_rule"]["max"]["image_auroc"],
+        abs=1e-4)
     # every variant judged on the same images: the test split less the drawn ones
     assert {r["evaluated_images"] for r in runs.values()} == {2 + 4 * 3 - 4}
     assert runs["none"]["labeled_defects"] == {}

@@ -147,3 +147,24 @@ def test_a_bundle_from_before_test_time_flips_loads_without_them(texture_bundle,
     img = np.random.default_rng(4).random((40, 50, 1), dtype=np.float32)
     old, new = Inspector.load(copy, "cpu"), Inspector.load(path, "cpu")
     assert old.cal.flips == [] and old.inspect([img])[0].score == new.inspect([img])[0].score
+
+
+def test_an_image_score_is_stored_only_when_chosen_and_an_unknown_one_is_refused(
+        texture_bundle, tmp_path):
+    from models.fingerprint import stamp
+
+    path, _ = texture_bundle
+    info = json.loads((path / "bundle.json").read_text())
+    assert "image_score" not in info["calibration"]  # the maximum: absent, as before the choice
+    assert Inspector.load(path, "cpu").cal.image_score == "max"
+    copy = tmp_path / "edited"
+    shutil.copytree(path, copy)
+    for rule, loads in (("top5", True), ("median", False)):
+        info["calibration"]["image_score"] = rule
+        stamp(info)  # a bundle written so, not one edited by hand
+        (copy / "bundle.json").write_text(json.dumps(info))
+        if loads:
+            assert load_bundle(copy).cal.image_score == "top5"
+        else:
+            with pytest.raises(BundleError, match="image_score 'median' is not one of max"):
+                load_bundle(copy)

@@ -1,7 +1,9 @@
-"""The calibration procedure: flip settings, and what too few held-out normals say."""
+"""The calibration procedure: flip settings, what too few held-out normals say, and the image
+score labeled defects choose."""
 
 import numpy as np
 import pytest
+import torch
 from texture_helpers import SIZE, texture
 
 from models.calibrate import calibrate, flip_names
@@ -33,3 +35,59 @@ def test_flips_are_auto_none_or_named():
     for bad in ("x", "h,y", ""):
         with pytest.raises(DataError, match="auto, none or a comma list of h, v, hv"):
             flip_names(bad)
+
+
+def _speck_and_broad(seed: int = 5, n: int = 12) -> tuple[list, list]:
+    """Held-out normals each with one small dark pit, and "defects" with three quarters of the
+    image darkened: the pits make the normals' maps peak as high as the defects', so the
+    maximum ranks the defects below them, a mean over 5 % of the pixels above."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+
+    def prepared(im):
+        return (np.clip(im, 0, 255).astype(np.uint8)[..., None] / np.float32(255)).astype(
+            np.float32)
+
+    normals, defects = [], []
+    for _ in range(n):
+        im = texture(rng).astype(np.float32)
+        y, x = (int(v) for v in rng.integers(8, SIZE - 8, 2))
+        cv2.circle(im, (x, y), 3, 20, -1)
+        normals.append(prepared(im))
+        im = texture(rng).astype(np.float32)
+        im[:, :3 * SIZE // 4] -= 90
+        defects.append(prepared(im))
+    return normals, defects
+
+
+def test_labeled_defects_choose_the_image_score_and_the_thresholds_follow(texture_bundle):
+    from models.maps import pool_map
+    from models.thresholds import false_alarm_threshold
+
+    normals, defects = _speck_and_broad()
+    insp = Inspector.load(texture_bundle[0], "cpu")
+    labeled = (defects, np.ones(len(defects), bool))
+    cal = calibrate(insp, normals, TrainConfig(), labeled=labeled)
+    chosen = cal["image_score"]
+    assert chosen["pooling"] == insp.cal.image_score == "top5"
+    assert chosen["ranking"]["top5"] > chosen["ranking"]["max"] + 0.3
+    assert chosen["gain_over_max_low"]["top5"] > 0 and "top5 ranked them best" in chosen[
+        "chosen_by"]
+    # the reconstruction threshold was set from the held-out normals under top5
+    insp.cal.map_scale = 0.0  # the reconstruction maps alone, as the threshold saw them
+    maps = insp.grouped_scores(insp.groups(normals)).maps
+    top5 = [float(pool_map(torch.from_numpy(m)[None], "top5")[0]) for m in maps]
+    peak = [float(m.max()) for m in maps]
+    assert insp.cal.reconstruction == pytest.approx(false_alarm_threshold(np.array(top5), 0.01))
+    assert insp.cal.reconstruction != pytest.approx(false_alarm_threshold(np.array(peak), 0.01))
+    # without labeled defects, or when they trained the head, the maximum stays
+    assert calibrate(insp, normals, TrainConfig())["image_score"]["pooling"] == "max"
+    assert insp.cal.image_score == "max"
+    trained = calibrate(insp, normals, TrainConfig(), labeled=labeled,
+                        head_trained_on_labeled=True)
+    assert trained["image_score"]["pooling"] == "max" and "trained" in trained[
+        "image_score"]["chosen_by"]
+    # a configured pooling is taken as it is
+    forced = calibrate(insp, normals, TrainConfig(extra={"image_score": "top1"}), labeled=labeled)
+    assert forced["image_score"] == {"pooling": "top1", "chosen_by": "as configured"}

@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from texture_helpers import plant_defect, texture
-from tiny import TINY_MODEL
+from tiny import TINY_MODEL, TINY_TRAINING
 
 from models.bundle import read_info
 from models.config import TrainConfig
@@ -186,3 +186,43 @@ def test_an_aspect_kept_bundle_inspects_images_of_several_sizes(tmp_path):
         assert abs(res.score - alone.score) < 1e-4
     ev = metrics["evaluation"]
     assert ev["images"] == 6 and 0 <= ev["pixel_auroc"] <= 1 and 0 <= ev["aupro"] <= 1
+
+
+def test_a_bundle_serves_and_was_calibrated_under_its_stored_image_score(texture_data, tmp_path,
+                                                                         tiny_bundle):
+    from models.thresholds import false_alarm_threshold
+    from models.train import read_run_data
+
+    cfg = replace(TINY_TRAINING, extra={"image_score": "top1"})
+    metrics = train(texture_data, tmp_path / "b", TINY_MODEL, cfg, device="cpu", progress=False)
+    info = read_info(tmp_path / "b")
+    assert info["calibration"]["image_score"] == "top1"
+    assert info["image_score"] == {"pooling": "top1", "chosen_by": "as configured"}
+    insp = Inspector.load(tmp_path / "b", "cpu")
+    assert insp.cal.image_score == "top1"
+    # the held-out normals' fused scores the thresholds came from are top1's, not max's
+    holdout = read_run_data(open_dataset(texture_data), None, insp.cfg, cfg).holdout
+    stored = metrics["calibration"]["holdout_fused_scores"]
+
+    def fused(rule):
+        insp.cal.image_score = rule
+        return insp.fused_scores(insp.grouped_scores(insp.groups(holdout)))[0]
+
+    assert fused("top1") == pytest.approx(stored, rel=1e-5)
+    assert insp.cal.image == pytest.approx(false_alarm_threshold(np.array(stored), 0.01))
+    assert not np.allclose(fused("max"), stored, rtol=1e-3)
+    # served, an image's reconstruction score is top1's: below the map's maximum
+    image = texture(np.random.default_rng(9))[..., None] / np.float32(255)
+    top1 = Inspector.load(tmp_path / "b", "cpu").inspect([image])[0].reconstruction.score
+    insp.cal.image_score = "max"
+    assert top1 < insp.inspect([image])[0].reconstruction.score
+    # a run without labels keeps the maximum, and its calibration reads as it always did
+    plain = read_info(tiny_bundle)
+    assert "image_score" not in plain["calibration"]
+    assert plain["image_score"]["pooling"] == "max"
+
+
+def test_an_unknown_image_score_is_refused_before_training(texture_data, tmp_path):
+    with pytest.raises(DataError, match="image score 'top2': use auto or one of max, top0.1"):
+        train(texture_data, tmp_path / "x", TINY_MODEL, TrainConfig(extra={"image_score": "top2"}),
+              device="cpu", progress=False)

@@ -64,6 +64,22 @@ def test_labeled_defects_train_the_head_only_when_the_cli_asks():
             parser.parse_args(base + [flag, "both"])
 
 
+def test_the_image_score_option_names_a_pooling_or_auto():
+    from models.maps import IMAGE_SCORES
+    from service.cli import IMAGE_SCORES as CHOICES
+    from service.cli import build_parser, training_configs
+
+    assert CHOICES == ("auto", *IMAGE_SCORES)  # the CLI's copy, kept without importing torch
+    parser = build_parser()
+    base = ["train", "--data", "d", "--out", "o"]
+    assert "image_score" not in training_configs(parser.parse_args(base))[1].extra  # auto
+    _, tcfg = training_configs(parser.parse_args(base + ["--image-score", "top1"]))
+    assert tcfg.extra["image_score"] == "top1"
+    with pytest.raises(SystemExit) as done:
+        parser.parse_args(base + ["--image-score", "mean"])
+    assert done.value.code == 2
+
+
 def test_eval_replays_the_bundles_training_split_or_says_it_cannot(tiny_bundle, tmp_path,
                                                                    capsys):
     import json
