@@ -33,6 +33,9 @@ function el(tag, attrs = {}, ...children) {
 const fmt = (x) => Number(x).toPrecision(3);
 const when = (iso) => new Date(iso).toLocaleString();
 const overlayUrl = (id) => `/v1/inspections/${encodeURIComponent(id)}/overlay`;
+// Live's cards show a thumbnail, drawn by the server ahead while a page is open; Review and
+// History show the full overlay. The browser keeps both and revalidates them with their ETag.
+const thumbUrl = (id) => `${overlayUrl(id)}?size=thumb`;
 const imageUrl = (id) => `/v1/inspections/${encodeURIComponent(id)}/image`;
 
 function verdict(rec) {
@@ -47,7 +50,7 @@ function picture(rec, url) {
 function card(rec) {
   const review = rec.review ? `reviewed: ${rec.review.label}` : "";
   return el("article", { class: `card ${rec.label}`, "data-id": rec.id },
-    picture(rec, overlayUrl(rec.id)),
+    picture(rec, thumbUrl(rec.id)),
     el("div", {}, verdict(rec), " ", el("span", { class: "score" },
       `${fmt(rec.score)} / ${fmt(rec.threshold)}`)),
     el("div", { class: "source" }, rec.source || "—"),
