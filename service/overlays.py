@@ -32,7 +32,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,7 +76,7 @@ class OverlayCache:
         self._records: OrderedDict[str, tuple[Overlay, int, float]] = OrderedDict()
         self.generation = 0  # pruning passes begun or ended
         self._seen = -math.inf  # when a page last called
-        self._drawing: dict[tuple, asyncio.Task] = {}
+        self._drawing: dict[tuple, asyncio.Task] = {}  # JPEGs being drawn, ahead or asked
 
     # -- the JPEGs ------------------------------------------------------------------------
     def get(self, overlay: Overlay, size: str) -> bytes | None:
@@ -94,11 +94,30 @@ class OverlayCache:
             self._items.popitem(last=False)
 
     async def drawn(self, overlay: Overlay, size: str) -> bytes | None:
-        """The JPEG, waiting for it if it is being drawn ahead right now."""
+        """The JPEG, waiting for it if it is being drawn right now."""
         task = self._drawing.get(overlay.key(size))
         if task is not None:
             await asyncio.shield(task)
         return self.get(overlay, size)
+
+    async def render_once(self, overlay: Overlay, size: str,
+                          render: Callable[[], Awaitable[bytes]]) -> bytes:
+        """Renders and keeps the JPEG; requests that come while it renders wait for the same
+        one (ten pages opened at once ask for the same pictures). A failure reaches all of
+        them; a request that goes away does not stop it for the others."""
+        key = overlay.key(size)
+        task = self._drawing.get(key)
+        if task is None:
+            async def run() -> bytes:
+                try:
+                    jpeg = await render()
+                    self.put(overlay, size, jpeg)
+                    return jpeg
+                finally:
+                    self._drawing.pop(key, None)
+
+            task = self._drawing[key] = asyncio.get_running_loop().create_task(run())
+        return await asyncio.shield(task)
 
     # -- the record index -----------------------------------------------------------------
     def remember(self, ident: str, overlay: Overlay, generation: int) -> None:
@@ -141,7 +160,7 @@ class OverlayCache:
 
     @property
     def drawing(self) -> int:
-        """Overlays being drawn ahead now."""
+        """Overlays being drawn now (ahead, or for a request)."""
         return len(self._drawing)
 
     def draw_ahead(self, ident: str, overlay: Overlay, size: str,

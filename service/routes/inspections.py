@@ -9,6 +9,7 @@ import io
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -254,10 +255,8 @@ async def get_overlay(store: StoreDep, batcher: BatcherDep, request: Request, id
     cache.remember(ident, overlay, generation)
     if _matches(if_none_match, overlay.etag(size)):
         return _overlay_response(overlay, size, None)
-    jpeg = await cache.drawn(overlay, size)
-    if jpeg is None:  # the kept image is read only to render
-        jpeg = await _render(store, batcher, request, row, served, size)
-        cache.put(overlay, size, jpeg)
+    jpeg = await cache.drawn(overlay, size) or await cache.render_once(
+        overlay, size, partial(_render, store, batcher, request, row, served, size))
     return _overlay_response(overlay, size, jpeg)
 
 
@@ -279,7 +278,8 @@ def _overlay_response(overlay: Overlay, size: str, jpeg: bytes | None) -> Respon
 
 async def _render(store: Store, batcher, request: Request, row: dict, served, size: str
                   ) -> bytes:
-    """The record's overlay at ``size``, with a model pass of ``served`` on the kept image."""
+    """The record's overlay at ``size``, with a model pass of ``served`` on the kept image
+    (read only now, to render)."""
     settings = request.app.state.settings
     data = await _image_of(store, row)
     fp = uploads.footprint(io.BytesIO(data), len(data), uploads.OVERLAY, settings.image_limits)

@@ -1,6 +1,7 @@
 """Overlays of recorded inspections are rendered once: the page's screens ask again and again;
 browsers keep them (ETag, 304), Live gets thumbnails, a swap or a pruned record is noticed."""
 
+import asyncio
 import io
 import re
 import time
@@ -36,6 +37,23 @@ def test_the_cache_drops_the_least_recently_used():
     cache.put(c, "full", b"C")
     assert [cache.get(o, "full") for o in (a, b, c)] == [b"A", None, b"C"]
     assert cache.get(a, "thumb") is None  # sizes are kept apart
+
+
+def test_requests_that_come_while_an_overlay_renders_wait_for_that_one():
+    cache, calls = OverlayCache(), []
+    overlay = Overlay("a", 1.0, "p", "v")
+
+    async def render() -> bytes:
+        calls.append(1)
+        await asyncio.sleep(0.05)
+        return b"JPEG"
+
+    async def five_pages() -> list:
+        return await asyncio.gather(*(cache.render_once(overlay, "thumb", render)
+                                      for _ in range(5)))
+
+    assert asyncio.run(five_pages()) == [b"JPEG"] * 5 and len(calls) == 1
+    assert cache.get(overlay, "thumb") == b"JPEG" and cache.drawing == 0
 
 
 def test_a_second_overlay_of_a_record_needs_no_model_call(make_client):
