@@ -7,11 +7,12 @@ settings alternated ``--rounds`` times so a busy machine hurts all alike.
 
 A page is emulated as its script (service/ui/static/kensa.js) behaves: every 1.5 s
 ``GET /v1/inspections?limit=24`` with the page's header (so the server draws the thumbnails
-of kept answers ahead, as it does for a real page), and for each kept record it has no card
-for yet, the card's picture, ``GET /v1/inspections/{id}/overlay?size=thumb`` without the
-header (an ``<img>``: the browser sends the cookie only). A card is built once and kept while
-its record is in the list, so, like the browser, a page asks for each picture once; the
-ETag/304 revalidation a browser does when it shows a picture again never happens in Live.
+of kept answers ahead, as it does for a real page), then for the kept records it has no card
+for yet one ``GET /v1/inspections/thumbnails?id=..`` (the thumbnails in the server's memory,
+inline) and ``GET /v1/inspections/{id}/overlay?size=thumb`` for each one not in it, without
+the header (an ``<img>``: the browser sends the cookie only). A card is built once and kept
+while its record is in the list, so, like the browser, a page asks for each picture once;
+the ETag/304 revalidation a browser does when it shows a picture again never happens in Live.
 ``--full-overlays`` emulates the page script before 2026-12-04T19:00Z (full overlays, the page
 header on every call): the figures in HISTORY before then were made that way.
 
@@ -62,6 +63,7 @@ class Setup:
 
 
 async def page(base: str, seconds: float, counts: list[int], setup: Setup) -> None:
+    """One Live view; ``counts``: list queries, picture requests, thumbnails sent inline."""
     seen: set[str] = set()
     deadline = time.perf_counter() + seconds
     listing = {PAGE_HEADER: "1"} if setup.header else {}
@@ -72,12 +74,18 @@ async def page(base: str, seconds: float, counts: list[int], setup: Setup) -> No
             items = (await c.get("/v1/inspections", params={"limit": 24},
                                  headers=listing)).json()["items"]
             counts[0] += 1
-            for rec in items:
-                if rec["image_kept"] and rec["id"] not in seen:
-                    seen.add(rec["id"])
-                    (await c.get(f"/v1/inspections/{rec['id']}/overlay", params=params,
-                                 headers=picture)).raise_for_status()
-                    counts[1] += 1
+            fresh = [r["id"] for r in items if r["image_kept"] and r["id"] not in seen]
+            seen.update(fresh)
+            if fresh and setup.thumbs:  # fillThumbs: one request, the rest by URL
+                r = await c.get("/v1/inspections/thumbnails", params={"id": fresh},
+                                headers=listing)
+                counts[1] += 1
+                counts[2] += len(r.raise_for_status().json()["thumbnails"])
+                fresh = r.json()["missing"]
+            for ident in fresh:
+                (await c.get(f"/v1/inspections/{ident}/overlay", params=params,
+                             headers=picture)).raise_for_status()
+                counts[1] += 1
             await asyncio.sleep(REFRESH_S)
 
 
@@ -119,7 +127,7 @@ def main() -> None:
     pin_clients(a)
     bodies = washers(a.size, 32)
     runs: dict[Setup, list[list[float]]] = {s: [] for s in setups(a)}
-    counts = {s: [0, 0] for s in runs}  # list queries, pictures
+    counts = {s: [0, 0, 0] for s in runs}  # list queries, picture requests, inline
     cpu: dict[Setup, list[float]] = {s: [] for s in runs}  # the server's CPU seconds
     with tempfile.TemporaryDirectory() as tmp:
         for n in range(a.rounds):
@@ -142,8 +150,8 @@ def report(a, runs: dict[Setup, list[list[float]]], counts: dict[Setup, list[int
         rate[setup] = statistics.median(rates)
         per[setup] = sum(cpu[setup]) / max(1, sum(len(lat) for lat in rounds)) * 1000
         every = [x for lat in rounds for x in lat]
-        made = (f"; {counts[setup][0]} list queries, {counts[setup][1]} pictures"
-                if setup.pages else "")
+        made = (f"; {counts[setup][0]} list queries, {counts[setup][1]} picture requests, "
+                f"{counts[setup][2]} thumbnails inline" if setup.pages else "")
         print(f"{setup.name}: {rate[setup]:7.1f} req/s (median of {a.rounds} rounds: "
               f"{', '.join(f'{r:.1f}' for r in rates)}), latency median "
               f"{statistics.median(every) * 1000:.2f} ms, server CPU {per[setup]:.2f} ms per "

@@ -29,6 +29,7 @@ from ..schemas import (
     ReviewRequest,
     Stats,
     StatsBucket,
+    Thumbnails,
 )
 from ..store.records import GOOD, MAX_LIMIT, Filters
 from ..store.store import Store
@@ -177,6 +178,35 @@ def _csv_row(row: dict) -> list:
             row["elapsed_ms"], row["sha256"], int(bool(row["image_kept"])),
             row["review_label"] or "", row["review_note"] or "", row["reviewed_by"] or "",
             _iso(row["reviewed_at"]) or ""]
+
+
+MAX_THUMBNAILS = 48  # two Live pages of cards
+
+
+@router.get("/inspections/thumbnails", response_model=Thumbnails,
+            summary="Overlay thumbnails from memory, several at once",
+            responses=E422 | E503,
+            description="The thumbnails of the named records that the server has in memory "
+                        "(drawn ahead while a page is open, or asked for lately), base64, in "
+                        "one answer; the others are listed in `missing`. Never reads the "
+                        "records or renders: the page's Live view asks for its new cards' "
+                        "pictures with one request instead of one each.")
+async def thumbnails(request: Request, store: StoreDep, ids: Annotated[list[str], Query(
+        alias="id", description=f"A record id; repeat it, at most {MAX_THUMBNAILS}.")]
+                     ) -> Thumbnails:
+    if len(ids) > MAX_THUMBNAILS:
+        raise InvalidParameter(f"query parameter 'id' is given {len(ids)} times: ask for at "
+                               f"most {MAX_THUMBNAILS} thumbnails at once")
+    cache, loaded = request.app.state.overlays, loaded_fleet(request).loaded
+    found, missing = {}, []
+    for ident in dict.fromkeys(ids):
+        overlay = cache.recall(ident, loaded)
+        jpeg = await cache.drawn(overlay, "thumb") if overlay is not None else None
+        if jpeg is None:
+            missing.append(ident)
+        else:
+            found[ident] = pictures.b64(jpeg)
+    return Thumbnails(thumbnails=found, missing=missing)
 
 
 @router.get("/inspections/{ident}", response_model=InspectionRecord,

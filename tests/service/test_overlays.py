@@ -2,6 +2,7 @@
 browsers keep them (ETag, 304), Live gets thumbnails, a swap or a pruned record is noticed."""
 
 import asyncio
+import base64
 import io
 import re
 import time
@@ -158,6 +159,8 @@ def test_a_record_pruned_by_retention_has_no_overlay_any_more(make_client):
     first = client.get(f"/v1/inspections/{ident}/overlay?size=thumb")
     assert first.status_code == 200  # answered from the index: drawn ahead
     assert client.app.state.store.prune()["records"] == 1
+    listed = client.get("/v1/inspections/thumbnails", params={"id": ident}).json()
+    assert listed == {"thumbnails": {}, "missing": [ident]}
     for headers in ({}, {"If-None-Match": first.headers["etag"]}):
         gone = client.get(f"/v1/inspections/{ident}/overlay?size=thumb", headers=headers)
         assert gone.status_code == 404 and "no inspection record" in gone.json()["detail"]
@@ -181,3 +184,21 @@ def test_a_hot_swap_gives_a_new_etag_and_a_fresh_render(tmp_path, data_dir):
         assert new.status_code == 200 and new.headers["etag"] != old.headers["etag"]
         assert model_calls(client) == before + 1  # rendered by version b
         assert client.get(url, headers={"If-None-Match": new.headers["etag"]}).status_code == 304
+
+
+def test_live_gets_the_thumbnails_in_memory_inline_with_one_request(make_client):
+    client = make_client(keep_images="all")
+    before_page = client.post("/v1/inspect", files=upload(washer_png(4))).json()["id"]
+    assert client.get("/v1/inspections", headers={PAGE_HEADER: "1"}).status_code == 200
+    drawn = [client.post("/v1/inspect", files=upload(washer_png(n))).json()["id"]
+             for n in (5, 6)]
+    drawn_ahead(client)
+    r = client.get("/v1/inspections/thumbnails",
+                   params={"id": [*drawn, before_page, "nope", drawn[0]]})
+    assert r.status_code == 200
+    assert r.json()["missing"] == [before_page, "nope"]  # not drawn, unknown: by URL
+    for ident in drawn:
+        by_url = client.get(f"/v1/inspections/{ident}/overlay?size=thumb").content
+        assert base64.b64decode(r.json()["thumbnails"][ident]) == by_url
+    too_many = client.get("/v1/inspections/thumbnails", params={"id": ["x"] * 49})
+    assert too_many.status_code == 422 and "at most 48" in too_many.json()["detail"]
