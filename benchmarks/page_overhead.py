@@ -79,9 +79,10 @@ async def page(base: str, seconds: float, counts: list[int], setup: Setup) -> No
             if fresh and setup.thumbs:  # fillThumbs: one request, the rest by URL
                 r = await c.get("/v1/inspections/thumbnails", params={"id": fresh},
                                 headers=listing)
+                got = r.raise_for_status().json()
                 counts[1] += 1
-                counts[2] += len(r.raise_for_status().json()["thumbnails"])
-                fresh = r.json()["missing"]
+                counts[2] += len(got["thumbnails"])
+                fresh = got["missing"]
             for ident in fresh:
                 (await c.get(f"/v1/inspections/{ident}/overlay", params=params,
                              headers=picture)).raise_for_status()
