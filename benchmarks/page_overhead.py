@@ -138,6 +138,10 @@ def main() -> None:
                     lambda base, setup=setup: with_pages(
                         base, bodies, a.clients, a.seconds, setup, counts[setup]),
                     a.server_cpus, setup.root, cpu[setup]))
+                # as it goes, so a run cut short by a time limit still leaves its figures
+                print(f"round {n + 1} {setup.name}: {len(results[-1]) / a.seconds:.1f} req/s, "
+                      f"server CPU {cpu[setup][-1] / max(1, len(results[-1])) * 1000:.2f} ms "
+                      "per inspection", flush=True)
     report(a, runs, counts, cpu)
 
 
