@@ -1,13 +1,29 @@
 """What open operator pages cost: ``kensa serve`` (records on) under C concurrent clients on
-``/v1/inspect`` for S seconds, alone and with P pages' Live views polling beside them, the two
-settings alternated ``--rounds`` times so a busy machine hurts both alike.
+``/v1/inspect`` for S seconds, alone and with P pages' Live views polling beside them, the
+settings alternated ``--rounds`` times so a busy machine hurts all alike.
 
-    python -m benchmarks.page_overhead --model tests/fixtures/golden/bundle --size 256
+    python -m benchmarks.page_overhead --model tests/fixtures/golden/bundle --size 256 \\
+        [--server-cpus 0,1 --client-cpus 2-7]
 
-A page is emulated as its script behaves: every 1.5 s ``GET /v1/inspections?limit=24``, and the
-overlay of each kept record it has not shown yet, every call with the page's header (so the
-server draws kept overlays ahead, as it does for a real page). Prints requests/s and median latency per
-setting and the ratio (issue 29's target: ten pages cost less than 5 % of throughput).
+A page is emulated as its script (service/ui/static/kensa.js) behaves: every 1.5 s
+``GET /v1/inspections?limit=24`` with the page's header (so the server draws the thumbnails
+of kept answers ahead, as it does for a real page), then for the kept records it has no card
+for yet one ``GET /v1/inspections/thumbnails?id=..`` (the thumbnails in the server's memory,
+inline) and ``GET /v1/inspections/{id}/overlay?size=thumb`` for each one not in it, without
+the header (an ``<img>``: the browser sends the cookie only). A card is built once and kept
+while its record is in the list, so, like the browser, a page asks for each picture once;
+the ETag/304 revalidation a browser does when it shows a picture again never happens in Live.
+``--full-overlays`` emulates the page script before 2026-12-04T19:00Z (full overlays, the page
+header on every call): the figures in HISTORY before then were made that way.
+
+``--server-cpus``/``--client-cpus`` pin the server and this process (load generator and
+pages) apart, as in a plant, where pages are browsers on other machines; without them both
+share whatever this runs on (the 2-core figures in HISTORY). ``--compare-root DIR`` also
+runs the server of another checkout (e.g. ``git worktree add /tmp/before HEAD~3``) with pages
+as ``--full-overlays`` emulates them, alternated with this one, for before/after in one run.
+
+Prints requests/s and median latency per setting and the ratio (issue 29's target: ten pages
+cost less than 5 % of throughput).
 """
 
 from __future__ import annotations
@@ -16,38 +32,84 @@ import asyncio
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
 from service.deps import PAGE_HEADER
 
-from .records_overhead import load, one_round, side_by_side_arguments, washers
+from .records_overhead import (
+    REPO_ROOT,
+    load,
+    one_round,
+    pin_clients,
+    side_by_side_arguments,
+    washers,
+)
 
 REFRESH_S = 1.5  # the page's Live refresh (service/ui/static/kensa.js)
 
 
-async def page(base: str, seconds: float, counts: list[int], header: bool = True) -> None:
+@dataclass(frozen=True)
+class Setup:
+    """One side of the comparison."""
+
+    name: str
+    pages: int
+    header: bool = True  # the page header on the list queries (drawing ahead on)
+    thumbs: bool = True  # Live's cards ask for thumbnails (else full overlays, header too)
+    root: Path = REPO_ROOT  # the checkout the server runs from
+
+
+async def page(base: str, seconds: float, counts: list[int], setup: Setup) -> None:
+    """One Live view; ``counts``: list queries, picture requests, thumbnails sent inline."""
     seen: set[str] = set()
     deadline = time.perf_counter() + seconds
-    headers = {PAGE_HEADER: "1"} if header else {}
-    async with httpx.AsyncClient(base_url=base, timeout=60, headers=headers) as c:
+    listing = {PAGE_HEADER: "1"} if setup.header else {}
+    picture = {} if setup.thumbs else listing  # the old emulation sent it on every call
+    params = {"size": "thumb"} if setup.thumbs else {}
+    async with httpx.AsyncClient(base_url=base, timeout=60) as c:
         while time.perf_counter() < deadline:
-            items = (await c.get("/v1/inspections", params={"limit": 24})).json()["items"]
+            items = (await c.get("/v1/inspections", params={"limit": 24},
+                                 headers=listing)).json()["items"]
             counts[0] += 1
-            for rec in items:
-                if rec["image_kept"] and rec["id"] not in seen:
-                    seen.add(rec["id"])
-                    (await c.get(f"/v1/inspections/{rec['id']}/overlay")).raise_for_status()
-                    counts[1] += 1
+            fresh = [r["id"] for r in items if r["image_kept"] and r["id"] not in seen]
+            seen.update(fresh)
+            if fresh and setup.thumbs:  # fillThumbs: one request, the rest by URL
+                r = await c.get("/v1/inspections/thumbnails", params={"id": fresh},
+                                headers=listing)
+                got = r.raise_for_status().json()
+                counts[1] += 1
+                counts[2] += len(got["thumbnails"])
+                fresh = got["missing"]
+            for ident in fresh:
+                (await c.get(f"/v1/inspections/{ident}/overlay", params=params,
+                             headers=picture)).raise_for_status()
+                counts[1] += 1
             await asyncio.sleep(REFRESH_S)
 
 
 async def with_pages(base: str, bodies: list[bytes], clients: int, seconds: float,
-                     pages: int, counts: list[int], header: bool = True) -> list[float]:
-    polling = [asyncio.create_task(page(base, seconds, counts, header)) for _ in range(pages)]
+                     setup: Setup, counts: list[int]) -> list[float]:
+    polling = [asyncio.create_task(page(base, seconds, counts, setup))
+               for _ in range(setup.pages)]
     latencies = await load(base, bodies, clients, seconds)
     await asyncio.gather(*polling)
     return latencies
+
+
+def setups(a) -> list[Setup]:
+    out = [Setup("0 pages", 0), Setup(f"{a.pages} pages", a.pages, thumbs=not a.full_overlays)]
+    if a.compare_plain:
+        out.append(Setup(f"{a.pages} pages without the page header", a.pages, header=False,
+                         thumbs=not a.full_overlays))
+    if a.compare_root:
+        root = Path(a.compare_root).resolve()
+        out += [Setup(f"0 pages, server of {root}", 0, root=root),
+                Setup(f"{a.pages} pages (full overlays), server of {root}", a.pages,
+                      thumbs=False, root=root)]
+    return out
 
 
 def main() -> None:
@@ -57,33 +119,54 @@ def main() -> None:
                    help="also run pages that do not send the page header (the server then "
                         "draws no overlay ahead: each is rendered, with a model pass, when "
                         "first asked)")
+    p.add_argument("--full-overlays", action="store_true",
+                   help="the pages' Live cards ask for full overlays with the page header, "
+                        "as the page script did before thumbnails (older HISTORY figures)")
+    p.add_argument("--compare-root", metavar="DIR",
+                   help="also run the server of this checkout, its pages as --full-overlays")
     a = p.parse_args()
+    pin_clients(a)
     bodies = washers(a.size, 32)
-    settings = [(0, True), (a.pages, True)] + ([(a.pages, False)] if a.compare_plain else [])
-    runs: dict[tuple[int, bool], list[list[float]]] = {k: [] for k in settings}
-    counts = [0, 0]  # list queries, overlays
+    runs: dict[Setup, list[list[float]]] = {s: [] for s in setups(a)}
+    counts = {s: [0, 0, 0] for s in runs}  # list queries, picture requests, inline
+    cpu: dict[Setup, list[float]] = {s: [] for s in runs}  # the server's CPU seconds
     with tempfile.TemporaryDirectory() as tmp:
         for n in range(a.rounds):
-            for (pages, header), results in runs.items():
+            for k, (setup, results) in enumerate(runs.items()):
                 results.append(one_round(
-                    a.model, {"KENSA_DATA_DIR": f"{tmp}/{n}-{pages}-{header}"}, bodies,
-                    a.clients, lambda base, pages=pages, header=header: with_pages(
-                        base, bodies, a.clients, a.seconds, pages, counts, header)))
-    rate = {}
-    for (pages, header), rounds in runs.items():
+                    a.model, {"KENSA_DATA_DIR": f"{tmp}/{n}-{k}"}, bodies, a.clients,
+                    lambda base, setup=setup: with_pages(
+                        base, bodies, a.clients, a.seconds, setup, counts[setup]),
+                    a.server_cpus, setup.root, cpu[setup]))
+                # as it goes, so a run cut short by a time limit still leaves its figures
+                print(f"round {n + 1} {setup.name}: {len(results[-1]) / a.seconds:.1f} req/s, "
+                      f"server CPU {cpu[setup][-1] / max(1, len(results[-1])) * 1000:.2f} ms "
+                      "per inspection", flush=True)
+    report(a, runs, counts, cpu)
+
+
+def report(a, runs: dict[Setup, list[list[float]]], counts: dict[Setup, list[int]],
+           cpu: dict[Setup, list[float]]) -> None:
+    """Per setting: req/s, latency and the server's CPU milliseconds per inspection (what
+    the pages cost the server, apart from what they cost the machine's other work)."""
+    rate, per = {}, {}
+    for setup, rounds in runs.items():
         rates = [len(lat) / a.seconds for lat in rounds]
-        rate[pages, header] = statistics.median(rates)
+        rate[setup] = statistics.median(rates)
+        per[setup] = sum(cpu[setup]) / max(1, sum(len(lat) for lat in rounds)) * 1000
         every = [x for lat in rounds for x in lat]
-        name = f"{pages:2} pages" + ("" if header or not pages else " (no page header)")
-        print(f"{name}: {rate[pages, header]:7.1f} req/s (median of {a.rounds} rounds: "
+        made = (f"; {counts[setup][0]} list queries, {counts[setup][1]} picture requests, "
+                f"{counts[setup][2]} thumbnails inline" if setup.pages else "")
+        print(f"{setup.name}: {rate[setup]:7.1f} req/s (median of {a.rounds} rounds: "
               f"{', '.join(f'{r:.1f}' for r in rates)}), latency median "
-              f"{statistics.median(every) * 1000:.2f} ms")
-    print(f"{a.pages} pages / none throughput {rate[a.pages, True] / rate[0, True]:.3f} "
-          f"({a.clients} clients, {a.size}px PNG; the pages made {counts[0]} list queries and "
-          f"fetched {counts[1]} overlays)")
-    if a.compare_plain:
-        print(f"{a.pages} pages without the header / none throughput "
-              f"{rate[a.pages, False] / rate[0, True]:.3f}")
+              f"{statistics.median(every) * 1000:.2f} ms, server CPU {per[setup]:.2f} ms per "
+              f"inspection{made}")
+    for setup in runs:
+        if setup.pages:
+            alone = next(s for s in runs if not s.pages and s.root == setup.root)
+            print(f"ratio {setup.name} / none: throughput {rate[setup] / rate[alone]:.3f}, "
+                  f"server CPU per inspection {per[setup] / per[alone]:.3f}")
+    print(f"({a.clients} clients, {a.size}px PNG, {a.seconds:g} s per round)")
 
 
 if __name__ == "__main__":

@@ -44,13 +44,38 @@ def washers(size: int, n: int) -> list[bytes]:
     return out
 
 
-def start(model: str, env_extra: dict[str, str]) -> tuple[subprocess.Popen, str]:
+def cpu_list(text: str) -> set[int]:
+    """``0,1`` or ``2-7`` or ``0,4-5``: a set of CPU numbers (argparse type)."""
+    cpus: set[int] = set()
+    try:
+        for part in text.split(","):
+            first, _, last = part.partition("-")
+            cpus.update(range(int(first), int(last or first) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a CPU list such as 0,1 or 2-7"
+                                         ) from None
+    if not cpus or not cpus <= os.sched_getaffinity(0):
+        raise argparse.ArgumentTypeError(f"CPUs {text} are not all usable here (usable: "
+                                         f"{sorted(os.sched_getaffinity(0))})")
+    return cpus
+
+
+def start(model: str, env_extra: dict[str, str], cpus: set[int] | None = None,
+          root: Path = REPO_ROOT) -> tuple[subprocess.Popen, str]:
+    """``kensa serve`` from the checkout ``root`` (this one by default), pinned to ``cpus``
+    (all by default); returns it and its base URL once ready."""
     port = free_port()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("KENSA_") or k == "KENSA_SWITCH_S"} | env_extra
+    if root != REPO_ROOT:
+        env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")]).rstrip(
+            os.pathsep)
+    # pinned before the interpreter starts, so torch sizes its thread pool to these CPUs
+    pin = None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
     proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--model", model,
-                             "--port", str(port), "--device", "cpu"], cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--port", str(port), "--device", "cpu"], cwd=root, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=pin)  # noqa: PLW1509 - one syscall, no lock taken
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -83,24 +108,50 @@ async def load(base: str, bodies: list[bytes], clients: int, seconds: float) -> 
 
 
 def side_by_side_arguments(description: str) -> argparse.ArgumentParser:
-    """The flags of the side-by-side benchmarks: bundle, upload size, clients, time, rounds."""
+    """The flags of the side-by-side benchmarks: bundle, upload size, clients, time, rounds,
+    and where server and clients run (:func:`pin_clients` applies ``--client-cpus``)."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--model", required=True)
     p.add_argument("--size", type=int, default=256, help="upload side, pixels")
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--server-cpus", type=cpu_list, metavar="LIST",
+                   help="pin the server to these CPUs, e.g. 0,1 (default: where this runs)")
+    p.add_argument("--client-cpus", type=cpu_list, metavar="LIST",
+                   help="pin this process (the load generator and any emulated pages) to "
+                        "these CPUs, e.g. 2-7 (default: where this runs)")
     return p
 
 
+def pin_clients(args: argparse.Namespace) -> None:
+    """Moves this process (the clients) to ``--client-cpus``, if given; prints the pinning."""
+    if args.client_cpus:
+        os.sched_setaffinity(0, args.client_cpus)
+    print(f"server CPUs {sorted(args.server_cpus or os.sched_getaffinity(0))}, client CPUs "
+          f"{sorted(os.sched_getaffinity(0))} (of {os.cpu_count()})")
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far, all its threads (/proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def one_round(model: str, env_extra: dict[str, str], bodies: list[bytes], clients: int,
-              measure: Callable[[str], Awaitable[list[float]]]) -> list[float]:
-    """Starts a server with ``env_extra``, warms it up for 2 s, returns ``measure(base)``'s
-    latencies and stops it."""
-    proc, base = start(model, env_extra)
+              measure: Callable[[str], Awaitable[list[float]]], cpus: set[int] | None = None,
+              root: Path = REPO_ROOT, cpu_seconds: list[float] | None = None) -> list[float]:
+    """Starts a server (from ``root``, on ``cpus``) with ``env_extra``, warms it up for 2 s,
+    returns ``measure(base)``'s latencies and stops it; appends the CPU seconds the server
+    used during ``measure`` (all its threads) to ``cpu_seconds``, if given."""
+    proc, base = start(model, env_extra, cpus, root)
     try:
         asyncio.run(load(base, bodies, clients, 2.0))  # warm-up
-        return asyncio.run(measure(base))
+        before = process_cpu_s(proc.pid)
+        latencies = asyncio.run(measure(base))
+        if cpu_seconds is not None:
+            cpu_seconds.append(process_cpu_s(proc.pid) - before)
+        return latencies
     finally:
         proc.terminate()
         proc.wait(30)
@@ -110,6 +161,7 @@ def main() -> None:
     p = side_by_side_arguments(__doc__.split("\n\n")[0])
     p.add_argument("--keep-images", default="abnormal")
     a = p.parse_args()
+    pin_clients(a)
     bodies = washers(a.size, 32)
     runs: dict[str, list[list[float]]] = {"off": [], "on": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -119,7 +171,7 @@ def main() -> None:
             for name in ("off", "on"):
                 runs[name].append(one_round(
                     a.model, settings[name], bodies, a.clients,
-                    lambda base: load(base, bodies, a.clients, a.seconds)))
+                    lambda base: load(base, bodies, a.clients, a.seconds), a.server_cpus))
     result = {}
     for name, rounds in runs.items():
         rates = [len(lat) / a.seconds for lat in rounds]

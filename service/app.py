@@ -164,7 +164,7 @@ async def start(app: FastAPI, settings: Settings, metrics: Metrics, loaded: Any)
     dispatcher = None
     store = open_store(settings, metrics.registry, names(sinks),
                        on_written=lambda: dispatcher and dispatcher.notify(),
-                       local_sinks=local_names(sinks))
+                       local_sinks=local_names(sinks), on_pruned=app.state.overlays.pruned)
     if store is not None:
         await run_in_threadpool(store.open)
         await run_in_threadpool(adopt_labels, store, settings)

@@ -86,11 +86,12 @@ async def record(request: Request, answers: list[tuple[InspectionResult, bytes]]
 
 
 def open_store(settings: Settings, registry, sinks: tuple[str, ...] = (),
-               on_written=None, local_sinks: tuple[str, ...] = ()) -> Store | None:
+               on_written=None, local_sinks: tuple[str, ...] = (),
+               on_pruned=None) -> Store | None:
     """The store the settings describe, with its metrics in ``registry`` (not yet opened);
     None when recording is off. ``sinks``: the names of the sinks records are queued for
     (``local_sinks`` of them keep their position in the server); ``on_written``: called
-    after records reach the database."""
+    after records reach the database; ``on_pruned``: before and after each pruning pass."""
     if not settings.records:
         return None
     pending = Gauge("kensa_records_pending",
@@ -106,7 +107,7 @@ def open_store(settings: Settings, registry, sinks: tuple[str, ...] = (),
                             settings.image_store_max_gb), sinks=tuple(sinks),
         local_sinks=tuple(local_sinks))
     return Store(config, on_pending=pending.set, on_failure=failures.inc,
-                 on_written=on_written)
+                 on_written=on_written, on_pruned=on_pruned)
 
 
 def records_state(request: Request) -> str:

@@ -316,6 +316,17 @@ class InspectionPage(BaseModel):
     next: str | None = Field(description="Pass as `cursor` for the next page; null on the last.")
 
 
+class Thumbnails(BaseModel):
+    """Overlay thumbnails the server has in memory, for the page's Live cards."""
+
+    thumbnails: dict[str, str] = Field(
+        description="Record id -> base64 JPEG, as `GET /v1/inspections/{id}/overlay?size=thumb` "
+                    "would answer it now.")
+    missing: list[str] = Field(
+        description="The asked ids not in memory (not drawn yet, another version, unknown): "
+                    "fetch each with `GET /v1/inspections/{id}/overlay?size=thumb`.")
+
+
 class StatsBucket(BaseModel):
     """Counts of one time bucket and source."""
 

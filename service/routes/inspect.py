@@ -29,6 +29,7 @@ from ..deps import (
 )
 from ..errors import FileTooLarge, status_of
 from ..monitoring import LOG_KEY
+from ..overlays import Overlay
 from ..recording import OriginDep
 from ..schemas import (
     BatchItemError,
@@ -195,7 +196,9 @@ async def inspect_overlay(request: Request, file: UploadField, batcher: BatcherD
         body = build_result(InspectionResult, image, result, frozenset(), served, started)
         await recording.record(request, [(body, data)], origin, served)
     if _kept(request, body.label):
-        request.app.state.overlays.put(_overlay_key(data, body, served), jpeg)
+        cache, overlay = request.app.state.overlays, overlay_of(data, body, served)
+        cache.put(overlay, "full", jpeg)
+        cache.remember(str(body.id), overlay, cache.generation)
     _challenge(request, served, [(image, body)])
     ident = str(body.id)
     metrics.inspections.labels(result.label).inc()
@@ -215,24 +218,25 @@ def _kept(request: Request, label: str) -> bool:
             and (keep == "all" or (keep == "abnormal" and label == "abnormal")))
 
 
-def _overlay_key(data: bytes, body, served: Served) -> tuple:
-    """The overlay cache's key of a recorded answer, as GET /v1/inspections/{id}/overlay
-    looks it up (the kept image's SHA-256, the record's threshold, the judging version)."""
-    return (sha256(data), float(body.threshold), served.version)
+def overlay_of(data: bytes, body, served: Served) -> Overlay:
+    """What determines a recorded answer's overlay, as GET /v1/inspections/{id}/overlay
+    knows it (the kept image's SHA-256, the record's threshold, the judging part and version)."""
+    return Overlay(sha256(data), float(body.threshold), served.part, served.version)
 
 
 def _draw_ahead(request: Request, served: Served, answered: list) -> None:
-    """While an operator page is open, the overlays of the answered images that are kept
+    """While an operator page is open, the thumbnails of the answered images that are kept
     (``(image, result, body, bytes)`` each) are drawn after the answer, off its path, so the
-    page's Live and Review views fetch them without a second model pass."""
+    page's Live views fetch them without a second model pass or a records query. Full
+    overlays (Review, History: one operator, one part at a time) are rendered when asked."""
     cache = request.app.state.overlays
     if not cache.page_open:
         return
     for image, result, body, data in answered:
         if _kept(request, body.label):
-            cache.draw_ahead(_overlay_key(data, body, served), partial(
-                pictures.overlay_jpeg, image, result.anomaly_map, result.pixel_threshold,
-                result.mask))
+            cache.draw_ahead(str(body.id), overlay_of(data, body, served), "thumb", partial(
+                pictures.overlay_thumb_jpeg, image, result.anomaly_map,
+                result.pixel_threshold, result.mask))
 
 
 def _challenge(request: Request, served: Served, answered: list) -> None:

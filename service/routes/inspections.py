@@ -9,6 +9,7 @@ import io
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -19,6 +20,7 @@ from .. import pictures, uploads
 from ..deps import PAGE_HEADER, BatcherDep, loaded_fleet, require_api_key
 from ..errors import InvalidParameter, NotFound, RecordsOff
 from ..labels import LABEL_PATTERN
+from ..overlays import Overlay
 from ..schemas import (
     ErrorBody,
     InspectionPage,
@@ -27,6 +29,7 @@ from ..schemas import (
     ReviewRequest,
     Stats,
     StatsBucket,
+    Thumbnails,
 )
 from ..store.records import GOOD, MAX_LIMIT, Filters
 from ..store.store import Store
@@ -177,6 +180,35 @@ def _csv_row(row: dict) -> list:
             _iso(row["reviewed_at"]) or ""]
 
 
+MAX_THUMBNAILS = 48  # two Live pages of cards
+
+
+@router.get("/inspections/thumbnails", response_model=Thumbnails,
+            summary="Overlay thumbnails from memory, several at once",
+            responses=E422 | E503,
+            description="The thumbnails of the named records that the server has in memory "
+                        "(drawn ahead while a page is open, or asked for lately), base64, in "
+                        "one answer; the others are listed in `missing`. Never reads the "
+                        "records or renders: the page's Live view asks for its new cards' "
+                        "pictures with one request instead of one each.")
+async def thumbnails(request: Request, store: StoreDep, ids: Annotated[list[str], Query(
+        alias="id", description=f"A record id; repeat it, at most {MAX_THUMBNAILS}.")]
+                     ) -> Thumbnails:
+    if len(ids) > MAX_THUMBNAILS:
+        raise InvalidParameter(f"query parameter 'id' is given {len(ids)} times: ask for at "
+                               f"most {MAX_THUMBNAILS} thumbnails at once")
+    cache, loaded = request.app.state.overlays, loaded_fleet(request).loaded
+    found, missing = {}, []
+    for ident in dict.fromkeys(ids):
+        overlay = cache.recall(ident, loaded)
+        jpeg = await cache.drawn(overlay, "thumb") if overlay is not None else None
+        if jpeg is None:
+            missing.append(ident)
+        else:
+            found[ident] = pictures.b64(jpeg)
+    return Thumbnails(thumbnails=found, missing=missing)
+
+
 @router.get("/inspections/{ident}", response_model=InspectionRecord,
             summary="One recorded inspection", responses=E404 | E503)
 async def get_inspection(store: StoreDep, ident: str) -> InspectionRecord:
@@ -216,32 +248,77 @@ async def get_image(store: StoreDep, ident: str) -> Response:
     return Response(data, media_type=row["image_type"] or "application/octet-stream")
 
 
+OVERLAY_CACHING = "private, no-cache"  # a browser keeps it and asks (If-None-Match) each use
+
+
 @router.get("/inspections/{ident}/overlay", response_class=Response,
             summary="Overlay of the kept image",
             description="A JPEG of the kept image with the anomaly heatmap and defect "
                         "contours, rendered by the loaded model with the record's threshold "
-                        "(once: the server keeps the latest few hundred).",
-            responses={200: {"content": {"image/jpeg": {}}}} | E404 | E503)
-async def get_overlay(store: StoreDep, batcher: BatcherDep, request: Request,
-                      ident: str) -> Response:
-    row = await _kept_row(store, ident)
-    settings = request.app.state.settings
+                        "(once: the server keeps the latest few hundred). `size=thumb` gives "
+                        f"one at most {pictures.THUMB_SIDE} pixels on its longer side (the "
+                        "page's Live view). The answer has an ETag and `Cache-Control: "
+                        "private, no-cache`: send the ETag back as If-None-Match and an "
+                        "unchanged overlay is 304 without a body; a hot swap changes it.",
+            responses={200: {"content": {"image/jpeg": {}}},
+                       304: {"description": "Unchanged since the ETag sent as If-None-Match."}}
+            | E404 | E422 | E503)
+async def get_overlay(store: StoreDep, batcher: BatcherDep, request: Request, ident: str,
+                      size: Annotated[Literal["full", "thumb"], Query(
+                          description="`full`: the kept image's size; `thumb`: at most "
+                                      f"{pictures.THUMB_SIDE} px on the longer side.")] = "full",
+                      if_none_match: Annotated[str | None, Header(
+                          description="ETags of overlays the client has.")] = None
+                      ) -> Response:
     cache = request.app.state.overlays
+    overlay = cache.recall(ident, loaded_fleet(request).loaded)
+    if overlay is not None:  # drawn ahead or read lately, for the loaded version: no query
+        if _matches(if_none_match, overlay.etag(size)):
+            return _overlay_response(overlay, size, None)
+        jpeg = await cache.drawn(overlay, size)
+        if jpeg is not None:
+            return _overlay_response(overlay, size, jpeg)
+    generation = cache.generation  # before the query: a pruning pass from now on voids it
+    row = await _kept_row(store, ident)
     served = await _judge(request, row)
-    key = (row["sha256"], row["threshold"], served.version)
-    jpeg = cache.get(key)
-    if jpeg is None:  # the kept image is read only to render
-        data = await _image_of(store, row)
-        fp = uploads.footprint(io.BytesIO(data), len(data), uploads.OVERLAY,
-                               settings.image_limits)
-        async with batcher.gate.hold(fp.nbytes):
-            image = await run_in_threadpool(uploads.decode, data, settings.image_limits)
-            [result] = await batcher.inspect([image], row["threshold"],
-                                             inspector=served.inspector)
-            jpeg = await run_in_threadpool(pictures.overlay_jpeg, image, result.anomaly_map,
-                                           result.pixel_threshold, result.mask)
-        cache.put(key, jpeg)
-    return Response(jpeg, media_type="image/jpeg")
+    overlay = Overlay(row["sha256"], row["threshold"], served.part, served.version)
+    cache.remember(ident, overlay, generation)
+    if _matches(if_none_match, overlay.etag(size)):
+        return _overlay_response(overlay, size, None)
+    jpeg = await cache.drawn(overlay, size) or await cache.render_once(
+        overlay, size, partial(_render, store, batcher, request, row, served, size))
+    return _overlay_response(overlay, size, jpeg)
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    """If-None-Match's weak comparison (RFC 9110 13.1.2): ``*`` or any listed tag."""
+    if if_none_match is None:
+        return False
+    tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+    return "*" in tags or etag in tags
+
+
+def _overlay_response(overlay: Overlay, size: str, jpeg: bytes | None) -> Response:
+    """200 with the JPEG, or 304 when ``jpeg`` is None (the client has it)."""
+    headers = {"ETag": overlay.etag(size), "Cache-Control": OVERLAY_CACHING}
+    if jpeg is None:
+        return Response(status_code=304, headers=headers)
+    return Response(jpeg, media_type="image/jpeg", headers=headers)
+
+
+async def _render(store: Store, batcher, request: Request, row: dict, served, size: str
+                  ) -> bytes:
+    """The record's overlay at ``size``, with a model pass of ``served`` on the kept image
+    (read only now, to render)."""
+    settings = request.app.state.settings
+    data = await _image_of(store, row)
+    fp = uploads.footprint(io.BytesIO(data), len(data), uploads.OVERLAY, settings.image_limits)
+    draw = pictures.overlay_thumb_jpeg if size == "thumb" else pictures.overlay_jpeg
+    async with batcher.gate.hold(fp.nbytes):
+        image = await run_in_threadpool(uploads.decode, data, settings.image_limits)
+        [result] = await batcher.inspect([image], row["threshold"], inspector=served.inspector)
+        return await run_in_threadpool(draw, image, result.anomaly_map, result.pixel_threshold,
+                                       result.mask)
 
 
 async def _judge(request: Request, row: dict):

@@ -42,11 +42,14 @@ class Store:
         config: where things go and the policies.
         on_pending, on_failure: the recorder's metric hooks.
         on_written: called after records reached the database (the sinks' dispatcher).
+        on_pruned: called before and after each pruning pass, from its thread (the overlay
+            cache then stops vouching for records it has not read since).
     """
 
     def __init__(self, config: StoreConfig, on_pending=None, on_failure=None,
-                 on_written=None) -> None:
+                 on_written=None, on_pruned=None) -> None:
         self.config = config
+        self.on_pruned = on_pruned or (lambda: None)
         self.url = database_url(config.data_dir, config.database_url)
         self.engine: Engine = make_engine(self.url)
         self.records = Records(self.engine, outbox=bool(config.sinks))
@@ -82,7 +85,11 @@ class Store:
         self.engine.dispose()
 
     def prune(self) -> dict[str, int]:
-        done = prune(self.engine, self.images, self.config.retention)
+        self.on_pruned()
+        try:
+            done = prune(self.engine, self.images, self.config.retention)
+        finally:
+            self.on_pruned()
         local = self.config.local_sinks
         done["outbox"] = self.outbox.prune([s for s in self.config.sinks if s not in local],
                                            local=bool(local))

@@ -61,3 +61,18 @@ def test_a_picture_the_encoder_refuses_is_a_typed_413_not_a_500():
                               "at 65,500 pixels): leave it out of include, or send a smaller "
                               "image")
     assert len(pictures.mask_png(mask)) > 0 and len(pictures.heatmap_png(amap, 0.5)) > 0
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_an_overlay_thumbnail_is_shrunk_to_192_pixels_and_shows_a_thin_defect(channels):
+    image = np.full((200, 300, channels), 0.5, np.float32)
+    amap = np.zeros((200, 300), np.float32)
+    mask = np.zeros((200, 300), bool)
+    mask[101, 120:180] = True  # a scratch one pixel thin
+    amap[mask] = 1.0
+    thumb = cv2.imdecode(np.frombuffer(pictures.overlay_thumb_jpeg(image, amap, 0.5, mask),
+                                       np.uint8), cv2.IMREAD_COLOR)
+    assert thumb.shape == (128, 192, 3)
+    redness = thumb[..., 2].astype(int) - thumb[..., :2].max(axis=2)
+    assert redness[60:70, 75:120].max() > 120  # its red contour
+    assert redness[:40].max() < 30  # nothing red far from it

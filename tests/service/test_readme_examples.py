@@ -75,6 +75,7 @@ def test_readme_curl_lines_work(tiny_bundle, tmp_path):
                 assert status == "200", (line, status, body[:300])
         assert (tmp_path / "overlay.jpg").read_bytes()[:2] == b"\xff\xd8"
         assert (tmp_path / "part-overlay.jpg").read_bytes()[:2] == b"\xff\xd8"
+        assert (tmp_path / "part-thumb.jpg").read_bytes()[:2] == b"\xff\xd8"
         assert (tmp_path / "part.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         # the review line reviewed the newest record; the label line went to the store
         (newest,) = httpx.get(f"{base}/v1/inspections?limit=1").json()["items"]

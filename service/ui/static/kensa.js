@@ -33,6 +33,10 @@ function el(tag, attrs = {}, ...children) {
 const fmt = (x) => Number(x).toPrecision(3);
 const when = (iso) => new Date(iso).toLocaleString();
 const overlayUrl = (id) => `/v1/inspections/${encodeURIComponent(id)}/overlay`;
+// Live's cards show a thumbnail, drawn by the server ahead while a page is open and sent
+// inline (fillThumbs); Review and History show the full overlay, which the browser keeps and
+// revalidates with its ETag.
+const thumbUrl = (id) => `${overlayUrl(id)}?size=thumb`;
 const imageUrl = (id) => `/v1/inspections/${encodeURIComponent(id)}/image`;
 
 function verdict(rec) {
@@ -41,13 +45,13 @@ function verdict(rec) {
 
 function picture(rec, url) {
   return rec.image_kept === false ? el("div", { class: "no-image" }, "image not kept")
-    : el("img", { src: url, alt: "overlay", loading: "lazy" });
+    : el("img", Object.assign({ alt: "overlay", loading: "lazy" }, url ? { src: url } : {}));
 }
 
 function card(rec) {
   const review = rec.review ? `reviewed: ${rec.review.label}` : "";
   return el("article", { class: `card ${rec.label}`, "data-id": rec.id },
-    picture(rec, overlayUrl(rec.id)),
+    picture(rec, null), // filled by fillThumbs
     el("div", {}, verdict(rec), " ", el("span", { class: "score" },
       `${fmt(rec.score)} / ${fmt(rec.threshold)}`)),
     el("div", { class: "source" }, rec.source || "—"),
@@ -59,6 +63,22 @@ function card(rec) {
 // overlay) is built once and kept, so a refresh fetches no picture twice.
 const live = { cards: new Map(), timer: null };
 
+// The new cards' pictures with one request: the thumbnails the server holds in memory come
+// back inline; the others (not drawn yet) load by URL, one request each.
+async function fillThumbs(fresh) {
+  if (!fresh.length) return;
+  const q = new URLSearchParams();
+  for (const c of fresh) q.append("id", c.dataset.id);
+  let inline = {};
+  try {
+    inline = (await (await api(`/v1/inspections/thumbnails?${q}`)).json()).thumbnails;
+  } catch (e) { /* each by URL */ }
+  for (const c of fresh) {
+    const b64 = inline[c.dataset.id];
+    c.querySelector("img").src = b64 ? `data:image/jpeg;base64,${b64}` : thumbUrl(c.dataset.id);
+  }
+}
+
 async function refreshLive() {
   const form = new FormData($("live-filters"));
   const q = new URLSearchParams({ limit: "24" });
@@ -67,15 +87,20 @@ async function refreshLive() {
     const page = await (await api(`/v1/inspections?${q}`)).json();
     const grid = $("live-grid");
     const keep = [];
+    const fresh = [];
     for (const rec of page.items) {
       const key = `${rec.id}:${rec.review ? rec.review.at : ""}`;
-      if (!live.cards.has(key)) live.cards.set(key, card(rec));
+      if (!live.cards.has(key)) {
+        live.cards.set(key, card(rec));
+        if (rec.image_kept) fresh.push(live.cards.get(key));
+      }
       keep.push(live.cards.get(key));
     }
     grid.replaceChildren(...keep);
     for (const key of live.cards.keys()) {
       if (!keep.includes(live.cards.get(key))) live.cards.delete(key);
     }
+    await fillThumbs(fresh);
     $("live-status").textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (e) {
     $("live-status").textContent = e.message;

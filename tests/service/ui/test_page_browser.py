@@ -113,6 +113,12 @@ def test_operator_signs_in_inspects_watches_and_reviews_with_the_keyboard(server
                                      "return i && i.complete && i.naturalWidth > 0"),
               f"live card {ident} with its overlay")
     card = driver.find_element(By.CSS_SELECTOR, f'#live-grid [data-id="{ids["hostile"]}"]')
+    # Live's thumbnails: the upload's drawn ahead while the page was open, so it came inline
+    # with the new cards' one request; one seeded before the page opened loads by its URL
+    src = "return document.querySelector('#live-grid [data-id=\"%s\"] img').src"
+    assert js(driver, src % uploaded).startswith("data:image/jpeg;base64,")
+    assert js(driver, src % ids["hostile"]).endswith(
+        f"/v1/inspections/{ids['hostile']}/overlay?size=thumb")
     assert card.find_element(By.CSS_SELECTOR, ".source").text == HOSTILE_SOURCE
     assert card.find_element(By.CSS_SELECTOR, ".part").text == HOSTILE_PART
 
@@ -123,6 +129,8 @@ def test_operator_signs_in_inspects_watches_and_reviews_with_the_keyboard(server
     until(lambda: js(driver, "return document.getElementById('review-image').naturalWidth"),
           "the upload in the review view")
     assert driver.find_element(By.CSS_SELECTOR, "#defect-keys").text.startswith("1 scratch")
+    assert driver.find_element(By.ID, "review-overlay").get_attribute("src").endswith(
+        f"/v1/inspections/{first}/overlay")  # Review shows the full overlay
     for width, height in ((1366, 768), (1920, 1080)):
         screenshot(driver, "review-queue", width, height)
     body = driver.find_element(By.TAG_NAME, "body")
