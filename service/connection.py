@@ -1,5 +1,9 @@
 """The HTTP/1.1 connection: uvicorn's, plus a deadline for each request's headers.
 
+uvicorn's httptools protocol (the C parser, about a third of the server CPU a small request
+costs with the pure-Python h11) where httptools is installed, as it is with Kensa's
+dependencies; h11's otherwise.
+
 uvicorn closes an idle keep-alive connection after ``timeout_keep_alive``, but a connection
 that is opened and sends half a request line, or a header a minute, stays open for ever
 (issue 27: 40 such connections held the server). Here every connection must send a complete
@@ -12,11 +16,16 @@ from __future__ import annotations
 
 import asyncio
 
-from uvicorn.protocols.http.h11_impl import H11Protocol
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _Base
+except ImportError:  # httptools missing: the pure-Python parser
+    from uvicorn.protocols.http.h11_impl import H11Protocol as _Base
+
+PARSER = "httptools" if _Base.__name__ == "HttpToolsProtocol" else "h11"
 
 
-class HeaderDeadlineProtocol(H11Protocol):
-    """uvicorn's h11 protocol that closes a connection whose request head is late."""
+class HeaderDeadlineProtocol(_Base):
+    """uvicorn's HTTP/1.1 protocol that closes a connection whose request head is late."""
 
     header_timeout_s = 10.0
     _header_timer: asyncio.TimerHandle | None = None
