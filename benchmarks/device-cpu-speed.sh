@@ -2,7 +2,7 @@
 # Issue 31 on the device machine's CPU (16 idle Intel cores): torch against the exported
 # runtime with the single maps graph, the server pinned to two cores, the clients on others.
 # Run from this branch's repository root with PYTHONPATH reaching onnxruntime etc. (the
-# lead's site-packages); total about 200 s, each step under its own timeout; everything is
+# lead's site-packages); about 200 s, at most 240 (each step has its own timeout); all is
 # written under $OUT/cpu-speed as it arises.
 #   1. a default-architecture bundle: the demo washers, trained TRAIN_MIN minutes (the GPU
 #      when there is one) on TRAIN_CPUS, then `kensa export` (defect, encode and maps graphs);
@@ -10,13 +10,14 @@
 #      each runtime's server on SERVER_CPUS (--server-cpus), 1 and 8 clients; the in-process
 #      rows (raw forward, pipeline) run on CLIENT_CPUS too;
 #   3. beside it, on OPT_CPUS (idle after training): benchmarks.runtime_options, torch / the
-#      maps graph ("onnx all") / the per-network graphs of older exports ("onnx per-network").
-# Rehearsed on the 2-core CPU with TRAIN_MIN=0.1 SECS=0.5 TRAIN_CPUS=0,1 SERVER_CPUS=0
-# CLIENT_CPUS=1 OPT_CPUS=1.
+#      maps graph ("onnx all") / the per-network graphs of older exports ("onnx per-network"),
+#      then benchmarks.stage_profile (where inspect's time goes, per runtime, batch 1 and 8).
+# Rehearsed on the loaded 2-core CPU with TRAIN_MIN=0.1 SECS=0.5 TRAIN_CPUS=0,1
+# SERVER_CPUS=0 CLIENT_CPUS=1 OPT_CPUS=1 SPEED_LIMIT_S=400.
 set -u
 OUT=${OUT:?set OUT}
 PYTHON=${PYTHON:-python3}
-TRAIN_MIN=${TRAIN_MIN:-0.75}
+TRAIN_MIN=${TRAIN_MIN:-0.5}
 SECS=${SECS:-4}
 TRAIN_CPUS=${TRAIN_CPUS:-4-15}
 SERVER_CPUS=${SERVER_CPUS:-0,1}
@@ -40,14 +41,18 @@ m('$W/demo', seed=0, n_train=80, n_test_good=12, n_per_defect=6)" \
 step bundle $?
 [ -f "$W/bundle/onnx/maps.onnx" ] || { cat "$D/machine.txt"; tail -20 "$D/bundle.log"; exit 1; }
 
-timeout 90 taskset -c "$OPT_CPUS" "$PYTHON" -m benchmarks.runtime_options --model "$W/bundle" \
-    --only "onnx all,onnx per-network" --seconds 2 --rounds 3 >"$D/runtime-options.log" 2>&1 &
+( timeout 90 taskset -c "$OPT_CPUS" "$PYTHON" -m benchmarks.runtime_options --model "$W/bundle" \
+    --only "onnx all,onnx per-network" --seconds 2 --rounds 3 >"$D/runtime-options.log" 2>&1
+  step runtime-options $?
+  timeout 60 taskset -c "$OPT_CPUS" "$PYTHON" -m benchmarks.stage_profile --model "$W/bundle" \
+    >"$D/stage-profile.log" 2>&1
+  step stage-profile $? ) &
 OPT=$!
-timeout 170 taskset -c "$CLIENT_CPUS" "$PYTHON" -m benchmarks --skip-accuracy \
+timeout "${SPEED_LIMIT_S:-170}" taskset -c "$CLIENT_CPUS" "$PYTHON" -m benchmarks --skip-accuracy \
     --model "$W/bundle" --sizes 256 --seconds "$SECS" --device cpu --runtime torch,onnx \
     --concurrency 1,8 --http-batch 8 --server-cpus "$SERVER_CPUS" --work-dir "$W/bench" \
     --json "$D/speed.json" >"$D/speed.log" 2>&1
 step speed $?
 wait $OPT
-step runtime-options $?
 cat "$D/machine.txt"; tail -30 "$D/speed.log"; tail -12 "$D/runtime-options.log"
+cat "$D/stage-profile.log"
