@@ -167,8 +167,9 @@ class Inspector:
         return smoothed_map(amap, self.cfg.map_sigma)
 
     def _fused_chunk(self, x: torch.Tensor, with_reconstruction: bool) -> RawScores:
-        """:meth:`_raw_chunk` in one call of the exported graph of :func:`map_and_means`
-        (``OnnxNetworks.maps``): the same maths without torch between the networks."""
+        """:meth:`_raw_chunk` in one call of the exported ``maps`` graph
+        (:class:`models.exports.MapGraph`, through ``OnnxNetworks.maps``): the same maths,
+        with no torch between and after the networks."""
         small = shrink(x, self.cfg) if 0 < self.cfg.coarse_scale < 1 else None
         maps, scores, mu, recon = self.networks.maps(
             x, small, vae_input(x, self.cfg.vae_image_size), self.cal.residual_scale)

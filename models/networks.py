@@ -113,7 +113,7 @@ class OnnxNetworks:
         ``(B, C, h, w)``, their coarse view (``None`` without one) and VAE views -> smoothed
         reconstruction maps ``(B, h, w)``, reconstruction scores ``(B,)``, latent means
         ``(B, P, D)`` and reconstructions ``(B, C, h, w)``, all ``float32`` numpy
-        (:func:`models.exports.MapGraph`)."""
+        (:class:`models.exports.MapGraph`)."""
         given = {"image": x, "coarse": small, "view": views}
         feed = {k: host(v) for k, v in given.items() if k in self.map_inputs}
         feed["residual_scale"] = np.array([residual_scale], np.float32)
