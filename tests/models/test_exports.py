@@ -94,6 +94,25 @@ def test_an_export_without_the_maps_graph_still_runs(exported, tmp_path):
         np.testing.assert_allclose(old.raw_scores(x).maps, want.maps, atol=1e-4)
 
 
+def test_a_maps_graph_that_does_not_read_the_residual_runs(tmp_path):
+    """map_mode segmentation: the exporter drops the residual_scale input the graph ignores."""
+    import dataclasses
+
+    from models.bundle import load_bundle, save_bundle
+
+    b = load_bundle(GOLDEN / "bundle")
+    bundle = tmp_path / "segmentation"
+    save_bundle(bundle, dataclasses.replace(b, cfg=dataclasses.replace(
+        b.cfg, map_mode="segmentation")), {"name": "segmentation"}, {})
+    export_onnx(bundle)
+    insp = Inspector.load(bundle, device="cpu", runtime="onnx")
+    assert "residual_scale" not in insp.networks.map_inputs
+    x = torch.rand(2, insp.cfg.channels, insp.cfg.image_size, insp.cfg.image_size)
+    with torch.inference_mode():
+        want = Inspector.load(bundle, device="cpu").raw_scores(x).maps
+        np.testing.assert_allclose(insp.raw_scores(x).maps, want, atol=1e-4)
+
+
 def test_a_listed_maps_graph_that_is_missing_is_refused(exported, tmp_path):
     bundle = copy_of(exported, tmp_path)
     (bundle / "onnx" / GRAPHS["maps"]).unlink()
