@@ -44,7 +44,7 @@ step bundle $?
 ( timeout 90 taskset -c "$OPT_CPUS" "$PYTHON" -m benchmarks.runtime_options --model "$W/bundle" \
     --only "onnx all,onnx per-network" --seconds 2 --rounds 3 >"$D/runtime-options.log" 2>&1
   step runtime-options $?
-  timeout 60 taskset -c "$OPT_CPUS" "$PYTHON" -m benchmarks.stage_profile --model "$W/bundle" \
+  timeout 60 taskset -c "$OPT_CPUS" "$PYTHON" -m benchmarks.stage_profile --model "$W/bundle" --calls 10 \
     >"$D/stage-profile.log" 2>&1
   step stage-profile $? ) &
 OPT=$!
