@@ -12,13 +12,14 @@
 #   3. beside it, on OPT_CPUS (idle after training): benchmarks.runtime_options, torch / the
 #      maps graph ("onnx all") / the per-network graphs of older exports ("onnx per-network"),
 #      then benchmarks.stage_profile (where inspect's time goes, per runtime, batch 1 and 8).
-# Rehearsed on the loaded 2-core CPU with TRAIN_MIN=0.1 SECS=0.5 TRAIN_CPUS=0,1
+# Rehearsed on the loaded 2-core CPU (2026-12-04, all steps ran; the speed step took 327 s
+# there, the optional ones timed out beside it) with TRAIN_MIN=0.1 SECS=0.5 TRAIN_CPUS=0,1
 # SERVER_CPUS=0 CLIENT_CPUS=1 OPT_CPUS=1 SPEED_LIMIT_S=400.
 set -u
 OUT=${OUT:?set OUT}
 PYTHON=${PYTHON:-python3}
 TRAIN_MIN=${TRAIN_MIN:-0.5}
-SECS=${SECS:-4}
+SECS=${SECS:-3}
 TRAIN_CPUS=${TRAIN_CPUS:-4-15}
 SERVER_CPUS=${SERVER_CPUS:-0,1}
 CLIENT_CPUS=${CLIENT_CPUS:-2-7}
