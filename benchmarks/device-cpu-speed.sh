@@ -12,8 +12,8 @@
 #   3. beside it, on OPT_CPUS (idle after training): benchmarks.runtime_options, torch / the
 #      maps graph ("onnx all") / the per-network graphs of older exports ("onnx per-network"),
 #      then benchmarks.stage_profile (where inspect's time goes, per runtime, batch 1 and 8).
-# Rehearsed on the loaded 2-core CPU (2026-12-04, all steps ran; the speed step took 327 s
-# there, the optional ones timed out beside it) with TRAIN_MIN=0.1 SECS=0.5 TRAIN_CPUS=0,1
+# Rehearsed on the loaded 2-core CPU (2026-12-04: the speed step finished in 327 s there,
+# runtime_options and stage_profile hit their timeouts beside it) with TRAIN_MIN=0.1 SECS=0.5 TRAIN_CPUS=0,1
 # SERVER_CPUS=0 CLIENT_CPUS=1 OPT_CPUS=1 SPEED_LIMIT_S=400.
 set -u
 OUT=${OUT:?set OUT}
