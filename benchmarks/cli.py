@@ -40,6 +40,10 @@ def build_parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
                         help="concurrent HTTP clients to try (default 1,8,64)")
     parser.add_argument("--http-batch", type=int, default=32,
                         help="images per /v1/inspect/batch request (default 32)")
+    parser.add_argument("--server-cpus", default="",
+                        help="pin the HTTP rows' servers to these cores (taskset list, e.g. "
+                             "0,1) while this process and its clients run where it was "
+                             "started (default: no pinning)")
     parser.add_argument("--work-dir", type=Path, default=Path("runs/bench"),
                         help="where trained bundles and demo data go (default runs/bench)")
     return parser

@@ -58,6 +58,7 @@ class Server:
     port: int = 0
     logfile: Path | None = None
     env: dict[str, str] = field(default_factory=dict)  # KENSA_* settings for this server
+    cpus: str = ""  # taskset core list the server is pinned to ("": none)
 
     @property
     def url(self) -> str:
@@ -74,6 +75,8 @@ class Server:
         cmd = [sys.executable, "-m", "service.cli", "serve", "--model", str(self.bundle),
                "--host", "127.0.0.1", "--port", str(self.port), "--device", self.device,
                "--runtime", self.runtime]
+        if self.cpus:
+            cmd = ["taskset", "-c", self.cpus, *cmd]
         print(f"[speed] starting {' '.join(cmd[1:])}", flush=True)
         self.proc = subprocess.Popen(cmd, stdout=fd, stderr=subprocess.STDOUT, env=env,
                                      cwd=REPO_ROOT)

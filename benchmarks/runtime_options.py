@@ -5,7 +5,9 @@ change in the machine's load falls on all of them.
 ``python -m benchmarks.runtime_options --model BUNDLE [--data DIR] [--rounds 3]``
 
 Variants: torch as shipped (channels-last) and in the plain layout; onnxruntime with every
-graph optimization, with basic ones only, one thread, spinning pool threads; int8 graphs,
+graph optimization (as shipped: the bundle's ``maps`` graph where it has one), the
+per-network graphs alone (exports made before ``maps.onnx``), basic optimizations only, one
+thread, spinning pool threads; int8 graphs of the networks,
 dynamic (weights only) and static (QDQ, calibrated on normal training images of ``--data``,
 the prepared full and coarse views and the VAE's views). With ``--data``, ``--accuracy`` also
 evaluates the int8 variants against torch on its test split (image and pixel AUROC).
@@ -52,8 +54,12 @@ class PlainLayoutNetworks:
         return self.vae.encode(x.contiguous())[0].float().cpu().numpy()
 
 
-def variants_of(bundle: Path, work: Path, data: Path | None) -> dict:
-    """Name -> networks to run instead of the shipped torch ones."""
+def variants_of(bundle: Path, work: Path, data: Path | None,
+                only: list[str] | None = None) -> dict:
+    """Name -> networks to run instead of the shipped torch ones (those named in ``only``,
+    or all). ``onnx all`` is the shipped onnx runtime (with the bundle's ``maps`` graph where
+    its export has one), ``onnx per-network`` the same without it (as exports made before
+    it run); the int8 variants quantize the per-network graphs."""
     from models.bundle import read_info
     from models.exports import graph_paths
     from models.inference import Inspector
@@ -61,18 +67,20 @@ def variants_of(bundle: Path, work: Path, data: Path | None) -> dict:
 
     cpu = torch.device("cpu")
     graphs = graph_paths(bundle, read_info(bundle))
+    networks = {k: v for k, v in graphs.items() if k != "maps"}  # the per-network graphs
     shipped = Inspector.load(bundle, device="cpu").networks
-    out = {"torch nchw": PlainLayoutNetworks(shipped),
-           "onnx all": OnnxNetworks(graphs, cpu),
-           "onnx basic": OnnxNetworks(graphs, cpu, level="basic"),
-           "onnx 1 thread": OnnxNetworks(graphs, cpu, threads=1),
-           "onnx spinning": OnnxNetworks(graphs, cpu, spinning=True)}
-    dynamic = int8_dynamic(graphs, work / "dynamic")
-    out["onnx int8 dynamic"] = OnnxNetworks(dynamic, cpu)
+    out = {"torch nchw": lambda: PlainLayoutNetworks(shipped),
+           "onnx all": lambda: OnnxNetworks(graphs, cpu),
+           "onnx per-network": lambda: OnnxNetworks(networks, cpu),
+           "onnx basic": lambda: OnnxNetworks(graphs, cpu, level="basic"),
+           "onnx 1 thread": lambda: OnnxNetworks(graphs, cpu, threads=1),
+           "onnx spinning": lambda: OnnxNetworks(graphs, cpu, spinning=True),
+           "onnx int8 dynamic": lambda: OnnxNetworks(int8_dynamic(networks, work / "dynamic"),
+                                                     cpu)}
     if data is not None:
-        static = int8_static(bundle, graphs, work / "static", data)
-        out["onnx int8 static"] = OnnxNetworks(static, cpu)
-    return out
+        out["onnx int8 static"] = lambda: OnnxNetworks(
+            int8_static(bundle, networks, work / "static", data), cpu)
+    return {name: make() for name, make in out.items() if not only or name in only}
 
 
 def int8_dynamic(graphs: dict[str, Path], folder: Path) -> dict[str, Path]:
@@ -184,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=256, help="upload side (default 256)")
     parser.add_argument("--seconds", type=float, default=3.0, help="per variant and round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", help="comma list of variants to time beside torch (default "
+                                       "all), e.g. 'onnx all,onnx per-network'")
     args = parser.parse_args(argv)
     ensure_graphs(args.model)
     torch.ones(1 << 22).add_(1)  # the main thread's OpenMP team, as in kensa serve ...
@@ -195,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def measure_all(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="kensa-variants-") as work:
-        variants = variants_of(args.model, Path(work), args.data)
+        only = args.only.split(",") if args.only else None
+        variants = variants_of(args.model, Path(work), args.data, only)
         for batch in (int(b) for b in args.batch.split(",")):
             print(f"batch {batch}, uploads {args.size}x{args.size}: raw_scores images/s",
                   flush=True)

@@ -38,12 +38,13 @@ def speed(args: argparse.Namespace, work: Path) -> dict:
     info = read_info(bundle)
     http = not args.skip_http
     out = {"bundle": str(bundle), "model_version": info.get("version"),
+           "server_cpus": getattr(args, "server_cpus", "") or None,
            "image_size": info.get("image_size"), "channels": info.get("channels"),
            "model_config": info.get("model_config"), "http_batch_files": http_batch,
            "http": http, "runtimes": wanted, "runs": []}
     for device in devices(args.device):
         out["runs"] += speed_on(device, bundle, sizes, args.seconds, concurrency, http_batch,
-                                wanted, http)
+                                wanted, http, getattr(args, "server_cpus", "") or "")
     out["runtime_ratios"] = runtime_ratios(out["runs"])
     return out
 
@@ -94,13 +95,14 @@ def speed_bundle(work: Path, minutes: float, device: str, epochs: int) -> Path:
 
 def speed_on(device: str, bundle: Path, sizes: list[int], seconds: float,
              concurrency: list[int], http_batch: int, wanted: list[str],
-             http: bool) -> list[dict]:
+             http: bool, server_cpus: str = "") -> list[dict]:
     """All sizes on one device, each size measured for every runtime in turn (so a change in
-    the machine's load falls on both); one server process per runtime serves all sizes."""
+    the machine's load falls on both); one server process per runtime serves all sizes
+    (pinned to ``server_cpus`` when given)."""
     from models.inference import Inspector
 
     inspectors = {r: Inspector.load(bundle, device=device, runtime=r) for r in wanted}
-    servers = {r: Server(bundle, device, r) for r in wanted} if http else {}
+    servers = {r: Server(bundle, device, r, cpus=server_cpus) for r in wanted} if http else {}
     runs, best = [], {}
     try:
         for server in servers.values():

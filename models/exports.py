@@ -10,6 +10,15 @@ Layout and record::
                               aspects give other shapes than the full view)
     BUNDLE/onnx/encode.onnx   the VAE's encoder: image (B, C, V, V) -> mu (B, P, D); batch
                               dynamic (the VAE's view is always V x V)
+    BUNDLE/onnx/maps.onnx     one inspection's model-resolution maths in one call
+                              (:class:`MapGraph`): image, coarse (its coarse view, where the
+                              model has one), view (the VAE's), residual_scale (1,) -> maps
+                              (B, h, w), scores (B,), mu (B, P, D), recon (B, C, h, w); what
+                              the Inspector's torch path computes between and after the
+                              network calls, so the onnx runtime makes one call per chunk.
+                              Exports made before it lack it: they still run (the Inspector
+                              then calls the first two and computes the maps in torch), and
+                              ``kensa export`` again adds it.
 
     bundle.json  "exports": {"onnx": {"files": {path: sha256}, "for_version": VERSION,
                                       "opset", "exporter", "created", "parity",
@@ -43,12 +52,14 @@ from torch import nn
 from .bundle import Bundle, load_bundle, read_info, sha256, swap_into_place, write_json
 from .errors import BundleError
 from .fingerprint import signature
+from .maps import smoothed_map, two_view_map
 from .networks import OnnxNetworks, TorchNetworks
-from .preprocess import stride_multiple
+from .preprocess import shrink, stride_multiple, vae_input
 
 FORMATS = ("onnx",)
 FOLDER = "onnx"
-GRAPHS = {"defect": "defect.onnx", "encode": "encode.onnx"}
+GRAPHS = {"defect": "defect.onnx", "encode": "encode.onnx", "maps": "maps.onnx"}
+OPTIONAL = ("maps",)  # absent from exports made before it
 OPSET = 17
 # the most an exported graph's output may differ from torch's at export, in units of the
 # output's largest magnitude (float32 throughout: they agree to about 1e-5)
@@ -64,6 +75,33 @@ class _Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.vae.encode(x)[0]
+
+
+class MapGraph(nn.Module):
+    """What ``maps.onnx`` holds: the reconstruction map of both views, smoothed
+    (:func:`models.maps.two_view_map`, :func:`models.maps.smoothed_map`, the functions the
+    Inspector's torch path calls), its maximum, and the VAE's latent means.
+
+    ``forward(image, [coarse,] view, residual_scale)`` -> ``maps (B, h, w)``, ``scores (B,)``,
+    ``mu (B, P, D)``, ``recon (B, C, h, w)``; ``coarse`` only where the model has a coarse view
+    (its shape is computed outside the graph, :func:`models.preprocess.shrink`, so it is not
+    traced into it).
+    """
+
+    def __init__(self, model: nn.Module, vae: nn.Module, cfg):
+        super().__init__()
+        self.model, self.vae, self.cfg = model, vae, cfg
+        self.coarse = 0 < cfg.coarse_scale < 1
+
+    @property
+    def inputs(self) -> list[str]:
+        return ["image", *(["coarse"] if self.coarse else []), "view", "residual_scale"]
+
+    def forward(self, image: torch.Tensor, *rest: torch.Tensor):
+        small, view, scale = rest if self.coarse else (None, *rest)
+        amap, recon = two_view_map(self.model, image, small, self.cfg.map_mode, scale)
+        maps, scores = smoothed_map(amap, self.cfg.map_sigma)
+        return maps, scores, self.vae.encode(view)[0], recon
 
 
 def export_command(path: str | Path) -> str:
@@ -113,17 +151,35 @@ def _write_graphs(folder: Path, bundle: Bundle) -> None:
             {"image": hw, "recon": hw, "logits": hw})
     _export(_Encoder(bundle.vae), view, folder / GRAPHS["encode"], ["mu"],
             {"image": {0: "batch"}, "mu": {0: "batch"}})
+    graph = MapGraph(bundle.model, bundle.vae, cfg)
+    example = _map_inputs(graph, full, bundle.cal.residual_scale)
+    small = {0: "batch", 2: "small_height", 3: "small_width"}
+    axes = {"image": hw, "coarse": small, "view": {0: "batch"}, "residual_scale": {},
+            "maps": {0: "batch", 1: "height", 2: "width"}, "scores": {0: "batch"},
+            "mu": {0: "batch"}, "recon": hw}
+    _export(graph, example, folder / GRAPHS["maps"], ["maps", "scores", "mu", "recon"],
+            {k: v for k, v in axes.items() if v and (k != "coarse" or graph.coarse)},
+            graph.inputs)
 
 
-def _export(module: nn.Module, example: torch.Tensor, out: Path, outputs: list[str],
-            axes: dict) -> None:
+def _map_inputs(graph: MapGraph, x: torch.Tensor, residual_scale: float) -> tuple:
+    """:class:`MapGraph`'s inputs for prepared images ``x``, as the Inspector makes them."""
+    small = (shrink(x, graph.cfg),) if graph.coarse else ()
+    view = vae_input(x, graph.cfg.vae_image_size)
+    return (x, *small, view, torch.tensor([residual_scale], dtype=torch.float32))
+
+
+def _export(module: nn.Module, example: torch.Tensor | tuple, out: Path, outputs: list[str],
+            axes: dict, inputs: list[str] | None = None) -> None:
     # the TorchScript exporter: the dynamo one needs onnxscript, and traces these plain
     # convolutional networks no better
     legacy = ({"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters
               else {})
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notices
-        torch.onnx.export(module.cpu().eval(), (example,), str(out), input_names=["image"],
+        example = example if isinstance(example, tuple) else (example,)
+        torch.onnx.export(module.cpu().eval(), example, str(out),
+                          input_names=inputs or ["image"],
                           output_names=outputs, dynamic_axes=axes, opset_version=OPSET,
                           **legacy)
 
@@ -138,7 +194,8 @@ def _parity(folder: Path, bundle: Bundle) -> dict[str, float]:
     ref = TorchNetworks(bundle.model, bundle.vae, cpu)
     m = stride_multiple(cfg)
     gen = torch.Generator().manual_seed(0)
-    worst = {"defect": 0.0, "encode": 0.0}
+    graph = MapGraph(bundle.model, bundle.vae, cfg)
+    worst = {"defect": 0.0, "encode": 0.0, "maps": 0.0}
     with torch.inference_mode():
         for batch, (h, w) in ((1, (2 * m, 3 * m)), (3, (cfg.image_size, cfg.image_size))):
             x = torch.rand(batch, cfg.channels, h, w, generator=gen)
@@ -146,7 +203,13 @@ def _parity(folder: Path, bundle: Bundle) -> dict[str, float]:
                            generator=gen)
             pairs = [("defect", a.numpy(), b.numpy()) for a, b in zip(nets.defect(x),
                                                                       ref.defect(x))]
-            for name, got, want in pairs + [("encode", nets.encode(v), ref.encode(v))]:
+            pairs += [("encode", nets.encode(v), ref.encode(v))]
+            inputs = _map_inputs(graph, x, bundle.cal.residual_scale)
+            feed = {k: a.numpy() for k, a in zip(graph.inputs, inputs)
+                    if k in nets.map_inputs}
+            got = nets.sessions["maps"].run(None, feed)
+            pairs += [("maps", a, b.numpy()) for a, b in zip(got, graph(*inputs))]
+            for name, got, want in pairs:
                 off = float(np.abs(got - want).max()) / max(1.0, float(np.abs(want).max()))
                 worst[name] = max(worst[name], off)
     if max(worst.values()) > PARITY_TOLERANCE:
@@ -170,7 +233,8 @@ def _write_record(path: Path, record: dict) -> None:
 
 def graph_paths(path: str | Path, info: dict, key: bytes | None = None) -> dict[str, Path]:
     """The verified ONNX graphs of a bundle whose ``bundle.json`` (``info``, from
-    :func:`models.bundle.read_info`) was checked already: ``{"defect": path, "encode": path}``.
+    :func:`models.bundle.read_info`) was checked already: ``{"defect": path, "encode": path}``
+    and ``"maps"`` where the export has it (:data:`OPTIONAL`).
 
     Raises:
         BundleError: no graphs (the message gives the export command), graphs made from
@@ -187,7 +251,9 @@ def graph_paths(path: str | Path, info: dict, key: bytes | None = None) -> dict[
                           f"{record.get('for_version')!r}, not this bundle's "
                           f"{info.get('version')!r}: {redo}")
     files = record.get("files", {})
-    for name in GRAPHS.values():
+    names = {k: v for k, v in GRAPHS.items()
+             if k not in OPTIONAL or f"{FOLDER}/{v}" in files}
+    for name in names.values():
         rel = f"{FOLDER}/{name}"
         file = path / rel
         if not file.is_file():
@@ -200,7 +266,7 @@ def graph_paths(path: str | Path, info: dict, key: bytes | None = None) -> dict[
                     and hmac.compare_digest(given, signature(_signed(record), key))):
         raise BundleError(f"{path}'s ONNX graphs are not signed with this KENSA_BUNDLE_KEY: "
                           f"{redo} with the key set")
-    return {k: path / FOLDER / v for k, v in GRAPHS.items()}
+    return {k: path / FOLDER / v for k, v in names.items()}
 
 
 def has_graphs(path: str | Path) -> bool:

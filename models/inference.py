@@ -23,7 +23,7 @@ from .data import GOOD
 from .device import pick_device, to_device
 from .exports import graph_paths, has_graphs
 from .latent import ANOMALY, LatentClassifier
-from .maps import gaussian_blur, pool_map, residual_map
+from .maps import anomaly_map, pool_map, smoothed_map, two_view_map
 from .networks import OnnxNetworks, TorchNetworks, onnxruntime_installed
 from .preprocess import model_shape, prepare_for, same_shape_groups, shrink, vae_input
 from .results import ABNORMAL, NORMAL, LatentVerdict, ReconstructionVerdict, Region, Result
@@ -150,6 +150,8 @@ class Inspector:
                          np.concatenate([o.latent_mu for o in out]), recon)
 
     def _raw_chunk(self, x: torch.Tensor, with_reconstruction: bool) -> RawScores:
+        if self.networks.fused and not self.cal.flips:
+            return self._fused_chunk(x, with_reconstruction)
         amap, recon = self.reconstruction_map(x)
         for name in self.cal.flips:  # each flipped copy's map, flipped back over the image's
             amap = amap + self.reconstruction_map(x, name)[0]
@@ -164,8 +166,19 @@ class Inspector:
         reconstruction score ``(B,)``, the map pooled by ``cal.image_score`` (its maximum by
         default, :func:`models.maps.pool_map`): the one rule for both the served score and the
         single views calibration compares (:meth:`view_scores`)."""
-        maps = gaussian_blur(amap, self.cfg.map_sigma)[:, 0]
-        return maps, pool_map(maps, self.cal.image_score)
+        return smoothed_map(amap, self.cfg.map_sigma, self.cal.image_score)
+
+    def _fused_chunk(self, x: torch.Tensor, with_reconstruction: bool) -> RawScores:
+        """:meth:`_raw_chunk` in one call of the exported ``maps`` graph
+        (:class:`models.exports.MapGraph`, through ``OnnxNetworks.maps``): the same maths,
+        with no torch between and after the networks."""
+        small = shrink(x, self.cfg) if 0 < self.cfg.coarse_scale < 1 else None
+        maps, scores, mu, recon = self.networks.maps(
+            x, small, vae_input(x, self.cfg.vae_image_size), self.cal.residual_scale)
+        if self.cal.image_score != "max":  # the graph's score is the maximum
+            scores = pool_map(torch.from_numpy(maps), self.cal.image_score).numpy()
+        rec = recon.transpose(0, 2, 3, 1) if with_reconstruction else None
+        return RawScores(self.add_latent_map(maps, mu), scores, mu, rec)
 
     def reconstruction_map(self, x: torch.Tensor, flip: str | None = None
                            ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -175,13 +188,9 @@ class Inspector:
         and both come back flipped, so they lie over ``x``."""
         if flip is not None:
             x = torch.flip(x, FLIPS[flip]).contiguous(memory_format=torch.channels_last)
-        recon, logits = self.networks.defect(x)
-        amap = self.anomaly_map(x, recon, logits)
-        if 0 < self.cfg.coarse_scale < 1:  # the coarse view
-            small = shrink(x, self.cfg)
-            coarse = self.anomaly_map(small, *self.networks.defect(small))
-            amap = 0.5 * (amap + F.interpolate(coarse, size=amap.shape[-2:], mode="bilinear",
-                                               align_corners=False))
+        small = shrink(x, self.cfg) if 0 < self.cfg.coarse_scale < 1 else None
+        amap, recon = two_view_map(self.networks.defect, x, small, self.cfg.map_mode,
+                                   self.cal.residual_scale)
         if flip is not None:
             amap, recon = torch.flip(amap, FLIPS[flip]), torch.flip(recon, FLIPS[flip])
         return amap, recon
@@ -242,13 +251,7 @@ class Inspector:
         """``(B, 1, h, w)``: the segmentation head's defect probability plus the normalised
         reconstruction residual (SSIM and L1), so both a learned and a plain
         input-minus-reconstruction measure vote on every pixel."""
-        seg = torch.sigmoid(logits)
-        if self.cfg.map_mode == "segmentation":
-            return seg
-        res = residual_map(x, recon) / self.cal.residual_scale
-        if self.cfg.map_mode == "residual":
-            return res
-        return 0.5 * (seg + res)
+        return anomaly_map(x, recon, logits, self.cfg.map_mode, self.cal.residual_scale)
 
     # -- full results ------------------------------------------------------------------------
     def inspect(self, images: Sequence[np.ndarray], threshold: float | None = None,

@@ -1,9 +1,12 @@
-"""Pixel maps both training and inference compute: Gaussian smoothing and the residual
-(input minus reconstruction) the reconstruction verdict reads."""
+"""Pixel maps both training and inference compute: Gaussian smoothing, the residual (input
+minus reconstruction) the reconstruction verdict reads, and the reconstruction map of one
+inspection (both views, smoothed), which the torch path computes and ``kensa export`` traces
+into one graph (:mod:`models.exports`)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -55,3 +58,38 @@ def pool_map(maps: torch.Tensor, rule: str = "max") -> torch.Tensor:
         return flat.amax(1)
     k = max(1, math.ceil(IMAGE_SCORES[rule] * flat.shape[1]))
     return flat.topk(k, dim=1).values.mean(1)
+def anomaly_map(x: torch.Tensor, recon: torch.Tensor, logits: torch.Tensor, mode: str,
+                residual_scale: float | torch.Tensor) -> torch.Tensor:
+    """``(B, 1, h, w)``: the segmentation head's defect probability plus the normalised
+    reconstruction residual (SSIM and L1), so both a learned and a plain
+    input-minus-reconstruction measure vote on every pixel; ``mode`` (``ModelConfig.map_mode``)
+    ``segmentation`` or ``residual`` keeps one of them."""
+    seg = torch.sigmoid(logits)
+    if mode == "segmentation":
+        return seg
+    res = residual_map(x, recon) / residual_scale
+    if mode == "residual":
+        return res
+    return 0.5 * (seg + res)
+
+
+def two_view_map(defect: Callable, x: torch.Tensor, small: torch.Tensor | None, mode: str,
+                 residual_scale: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reconstruction map ``(B, 1, h, w)`` of ``x`` before smoothing, averaged with the
+    coarse view ``small``'s (stretched back over ``x``) when there is one, and the
+    reconstruction ``(B, C, h, w)``. ``defect``: ``x -> (recon, logits)``."""
+    recon, logits = defect(x)
+    amap = anomaly_map(x, recon, logits, mode, residual_scale)
+    if small is not None:
+        coarse = anomaly_map(small, *defect(small), mode, residual_scale)
+        amap = 0.5 * (amap + F.interpolate(coarse, size=amap.shape[-2:], mode="bilinear",
+                                           align_corners=False))
+    return amap, recon
+
+
+def smoothed_map(amap: torch.Tensor, sigma: float, rule: str = "max"
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A reconstruction map ``(B, 1, h, w)`` -> the smoothed map ``(B, h, w)`` and the
+    reconstruction score ``(B,)``, the map pooled by ``rule`` (:func:`pool_map`)."""
+    maps = gaussian_blur(amap, sigma)[:, 0]
+    return maps, pool_map(maps, rule)

@@ -34,6 +34,7 @@ class TorchNetworks:
     """The bundle's torch modules on ``device`` (bfloat16 autocast on CUDA)."""
 
     runtime = "torch"
+    fused = False  # the Inspector calls defect and encode, and computes the maps itself
 
     def __init__(self, model: torch.nn.Module, vae: torch.nn.Module, device: torch.device):
         self.model = model.to(device).eval().to(memory_format=torch.channels_last)
@@ -55,7 +56,12 @@ class TorchNetworks:
 class OnnxNetworks:
     """onnxruntime sessions of a bundle's exported graphs: the CPU provider, or CUDA's when
     the device is CUDA and this onnxruntime build has it. Inputs and outputs pass through
-    host memory as numpy arrays."""
+    host memory as numpy arrays.
+
+    With a ``maps`` graph (exports since 2026-12-04) the Inspector makes one call per chunk,
+    :meth:`maps`, and the ``defect`` and ``encode`` sessions are only opened when something
+    asks for them (test-time flips, calibration); without it (older exports) the Inspector
+    calls :meth:`defect` and :meth:`encode` and computes the maps in torch."""
 
     runtime = "onnx"
 
@@ -63,7 +69,8 @@ class OnnxNetworks:
                  spinning: bool = False, level: str = "all"):
         """
         Args:
-            graphs: ``{"defect": path, "encode": path}`` (:func:`models.exports.graph_paths`).
+            graphs: ``{"defect": path, "encode": path}`` and, where exported, ``"maps"``
+                (:func:`models.exports.graph_paths`).
             threads: onnxruntime's intra-op threads; 0 lets it take one per core.
             spinning: let idle pool threads spin (onnxruntime's own default): costs another
                 process on the same cores its time for nothing (``benchmarks/HISTORY.md``).
@@ -83,13 +90,37 @@ class OnnxNetworks:
         options.add_session_config_entry("session.intra_op.allow_spinning",
                                          "1" if spinning else "0")
         options.log_severity_level = 3  # warnings about unused initializers etc. are noise
-        self.sessions = {name: ort.InferenceSession(str(path), options,
-                                                    providers=self.providers)
-                         for name, path in graphs.items()}
+        self._open = lambda path: ort.InferenceSession(str(path), options,
+                                                       providers=self.providers)
+        self.graphs = dict(graphs)
+        self.fused = "maps" in graphs
+        self.sessions = {name: self._open(path) for name, path in graphs.items()
+                         if name == "maps" or not self.fused}
+        if self.fused:
+            self.map_inputs = [i.name for i in self.sessions["maps"].get_inputs()]
+
+    def _session(self, name: str):
+        if name not in self.sessions:
+            self.sessions[name] = self._open(self.graphs[name])
+        return self.sessions[name]
 
     def _run(self, name: str, x: torch.Tensor) -> list[np.ndarray]:
-        array = np.ascontiguousarray(x.detach().float().cpu().numpy())
-        return self.sessions[name].run(None, {"image": array})
+        return self._session(name).run(None, {"image": host(x)})
+
+    def maps(self, x: torch.Tensor, small: torch.Tensor | None, views: torch.Tensor,
+             residual_scale: float) -> list[np.ndarray]:
+        """One chunk's model-resolution results in one graph call: prepared inputs
+        ``(B, C, h, w)``, their coarse view (``None`` without one) and VAE views -> smoothed
+        reconstruction maps ``(B, h, w)``, reconstruction scores ``(B,)``, latent means
+        ``(B, P, D)`` and reconstructions ``(B, C, h, w)``, all ``float32`` numpy
+        (:class:`models.exports.MapGraph`)."""
+        given = {"image": host(x), "coarse": small, "view": host(views),
+                 "residual_scale": np.array([residual_scale], np.float32)}
+        # the exporter drops an input the graph does not read (residual_scale where
+        # map_mode is segmentation)
+        feed = {k: host(v) if isinstance(v, torch.Tensor) else v
+                for k, v in given.items() if k in self.map_inputs}
+        return self.sessions["maps"].run(None, feed)
 
     def defect(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """As :meth:`TorchNetworks.defect`."""
@@ -100,6 +131,12 @@ class OnnxNetworks:
     def encode(self, x: torch.Tensor) -> np.ndarray:
         """As :meth:`TorchNetworks.encode`."""
         return self._run("encode", x)[0]
+
+
+def host(x: torch.Tensor) -> np.ndarray:
+    """A tensor as the contiguous ``float32`` host array onnxruntime reads (no copy when it
+    already is one)."""
+    return np.ascontiguousarray(x.detach().float().cpu().numpy())
 
 
 def providers(available: list[str], device: str) -> list[str]:

@@ -17,7 +17,7 @@ def gaussian_kernel(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
 
 
 def _blur(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    c = x.shape[1]
+    c = int(x.shape[1])  # a constant when traced (kensa export): the kernel's shape
     pad = k.numel() // 2
     kx = k.view(1, 1, 1, -1).repeat(c, 1, 1, 1).to(x)
     ky = k.view(1, 1, -1, 1).repeat(c, 1, 1, 1).to(x)

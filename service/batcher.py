@@ -119,7 +119,9 @@ class Batcher:
     Args:
         inspector: has ``inspect(images, threshold=, with_reconstruction=)`` and ``max_batch``.
         max_size: gather jobs until the batch holds this many images.
-        wait_ms: ... or until this long after the first job was taken.
+        wait_ms: ... or until this long after the first job was taken; not at all when every
+            request admitted (:meth:`admit`) is in the batch already (a single client does
+            not pay the window: no other request could join it).
         queue_size: most jobs waiting; one more raises :class:`Overloaded`.
         on_batch: called with the image count of every inspector call (metrics).
         on_queue: called with the queue depth whenever it changes (metrics).
@@ -252,8 +254,8 @@ class Batcher:
                 job = self.queue.get_nowait()
             except asyncio.QueueEmpty:
                 remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
+                if remaining <= 0 or 0 < self.admitted <= len(jobs):
+                    break  # the window is over, or no other admitted request could join
                 try:
                     job = await asyncio.wait_for(self.queue.get(), remaining)
                 except TimeoutError:

@@ -77,7 +77,8 @@ class Settings(BaseSettings):
         32, ge=1, le=1024, description="Most images gathered into one model call.")
     batch_wait_ms: float = Field(
         2.0, ge=0, le=1000,
-        description="How long the batcher waits for more requests before it runs a batch.")
+        description="How long the batcher waits for more requests before it runs a batch "
+                    "(not at all when no other inspection request is in progress).")
     queue_size: int = Field(
         128, ge=1, description="Most requests waiting for the model; beyond it and one "
                                "running model batch: 503 before the body is read.")

@@ -37,7 +37,8 @@ def test_export_keeps_the_version_and_records_the_graphs(exported):
     assert info["version"] == before["version"]
     record = info["exports"]["onnx"]
     assert record["for_version"] == before["version"]
-    assert sorted(record["files"]) == ["onnx/defect.onnx", "onnx/encode.onnx"]
+    assert sorted(record["files"]) == ["onnx/defect.onnx", "onnx/encode.onnx", "onnx/maps.onnx"]
+    assert sorted(record["parity"]) == ["defect", "encode", "maps"]
     assert max(record["parity"].values()) < 1e-4
     assert {k: v for k, v in info.items() if k != "exports"} == before
 
@@ -57,6 +58,66 @@ def test_graphs_take_any_batch_and_the_defect_graph_any_stride_multiple(exported
         [mu] = encode.run(None, {"image": np.zeros((batch, c, v, v), np.float32)})
         cells = cfg["latent_grid"] ** 2 + cfg["map_grid"] ** 2
         assert mu.shape == (batch, cells, cfg["latent_dim"])
+
+
+def test_the_maps_graph_takes_any_batch_and_stride_multiple(exported):
+    """One call gives what the Inspector's torch path computes from the two networks: the
+    smoothed map and its maximum, the latent means and the reconstruction, at the image's own
+    shape (its coarse view's shape is not that of the example it was traced with)."""
+    insp = Inspector.load(exported, device="cpu", runtime="onnx")
+    assert insp.networks.fused and sorted(insp.networks.sessions) == ["maps"]
+    cfg, m = insp.cfg, stride_multiple(insp.cfg)
+    for batch, (h, w) in ((1, (2 * m, 5 * m)), (3, (cfg.image_size, cfg.image_size))):
+        x = torch.rand(batch, cfg.channels, h, w, generator=torch.Generator().manual_seed(h))
+        with torch.inference_mode():
+            want = Inspector.load(exported, device="cpu").raw_scores(x, True)
+            got = insp.raw_scores(x, True)
+        assert got.maps.shape == (batch, h, w)
+        np.testing.assert_allclose(got.maps, want.maps, atol=1e-4)
+        np.testing.assert_allclose(got.recon_scores, want.recon_scores, atol=1e-4)
+        np.testing.assert_allclose(got.latent_mu, want.latent_mu, atol=1e-4)
+        np.testing.assert_allclose(got.recon, want.recon, atol=1e-4)
+
+
+def test_an_export_without_the_maps_graph_still_runs(exported, tmp_path):
+    """Exports made before maps.onnx: the two network graphs, the maps computed in torch."""
+    bundle = copy_of(exported, tmp_path)
+    info = json.loads((bundle / "bundle.json").read_text())
+    del info["exports"]["onnx"]["files"]["onnx/maps.onnx"]
+    (bundle / "bundle.json").write_text(json.dumps(info))
+    (bundle / "onnx" / GRAPHS["maps"]).unlink()
+    old = Inspector.load(bundle, device="cpu", runtime="onnx")
+    assert not old.networks.fused and sorted(old.networks.sessions) == ["defect", "encode"]
+    x = torch.rand(2, old.cfg.channels, old.cfg.image_size, old.cfg.image_size)
+    with torch.inference_mode():
+        want = Inspector.load(exported, device="cpu", runtime="onnx").raw_scores(x)
+        np.testing.assert_allclose(old.raw_scores(x).maps, want.maps, atol=1e-4)
+
+
+def test_a_maps_graph_that_does_not_read_the_residual_runs(tmp_path):
+    """map_mode segmentation: the exporter drops the residual_scale input the graph ignores."""
+    import dataclasses
+
+    from models.bundle import load_bundle, save_bundle
+
+    b = load_bundle(GOLDEN / "bundle")
+    bundle = tmp_path / "segmentation"
+    save_bundle(bundle, dataclasses.replace(b, cfg=dataclasses.replace(
+        b.cfg, map_mode="segmentation")), {"name": "segmentation"}, {})
+    export_onnx(bundle)
+    insp = Inspector.load(bundle, device="cpu", runtime="onnx")
+    assert "residual_scale" not in insp.networks.map_inputs
+    x = torch.rand(2, insp.cfg.channels, insp.cfg.image_size, insp.cfg.image_size)
+    with torch.inference_mode():
+        want = Inspector.load(bundle, device="cpu").raw_scores(x).maps
+        np.testing.assert_allclose(insp.raw_scores(x).maps, want, atol=1e-4)
+
+
+def test_a_listed_maps_graph_that_is_missing_is_refused(exported, tmp_path):
+    bundle = copy_of(exported, tmp_path)
+    (bundle / "onnx" / GRAPHS["maps"]).unlink()
+    with pytest.raises(BundleError, match="onnx/maps.onnx is missing; run 'kensa export"):
+        Inspector.load(bundle, device="cpu", runtime="onnx")
 
 
 def test_onnx_networks_give_torch_outputs(exported):

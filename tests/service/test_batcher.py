@@ -57,6 +57,27 @@ def test_jobs_with_different_thresholds_share_a_batch_but_keep_their_threshold(i
     assert sum(sizes) == 5 and len(sizes) == 4  # one gathering, four (threshold, recon) groups
 
 
+def test_the_wait_window_is_skipped_when_no_other_admitted_request_could_join(inspector):
+    """One admitted request runs at once; with two admitted, the batcher waits (up to
+    wait_ms) for the second, which joins the first's batch."""
+    async def scenario(admitted: int) -> list[int]:
+        sizes: list[int] = []
+        b = Batcher(inspector, max_size=8, wait_ms=1000, on_batch=sizes.append)
+        await b.start()
+        for _ in range(admitted):
+            b.admit()
+        try:
+            first = asyncio.create_task(b.inspect(images(1)))
+            await asyncio.sleep(0.2)
+            await asyncio.gather(first, b.inspect(images(2)))
+        finally:
+            await b.stop()
+        return sizes
+
+    assert run(scenario(1)) == [1, 1]
+    assert run(scenario(2)) == [2]
+
+
 def test_results_come_back_in_order(inspector):
     async def scenario():
         b = Batcher(inspector, max_size=4, wait_ms=1)
