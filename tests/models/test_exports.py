@@ -79,6 +79,24 @@ def test_the_maps_graph_takes_any_batch_and_stride_multiple(exported):
         np.testing.assert_allclose(got.recon, want.recon, atol=1e-4)
 
 
+@pytest.mark.parametrize("rule", ["top1", "top5"])
+def test_a_pooling_chosen_by_labels_is_applied_to_the_maps_graph(exported, rule):
+    """The graph returns the map's maximum; a calibration that pools otherwise (labels chose
+    ``top1``, say) must give the same reconstruction scores as torch, not the maximum."""
+    torch_insp = Inspector.load(exported, device="cpu")
+    onnx_insp = Inspector.load(exported, device="cpu", runtime="onnx")
+    assert onnx_insp.networks.fused
+    x = torch.rand(2, torch_insp.cfg.channels, torch_insp.cfg.image_size,
+                   torch_insp.cfg.image_size, generator=torch.Generator().manual_seed(7))
+    with torch.inference_mode():
+        plain = onnx_insp.raw_scores(x).recon_scores
+        for insp in (torch_insp, onnx_insp):
+            insp.cal.image_score = rule
+        want, got = torch_insp.raw_scores(x), onnx_insp.raw_scores(x)
+    np.testing.assert_allclose(got.recon_scores, want.recon_scores, atol=1e-4)
+    assert (got.recon_scores < plain - 1e-6).all()  # a mean of the top share is under the max
+
+
 def test_an_export_without_the_maps_graph_still_runs(exported, tmp_path):
     """Exports made before maps.onnx: the two network graphs, the maps computed in torch."""
     bundle = copy_of(exported, tmp_path)
