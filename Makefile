@@ -142,7 +142,7 @@ GPU_DATA ?= ../shared/data/magnetic_tile
 GPU_WHEELS := fastapi starlette pydantic pydantic-core pydantic-settings python-dotenv \
 	python-multipart annotated-types annotated-doc typing-inspection typing-extensions uvicorn \
 	opentelemetry-api httpx httpcore h11 anyio sniffio idna certifi sqlalchemy alembic mako \
-	jinja2 markupsafe onnxruntime onnx protobuf flatbuffers packaging ml-dtypes
+	jinja2 markupsafe onnxruntime onnx protobuf flatbuffers packaging ml-dtypes httptools uvloop
 
 gpu-kit: install
 	@rm -rf .whl && mkdir -p .whl

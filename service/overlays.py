@@ -7,9 +7,13 @@ the judging part and version) and its size. A hot-swapped model therefore render
 the ETag, made from the same key, changes with it.
 
 While a page is open (it called the API with its header within ``PAGE_OPEN_S``), the inspect
-routes draw the thumbnail of every answer whose image is kept right after answering, from the
-map they already have (:meth:`OverlayCache.draw_ahead`), so the Live views' requests for it
-find it here and cost no second model pass; with no page open nothing is drawn ahead.
+routes keep what the thumbnail of every answer whose image is kept is drawn from: the map they
+already have (:meth:`OverlayCache.draw_ahead`), so the Live views' requests for it cost no
+second model pass; with no page open nothing is kept. A small image's thumbnail is drawn only
+when first asked for, from the newest ``MAX_PENDING`` answers' arrays held as they are (a
+line at 100 parts/s makes ~150 records between two Live refreshes, of which a page shows 24:
+drawing them all cost the server more than the pages' requests); a large image's is drawn
+right after the answer, since shrinking it is most of the work and frees its arrays.
 
 Requests come as often as pages are open, so a record's overlay is answered without a records
 query when the cache knows it (:meth:`OverlayCache.recall`): an index of record id ->
@@ -42,6 +46,8 @@ log = logging.getLogger(__name__)
 
 MAX_ITEMS = 256  # JPEGs: full ones 20-100 KB, thumbnails 5-25 KB
 MAX_RECORDS = 1024  # index entries, about 200 bytes each
+MAX_PENDING = 48  # thumbnails not drawn yet: two Live views' worth of the newest answers,
+# each holding its image, map and mask (a 384 px RGB upload: about 2.5 MB)
 PAGE_OPEN_S = 10.0  # a page polls every 1.5 s (Live) or 10 s (Yield)
 TRUST_S = 60.0  # an index entry answers without a records query this long
 
@@ -77,6 +83,7 @@ class OverlayCache:
         self.generation = 0  # pruning passes begun or ended
         self._seen = -math.inf  # when a page last called
         self._drawing: dict[tuple, asyncio.Task] = {}  # JPEGs being drawn, ahead or asked
+        self._pending: OrderedDict[tuple, Callable[[], bytes]] = OrderedDict()  # not drawn yet
 
     # -- the JPEGs ------------------------------------------------------------------------
     def get(self, overlay: Overlay, size: str) -> bytes | None:
@@ -94,8 +101,13 @@ class OverlayCache:
             self._items.popitem(last=False)
 
     async def drawn(self, overlay: Overlay, size: str) -> bytes | None:
-        """The JPEG, waiting for it if it is being drawn right now."""
-        task = self._drawing.get(overlay.key(size))
+        """The JPEG, waiting for it if it is being drawn right now, or drawing it (in a worker
+        thread) from an answer's arrays kept for it."""
+        key = overlay.key(size)
+        render = self._pending.pop(key, None)
+        if render is not None and key not in self._drawing and key not in self._items:
+            return await self.render_once(overlay, size, lambda: run_in_threadpool(render))
+        task = self._drawing.get(key)
         if task is not None:
             await asyncio.shield(task)
         return self.get(overlay, size)
@@ -163,13 +175,25 @@ class OverlayCache:
         """Overlays being drawn now (ahead, or for a request)."""
         return len(self._drawing)
 
+    @property
+    def pending(self) -> int:
+        """Thumbnails kept to be drawn when asked."""
+        return len(self._pending)
+
     def draw_ahead(self, ident: str, overlay: Overlay, size: str,
-                   render: Callable[[], bytes]) -> None:
-        """Remembers ``ident``'s overlay and runs ``render`` in a worker thread after the
-        answer, keeping its JPEG (a failure is logged, never raised: the answer has gone)."""
+                   render: Callable[[], bytes], now: bool) -> None:
+        """Remembers ``ident``'s overlay and what draws it: ``render``, run in a worker thread
+        after the answer when ``now`` (its JPEG kept; a failure is logged, never raised: the
+        answer has gone), else kept among the newest ``MAX_PENDING`` and run when the
+        picture is first asked for (:meth:`drawn`)."""
         self.remember(ident, overlay, self.generation)
         key = overlay.key(size)
-        if key in self._items or key in self._drawing:
+        if key in self._items or key in self._drawing or key in self._pending:
+            return
+        if not now:
+            self._pending[key] = render
+            while len(self._pending) > MAX_PENDING:
+                self._pending.popitem(last=False)
             return
 
         async def draw() -> None:

@@ -226,8 +226,9 @@ def overlay_of(data: bytes, body, served: Served) -> Overlay:
 
 def _draw_ahead(request: Request, served: Served, answered: list) -> None:
     """While an operator page is open, the thumbnails of the answered images that are kept
-    (``(image, result, body, bytes)`` each) are drawn after the answer, off its path, so the
-    page's Live views fetch them without a second model pass or a records query. Full
+    (``(image, result, body, bytes)`` each) can be had without a second model pass or a
+    records query: a small image's drawn from its arrays when first asked for, a large
+    image's right after the answer, off its path (:meth:`OverlayCache.draw_ahead`). Full
     overlays (Review, History: one operator, one part at a time) are rendered when asked."""
     cache = request.app.state.overlays
     if not cache.page_open:
@@ -236,7 +237,8 @@ def _draw_ahead(request: Request, served: Served, answered: list) -> None:
         if _kept(request, body.label):
             cache.draw_ahead(str(body.id), overlay_of(data, body, served), "thumb", partial(
                 pictures.overlay_thumb_jpeg, image, result.anomaly_map,
-                result.pixel_threshold, result.mask))
+                result.pixel_threshold, result.mask),
+                now=max(image.shape[:2]) > 2 * pictures.THUMB_SIDE)
 
 
 def _challenge(request: Request, served: Served, answered: list) -> None:

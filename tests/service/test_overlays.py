@@ -15,7 +15,7 @@ from service_helpers import TestClient, png, upload, washer, washer_png
 from service.app import create_app
 from service.config import Settings
 from service.deps import PAGE_HEADER
-from service.overlays import Overlay, OverlayCache
+from service.overlays import MAX_PENDING, Overlay, OverlayCache
 
 
 def model_calls(client) -> float:
@@ -89,11 +89,48 @@ def test_while_a_page_is_open_kept_overlays_are_drawn_ahead_without_a_model_pass
     assert model_calls(client) == before + 1
 
 
+def test_a_small_images_thumbnail_is_drawn_when_asked_a_large_ones_at_once(make_client):
+    """A page shows 24 of the ~150 records a fast line makes between two refreshes: a small
+    image's thumbnail waits, as its arrays, until a page asks (no model pass then either);
+    a large image's is drawn right after the answer (shrinking it is most of the work)."""
+    client = make_client(keep_images="all")
+    cache = client.app.state.overlays
+    assert client.get("/v1/inspections", headers={PAGE_HEADER: "1"}).status_code == 200
+    small = client.post("/v1/inspect", files=upload(washer_png(5, size=240))).json()["id"]
+    drawn_ahead(client)
+    assert (cache.pending, cache.drawing) == (1, 0)
+    before = model_calls(client)
+    listed = client.get("/v1/inspections/thumbnails", params={"id": small}).json()
+    assert list(listed["thumbnails"]) == [small] and listed["missing"] == []
+    assert cache.pending == 0 and model_calls(client) == before
+    large = client.post("/v1/inspect", files=upload(washer_png(6, size=400))).json()["id"]
+    drawn_ahead(client)
+    assert cache.pending == 0
+    before = model_calls(client)
+    assert client.get(f"/v1/inspections/{large}/overlay?size=thumb").status_code == 200
+    assert model_calls(client) == before
+
+
+def test_only_the_newest_thumbnails_wait_to_be_drawn():
+    async def keep() -> OverlayCache:
+        cache = OverlayCache()
+        for n in range(MAX_PENDING + 5):
+            cache.draw_ahead(str(n), Overlay(str(n), 1.0, "p", "v"), "thumb",
+                             lambda n=n: f"JPEG{n}".encode(), now=False)
+        return cache
+
+    cache = asyncio.run(keep())
+    assert cache.pending == MAX_PENDING
+    newest, oldest = Overlay(str(MAX_PENDING + 4), 1.0, "p", "v"), Overlay("0", 1.0, "p", "v")
+    assert asyncio.run(cache.drawn(newest, "thumb")) == f"JPEG{MAX_PENDING + 4}".encode()
+    assert asyncio.run(cache.drawn(oldest, "thumb")) is None  # dropped: read and rendered
+
+
 def test_without_a_page_nothing_is_drawn_ahead(make_client):
     client = make_client(keep_images="all")
     client.get("/v1/inspections")  # a client that is not the page
     ident = client.post("/v1/inspect", files=upload(washer_png(5))).json()["id"]
-    assert client.app.state.overlays.drawing == 0
+    assert client.app.state.overlays.drawing == client.app.state.overlays.pending == 0
     before = model_calls(client)
     assert client.get(f"/v1/inspections/{ident}/overlay").status_code == 200
     assert model_calls(client) == before + 1
