@@ -2,7 +2,8 @@
 # Kept as the record of a device call of 2026-12-04 (third session, benchmarks/HISTORY.md). It
 # ran from main's repository root holding .whl/ (`make gpu-kit`: the service's wheels for
 # python 3.12), .gpu-data/magnetic_tile and .gpu-stage/before (`git archive 9618562`, main
-# before this session's page changes). Everything at once, each on its own cores:
+# before this session's page changes); run with carry [".whl", ".gpu-data", ".gpu-stage"].
+# Everything at once, each on its own cores:
 #   cores 0-3   issue 29: page_overhead, server on 0,1, load generator and ten pages on 2,3,
 #               this tree against .gpu-stage/before (--compare-root), rounds alternated;
 #   cores 4-9   issue 31: benchmarks/device-cpu-speed.sh (bundle trained on the GPU with
