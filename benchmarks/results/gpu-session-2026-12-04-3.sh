@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Kept as the record of a device call of 2026-12-04 (third session, benchmarks/HISTORY.md). It
-# ran from main's repository root holding .whl/ (`make gpu-kit`: the service's wheels for
+# Prepared for a device call on 2026-12-04 (third session) and NOT run: no device was lent when
+# it was tried; kept for a session that is. Run it from main's repository root holding .whl/ (`make gpu-kit`: the service's wheels for
 # python 3.12), .gpu-data/magnetic_tile and .gpu-stage/before (`git archive 9618562`, main
 # before this session's page changes); run with carry [".whl", ".gpu-data", ".gpu-stage"].
 # Everything at once, each on its own cores:
