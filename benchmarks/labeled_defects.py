@@ -55,7 +55,7 @@ VARIANTS = {
     "image": ("image", {"labeled_defects": "head"}),
     "boxes": ("boxes", {"labeled_defects": "head"}),
     "mask": ("mask", {"labeled_defects": "head"}),
-    "latent": ("image", {}),
+    "latent": ("image", {"image_score": "auto"}),  # labels choose the pooling too
     "paste": ("image", {"labeled_defects": "paste"}),
     "paste-boxes": ("boxes", {"labeled_defects": "paste"}),
     "paste-mask": ("mask", {"labeled_defects": "paste"}),
@@ -187,9 +187,11 @@ def run_one(job: dict) -> dict:
 
 
 def labels_judge(variant: str) -> bool:
-    """Whether a variant's labeled defects judge the calibration (the image score's pooling
-    among it): they do unless they trained the networks (head, paste) or only the generator."""
-    return variant != "none" and VARIANTS[variant][1].get("labeled_defects", "latent") == "latent"
+    """Whether a variant's labeled defects choose the image score's pooling (``image_score``
+    ``auto``, which also needs labels that did not train the networks: head, paste)."""
+    extra = VARIANTS[variant][1]
+    return (variant != "none" and extra.get("image_score") == "auto"
+            and extra.get("labeled_defects", "latent") == "latent")
 
 
 def pooling_comparison(job: dict, tcfg) -> dict:

@@ -58,9 +58,9 @@ LABELED_DEFECTS = ("latent", "head", "paste", "generator")
 POSITIVE_STEPS = ("extra", "mixed")  # TrainConfig.extra["positive_step"] (head); extra
 LATENT_LABELS = ("spread", "classifier")  # TrainConfig.extra["latent_labels"]; spread
 LABELED_DEFECTS_HOW = {
-    "latent": "label spreading in the latent space, how the map becomes the image score "
-              "(image_score: its maximum unless a mean of its top pixels ranked them better by "
-              "more than luck) and the fusion weight (and, with the f1 rule, the threshold), "
+    "latent": "label spreading in the latent space, with --image-score auto how the map "
+              "becomes the image score (its maximum unless a mean of its top pixels ranked "
+              "them better by more than luck) and the fusion weight (and, with the f1 rule, the threshold), "
               "each judged on them as unseen images (label spreading with each one's label "
               "hidden); the segmentation "
               "head did not train on them (kensa train --labeled-defects head makes it: on "
@@ -282,7 +282,7 @@ def check_settings(tcfg: TrainConfig) -> None:
         DataError: an unknown fusion rule, flip name or image score.
     """
     labeled_defects_mode(tcfg)
-    image_score = tcfg.extra.get("image_score", "auto")
+    image_score = tcfg.extra.get("image_score", "max")
     if image_score != "auto" and image_score not in IMAGE_SCORES:
         raise DataError(f"image score {image_score!r}: use auto or one of "
                         f"{', '.join(IMAGE_SCORES)}")

@@ -68,7 +68,10 @@ def test_labeled_defects_choose_the_image_score_and_the_thresholds_follow(textur
     normals, defects = _speck_and_broad()
     insp = Inspector.load(texture_bundle[0], "cpu")
     labeled = (defects, np.ones(len(defects), bool))
-    cal = calibrate(insp, normals, TrainConfig(), labeled=labeled)
+    auto = TrainConfig(extra={"image_score": "auto"})
+    assert calibrate(insp, normals, TrainConfig(), labeled=labeled)["image_score"][
+        "pooling"] == "max"  # the default: labels choose only when asked
+    cal = calibrate(insp, normals, auto, labeled=labeled)
     chosen = cal["image_score"]
     assert chosen["pooling"] == insp.cal.image_score == "top5"
     assert chosen["ranking"]["top5"] > chosen["ranking"]["max"] + 0.3
@@ -82,9 +85,9 @@ def test_labeled_defects_choose_the_image_score_and_the_thresholds_follow(textur
     assert insp.cal.reconstruction == pytest.approx(false_alarm_threshold(np.array(top5), 0.01))
     assert insp.cal.reconstruction != pytest.approx(false_alarm_threshold(np.array(peak), 0.01))
     # without labeled defects, or when they trained the head, the maximum stays
-    assert calibrate(insp, normals, TrainConfig())["image_score"]["pooling"] == "max"
+    assert calibrate(insp, normals, auto)["image_score"]["pooling"] == "max"
     assert insp.cal.image_score == "max"
-    trained = calibrate(insp, normals, TrainConfig(), labeled=labeled,
+    trained = calibrate(insp, normals, auto, labeled=labeled,
                         head_trained_on_labeled=True)
     assert trained["image_score"]["pooling"] == "max" and "trained" in trained[
         "image_score"]["chosen_by"]

@@ -72,9 +72,10 @@ def test_the_image_score_option_names_a_pooling_or_auto():
     assert CHOICES == ("auto", *IMAGE_SCORES)  # the CLI's copy, kept without importing torch
     parser = build_parser()
     base = ["train", "--data", "d", "--out", "o"]
-    assert "image_score" not in training_configs(parser.parse_args(base))[1].extra  # auto
-    _, tcfg = training_configs(parser.parse_args(base + ["--image-score", "top1"]))
-    assert tcfg.extra["image_score"] == "top1"
+    assert "image_score" not in training_configs(parser.parse_args(base))[1].extra  # max
+    for rule in ("top1", "auto"):
+        _, tcfg = training_configs(parser.parse_args(base + ["--image-score", rule]))
+        assert tcfg.extra["image_score"] == rule
     with pytest.raises(SystemExit) as done:
         parser.parse_args(base + ["--image-score", "mean"])
     assert done.value.code == 2
