@@ -54,7 +54,7 @@ from .errors import BundleError
 from .fingerprint import signature
 from .maps import smoothed_map, two_view_map
 from .networks import OnnxNetworks, TorchNetworks
-from .preprocess import shrink, stride_multiple, vae_input
+from .preprocess import has_coarse_view, shrink, stride_multiple, vae_input
 
 FORMATS = ("onnx",)
 FOLDER = "onnx"
@@ -91,7 +91,7 @@ class MapGraph(nn.Module):
     def __init__(self, model: nn.Module, vae: nn.Module, cfg):
         super().__init__()
         self.model, self.vae, self.cfg = model, vae, cfg
-        self.coarse = 0 < cfg.coarse_scale < 1
+        self.coarse = has_coarse_view(cfg)
 
     @property
     def inputs(self) -> list[str]:

@@ -26,7 +26,7 @@ from .positives import (
     mixed_windows,
     positive_batch,
 )
-from .preprocess import resized, shrink
+from .preprocess import has_coarse_view, resized, shrink
 from .synth import add_defect
 from .vae import VAE
 from .vaegan import LearnedSimilarity
@@ -122,7 +122,7 @@ def fit_defect_model(model: DefectModel, images: list[np.ndarray], cfg: TrainCon
     crop = cfg.crop if 0 < cfg.crop < size else size
     shapes = np.array([im.shape[:2] for im in images])
     coarse = None
-    if 0 < model.cfg.coarse_scale < 1:  # whole images at the coarse scale, as inference sees
+    if has_coarse_view(model.cfg):  # whole images at the coarse scale, as inference sees
         coarse = resized(images, lambda x: shrink(x, model.cfg))
     similarity = (LearnedSimilarity(model.cfg, device, cfg.seed + 4) if cfg.adversarial
                   else None)

@@ -23,9 +23,9 @@ from .data import GOOD
 from .device import pick_device, to_device
 from .exports import graph_paths, has_graphs
 from .latent import ANOMALY, LatentClassifier
-from .maps import anomaly_map, pool_map, smoothed_map, two_view_map
+from .maps import pool_map, smoothed_map, two_view_map
 from .networks import OnnxNetworks, TorchNetworks, onnxruntime_installed
-from .preprocess import model_shape, prepare_for, same_shape_groups, shrink, vae_input
+from .preprocess import coarse_view, model_shape, prepare_for, same_shape_groups, vae_input
 from .results import ABNORMAL, NORMAL, LatentVerdict, ReconstructionVerdict, Region, Result
 from .thresholds import Calibration
 from .vae import VAE, grid_cells
@@ -172,9 +172,9 @@ class Inspector:
         """:meth:`_raw_chunk` in one call of the exported ``maps`` graph
         (:class:`models.exports.MapGraph`, through ``OnnxNetworks.maps``): the same maths,
         with no torch between and after the networks."""
-        small = shrink(x, self.cfg) if 0 < self.cfg.coarse_scale < 1 else None
         maps, scores, mu, recon = self.networks.maps(
-            x, small, vae_input(x, self.cfg.vae_image_size), self.cal.residual_scale)
+            x, coarse_view(x, self.cfg), vae_input(x, self.cfg.vae_image_size),
+            self.cal.residual_scale)
         if self.cal.image_score != "max":  # the graph's score is the maximum
             scores = pool_map(torch.from_numpy(maps), self.cal.image_score).numpy()
         rec = recon.transpose(0, 2, 3, 1) if with_reconstruction else None
@@ -188,9 +188,8 @@ class Inspector:
         and both come back flipped, so they lie over ``x``."""
         if flip is not None:
             x = torch.flip(x, FLIPS[flip]).contiguous(memory_format=torch.channels_last)
-        small = shrink(x, self.cfg) if 0 < self.cfg.coarse_scale < 1 else None
-        amap, recon = two_view_map(self.networks.defect, x, small, self.cfg.map_mode,
-                                   self.cal.residual_scale)
+        amap, recon = two_view_map(self.networks.defect, x, coarse_view(x, self.cfg),
+                                   self.cfg.map_mode, self.cal.residual_scale)
         if flip is not None:
             amap, recon = torch.flip(amap, FLIPS[flip]), torch.flip(recon, FLIPS[flip])
         return amap, recon
@@ -245,13 +244,6 @@ class Inspector:
             for idx, x in self.groups(chunk):
                 out[i + idx] = self._latent_means(x)
         return out
-
-    def anomaly_map(self, x: torch.Tensor, recon: torch.Tensor,
-                    logits: torch.Tensor) -> torch.Tensor:
-        """``(B, 1, h, w)``: the segmentation head's defect probability plus the normalised
-        reconstruction residual (SSIM and L1), so both a learned and a plain
-        input-minus-reconstruction measure vote on every pixel."""
-        return anomaly_map(x, recon, logits, self.cfg.map_mode, self.cal.residual_scale)
 
     # -- full results ------------------------------------------------------------------------
     def inspect(self, images: Sequence[np.ndarray], threshold: float | None = None,

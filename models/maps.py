@@ -36,8 +36,8 @@ def residual_map(x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
 
 
 # how a smoothed map becomes the reconstruction image score: its maximum, or the mean of its
-# highest share of pixels (``Calibration.image_score``; chosen at calibration from labeled
-# defects, models.calibrate.choose_image_score)
+# highest share of pixels (``Calibration.image_score``: the maximum unless set, or chosen at
+# calibration from labeled defects with ``auto``, models.calibrate.choose_image_score)
 IMAGE_SCORES: dict[str, float] = {"max": 0.0, "top0.1": 0.001, "top1": 0.01, "top5": 0.05}
 
 
@@ -58,6 +58,8 @@ def pool_map(maps: torch.Tensor, rule: str = "max") -> torch.Tensor:
         return flat.amax(1)
     k = max(1, math.ceil(IMAGE_SCORES[rule] * flat.shape[1]))
     return flat.topk(k, dim=1).values.mean(1)
+
+
 def anomaly_map(x: torch.Tensor, recon: torch.Tensor, logits: torch.Tensor, mode: str,
                 residual_scale: float | torch.Tensor) -> torch.Tensor:
     """``(B, 1, h, w)``: the segmentation head's defect probability plus the normalised

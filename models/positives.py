@@ -30,7 +30,7 @@ import torch
 from .config import ModelConfig
 from .data import Item, RegionSpec, read_image, read_mask
 from .errors import DataError
-from .preprocess import model_shape, prepare_for, shrink
+from .preprocess import has_coarse_view, model_shape, prepare_for, shrink
 
 POSITIVE_BATCH = 4  # labeled defect images per positive step
 POSITIVE_EVERY = 2  # a positive step every this many training steps
@@ -173,7 +173,7 @@ def positive_batch(rng: np.random.Generator, positives: list[Positive], cfg: Mod
         maps.append(np.stack([np.pad(m, pad) for m in (known, target, bags)]))
     x = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2)
     m = torch.from_numpy(np.stack(maps))  # (B, 3, H, W)
-    if 0 < cfg.coarse_scale < 1 and rng.random() < 0.5:
+    if has_coarse_view(cfg) and rng.random() < 0.5:
         x = shrink(x, cfg)
         area = torch.nn.functional.interpolate(m[:, :2], size=x.shape[-2:], mode="area")
         bags = torch.nn.functional.interpolate(m[:, 2:], size=x.shape[-2:], mode="nearest")
@@ -196,7 +196,7 @@ def mixed_windows(rng: np.random.Generator, positives: list[Positive], cfg: Mode
     for i in idx:
         image, known, target, bags = augmented(rng, positives[i])
         h, w = image.shape[:2]
-        scale = min(cfg.coarse_scale if 0 < cfg.coarse_scale < 1 else 1.0, crop / max(h, w))
+        scale = min(cfg.coarse_scale if has_coarse_view(cfg) else 1.0, crop / max(h, w))
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA).reshape(
             size[1], size[0], -1)

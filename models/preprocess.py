@@ -94,6 +94,16 @@ def vae_input(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="area")
 
 
+def has_coarse_view(cfg: ModelConfig) -> bool:
+    """Whether the model also reads a coarse view of each image (``0 < coarse_scale < 1``)."""
+    return 0 < cfg.coarse_scale < 1
+
+
+def coarse_view(x: torch.Tensor, cfg: ModelConfig) -> torch.Tensor | None:
+    """:func:`shrink` where the model has a coarse view, else None."""
+    return shrink(x, cfg) if has_coarse_view(cfg) else None
+
+
 def shrink(x: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
     """The coarse view of ``cfg.coarse_scale``: ``(B, C, H, W) -> (B, C, h, w)`` by area
     averaging, each side about ``coarse_scale`` of its own and a multiple of
