@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from benchmarks.labeled_defects import _diff, _mean, data_view, draw, write_labels
-from benchmarks.parallel import run_all
+from benchmarks.parallel import add_run_arguments, run_all
 
 METRICS = ("image_auroc", "pixel_auroc", "aupro", "normal_residual", "defect_residual")
 
@@ -170,16 +170,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--variants", default="base,adversarial,learned",
                    help="comma list of base, adversarial, learned (default all three)")
     p.add_argument("--k", default="2,5,10", help="labeled defects per type for learned runs")
-    p.add_argument("--seeds", default="0,1,2", help="comma list (default 0,1,2)")
-    p.add_argument("--preset", default="default", help="a models.config preset")
-    p.add_argument("--max-minutes", type=float, help="training budget of every run")
-    p.add_argument("--epochs", type=int, help="epoch bound of every run")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--jobs", type=int, default=1, help="trainings at once")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per training")
-    p.add_argument("--work-dir", type=Path, default=Path("/tmp/kensa-gan"))
-    p.add_argument("--json", type=Path, required=True, help="results file (rewritten as runs "
-                   "end)")
+    add_run_arguments(p, "/tmp/kensa-gan")
     args = p.parse_args(argv)
     args.k = sorted({int(v) for v in args.k.split(",") if int(v) > 0})
     args.seeds = [int(v) for v in args.seeds.split(",")]

@@ -47,7 +47,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.parallel import run_all
+from benchmarks.parallel import add_run_arguments, run_all
 
 # variant: (regions in the labels file, TrainConfig.extra); "none" trains without labels
 VARIANTS = {
@@ -428,16 +428,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--variants", default="image,boxes",
                    help=f"comma list of {', '.join(list(VARIANTS)[1:])}, each at every --k or "
                    "at its own as name@k (default image,boxes)")
-    p.add_argument("--seeds", default="0,1,2", help="comma list (default 0,1,2)")
-    p.add_argument("--preset", default="default", help="a models.config preset")
-    p.add_argument("--max-minutes", type=float, help="training budget of every run")
-    p.add_argument("--epochs", type=int, help="epoch bound of every run")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--jobs", type=int, default=1, help="trainings at once")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per training")
-    p.add_argument("--work-dir", type=Path, default=Path("/tmp/kensa-labeled"))
-    p.add_argument("--json", type=Path, required=True, help="results file (rewritten as runs "
-                   "end)")
+    add_run_arguments(p, "/tmp/kensa-labeled")
     args = p.parse_args(argv)
     args.k = sorted({int(v) for v in args.k.split(",")})
     args.seeds = [int(v) for v in args.seeds.split(",")]

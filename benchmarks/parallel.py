@@ -7,6 +7,7 @@ a call cut short at its time limit still returns what finished.
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -14,6 +15,21 @@ from multiprocessing import get_context
 from pathlib import Path
 
 JOB_KEYS = ("name", "seed", "k", "variant")  # what names a run in "failed"
+
+
+def add_run_arguments(p: argparse.ArgumentParser, work_dir: str) -> None:
+    """The options both protocols take after their own: seeds, each run's budget, device and
+    threads, how many at once, where they work (``work_dir`` by default) and the results file."""
+    p.add_argument("--seeds", default="0,1,2", help="comma list (default 0,1,2)")
+    p.add_argument("--preset", default="default", help="a models.config preset")
+    p.add_argument("--max-minutes", type=float, help="training budget of every run")
+    p.add_argument("--epochs", type=int, help="epoch bound of every run")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--jobs", type=int, default=1, help="trainings at once")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per training")
+    p.add_argument("--work-dir", type=Path, default=Path(work_dir))
+    p.add_argument("--json", type=Path, required=True, help="results file (rewritten as runs "
+                   "end)")
 
 
 def run_all(jobs: list[dict], run_one: Callable[[dict], dict], workers: int, result: dict,
