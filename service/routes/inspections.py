@@ -187,10 +187,10 @@ MAX_THUMBNAILS = 48  # two Live pages of cards
             summary="Overlay thumbnails from memory, several at once",
             responses=E422 | E503,
             description="The thumbnails of the named records that the server has in memory "
-                        "(kept for drawing while a page is open, or asked for lately), base64, in "
-                        "one answer; the others are listed in `missing`. Never reads the "
-                        "records and makes no model pass: the page's Live view asks for its new cards' "
-                        "pictures with one request instead of one each.")
+                        "(kept for drawing while a page is open, or asked for lately), "
+                        "base64, in one answer; the others are listed in `missing`. Never "
+                        "reads the records and makes no model pass: the page's Live view asks "
+                        "for its new cards' pictures with one request instead of one each.")
 async def thumbnails(request: Request, store: StoreDep, ids: Annotated[list[str], Query(
         alias="id", description=f"A record id; repeat it, at most {MAX_THUMBNAILS}.")]
                      ) -> Thumbnails:

@@ -91,13 +91,19 @@ def test_the_app_does_not_start_with_a_bad_file(make_settings, tmp_path):
         pass
 
 
-def test_kensa_serve_stops_at_once_naming_the_field(tiny_bundle, tmp_path):
-    path = write(tmp_path, "sinks: [{name: gate, type: mqtt}]")
+def serve_with_sinks(path, bundle, tmp_path) -> subprocess.CompletedProcess:
+    """A real ``kensa serve`` with the sinks file ``path``, run until it exits (a bad file
+    stops it at start)."""
     env = {"KENSA_SINKS_FILE": str(path), "KENSA_DATA_DIR": str(tmp_path / "data"),
            "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-m", "service.cli", "serve", "--model",
-                           str(tiny_bundle), "--port", str(free_port())], env=env,
+    return subprocess.run([sys.executable, "-m", "service.cli", "serve", "--model",
+                           str(bundle), "--port", str(free_port())], env=env,
                           capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_kensa_serve_stops_at_once_naming_the_field(tiny_bundle, tmp_path):
+    path = write(tmp_path, "sinks: [{name: gate, type: mqtt}]")
+    done = serve_with_sinks(path, tiny_bundle, tmp_path)
     assert done.returncode == 2
     assert f"KENSA_SINKS_FILE {path}: sinks[0].host: Field required" in done.stderr
 
@@ -139,11 +145,7 @@ def test_a_missing_variable_is_named_and_a_bad_value_from_the_environment_is_not
 def test_kensa_serve_names_the_missing_variable(tiny_bundle, tmp_path):
     path = write(tmp_path, "sinks: [{name: plc, type: opcua, username: plc,\n"
                            "         password: '${KENSA_OPCUA_PASSWORD}'}]")
-    env = {"KENSA_SINKS_FILE": str(path), "KENSA_DATA_DIR": str(tmp_path / "data"),
-           "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-m", "service.cli", "serve", "--model",
-                           str(tiny_bundle), "--port", str(free_port())], env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = serve_with_sinks(path, tiny_bundle, tmp_path)
     assert done.returncode == 2
     assert ("sinks[0].password: the environment variable KENSA_OPCUA_PASSWORD is not set"
             in done.stderr)
