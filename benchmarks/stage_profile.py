@@ -59,7 +59,7 @@ def instrumented(bundle: Path, runtime: str, timers: Timers):
         nets.maps = timers.wrap("maps graph (networks, residual, blur, VAE)", nets.maps)
     for module, name, label in ((maps, "residual_map", "residual (SSIM + L1)"),
                                 (maps, "gaussian_blur", "blur"),
-                                (inference, "shrink", "coarse and VAE views"),
+                                (inference, "coarse_view", "coarse and VAE views"),
                                 (inference, "vae_input", "coarse and VAE views")):
         timers.patched.append((module, name, getattr(module, name)))
         setattr(module, name, timers.wrap(label, getattr(module, name)))
