@@ -5,22 +5,23 @@ settings alternated ``--rounds`` times so a busy machine hurts all alike.
     python -m benchmarks.page_overhead --model tests/fixtures/golden/bundle --size 256 \\
         [--server-cpus 0,1 --client-cpus 2-7]
 
-A page is emulated as its script (service/ui/static/kensa.js) behaves: every 1.5 s
-``GET /v1/inspections?limit=24`` with the page's header (so the server draws the thumbnails
-of kept answers ahead, as it does for a real page), then for the kept records it has no card
-for yet one ``GET /v1/inspections/thumbnails?id=..`` (the thumbnails in the server's memory,
-inline) and ``GET /v1/inspections/{id}/overlay?size=thumb`` for each one not in it, without
-the header (an ``<img>``: the browser sends the cookie only). A card is built once and kept
-while its record is in the list, so, like the browser, a page asks for each picture once;
-the ETag/304 revalidation a browser does when it shows a picture again never happens in Live.
-``--full-overlays`` emulates the page script before 2026-12-04T19:00Z (full overlays, the page
-header on every call): the figures in HISTORY before then were made that way.
+A page is emulated as its script (service/ui/static/kensa.js) behaves: every 1.5 s one
+``GET /v1/inspections/live?limit=24`` with the page's header (the server shares one answer
+among the pages for up to KENSA_LIVE_MAX_AGE_S and holds the thumbnails of kept answers while
+a page is open), sending the last answer's ETag as a browser does (304: nothing new), then
+``GET /v1/inspections/{id}/overlay?size=thumb`` for each new card whose thumbnail was not
+inline, without the header (an ``<img>``: the browser sends the cookie only). A card is built
+once and kept while its record is in the list, so, like the browser, a page asks for each
+picture once. ``--page-style`` emulates earlier page scripts for before/after runs:
+``thumbnails`` (2026-12-04 evening: ``GET /v1/inspections?limit=24``, then one
+``GET /v1/inspections/thumbnails?id=..`` for the new cards), ``full`` (before 2026-12-04T19:00Z:
+full overlays, the page header on every call; the HISTORY figures before then).
 
 ``--server-cpus``/``--client-cpus`` pin the server and this process (load generator and
 pages) apart, as in a plant, where pages are browsers on other machines; without them both
 share whatever this runs on (the 2-core figures in HISTORY). ``--compare-root DIR`` also
 runs the server of another checkout (e.g. ``git worktree add /tmp/before HEAD~3``) with pages
-as ``--full-overlays`` emulates them, alternated with this one, for before/after in one run.
+as ``--compare-style`` emulates them, alternated with this one, for before/after in one run.
 
 Prints requests/s and median latency per setting and the ratio (issue 29's target: ten pages
 cost less than 5 % of throughput).
@@ -51,6 +52,9 @@ from .records_overhead import (
 REFRESH_S = 1.5  # the page's Live refresh (service/ui/static/kensa.js)
 
 
+STYLES = ("live", "thumbnails", "full")  # the page scripts emulated, newest first
+
+
 @dataclass(frozen=True)
 class Setup:
     """One side of the comparison."""
@@ -58,36 +62,60 @@ class Setup:
     name: str
     pages: int
     header: bool = True  # the page header on the list queries (drawing ahead on)
-    thumbs: bool = True  # Live's cards ask for thumbnails (else full overlays, header too)
+    style: str = "live"  # which page script the pages emulate (STYLES)
     root: Path = REPO_ROOT  # the checkout the server runs from
 
 
 async def page(base: str, seconds: float, counts: list[int], setup: Setup) -> None:
-    """One Live view; ``counts``: list queries, picture requests, thumbnails sent inline."""
+    """One Live view; ``counts``: refresh requests, picture requests, thumbnails inline."""
     seen: set[str] = set()
     deadline = time.perf_counter() + seconds
     listing = {PAGE_HEADER: "1"} if setup.header else {}
-    picture = {} if setup.thumbs else listing  # the old emulation sent it on every call
-    params = {"size": "thumb"} if setup.thumbs else {}
+    etag: dict[str, str] = {}
     async with httpx.AsyncClient(base_url=base, timeout=60) as c:
         while time.perf_counter() < deadline:
-            items = (await c.get("/v1/inspections", params={"limit": 24},
-                                 headers=listing)).json()["items"]
             counts[0] += 1
-            fresh = [r["id"] for r in items if r["image_kept"] and r["id"] not in seen]
-            seen.update(fresh)
-            if fresh and setup.thumbs:  # fillThumbs: one request, the rest by URL
-                r = await c.get("/v1/inspections/thumbnails", params={"id": fresh},
-                                headers=listing)
-                got = r.raise_for_status().json()
-                counts[1] += 1
-                counts[2] += len(got["thumbnails"])
-                fresh = got["missing"]
-            for ident in fresh:
-                (await c.get(f"/v1/inspections/{ident}/overlay", params=params,
-                             headers=picture)).raise_for_status()
-                counts[1] += 1
+            if setup.style == "live":
+                r = await c.get("/v1/inspections/live", params={"limit": 24},
+                                headers=listing | etag)
+                if r.status_code != 304:
+                    body = r.raise_for_status().json()
+                    etag = {"If-None-Match": r.headers["etag"]}
+                    fresh = [i["id"] for i in body["items"] if i["id"] not in seen]
+                    seen.update(fresh)
+                    counts[2] += sum(1 for i in fresh if i in body["thumbnails"])
+                    await pictures(c, [i for i in fresh if i in body["missing"]], counts,
+                                   {"size": "thumb"}, {})
+            else:
+                await older_page(c, seen, counts, setup.style, listing)
             await asyncio.sleep(REFRESH_S)
+
+
+async def older_page(c: httpx.AsyncClient, seen: set[str], counts: list[int], style: str,
+                     listing: dict[str, str]) -> None:
+    """One refresh of the page scripts before the Live feed (``thumbnails``, ``full``)."""
+    items = (await c.get("/v1/inspections", params={"limit": 24},
+                         headers=listing)).json()["items"]
+    fresh = [r["id"] for r in items if r["image_kept"] and r["id"] not in seen]
+    seen.update(fresh)
+    if style == "full":  # full overlays, the page header on every call
+        await pictures(c, fresh, counts, {}, listing)
+        return
+    if fresh:  # fillThumbs: one request, the rest by URL
+        r = await c.get("/v1/inspections/thumbnails", params={"id": fresh}, headers=listing)
+        got = r.raise_for_status().json()
+        counts[1] += 1
+        counts[2] += len(got["thumbnails"])
+        fresh = got["missing"]
+    await pictures(c, fresh, counts, {"size": "thumb"}, {})
+
+
+async def pictures(c: httpx.AsyncClient, ids: list[str], counts: list[int],
+                   params: dict[str, str], headers: dict[str, str]) -> None:
+    for ident in ids:
+        (await c.get(f"/v1/inspections/{ident}/overlay", params=params,
+                     headers=headers)).raise_for_status()
+        counts[1] += 1
 
 
 async def with_pages(base: str, bodies: list[bytes], clients: int, seconds: float,
@@ -100,15 +128,15 @@ async def with_pages(base: str, bodies: list[bytes], clients: int, seconds: floa
 
 
 def setups(a) -> list[Setup]:
-    out = [Setup("0 pages", 0), Setup(f"{a.pages} pages", a.pages, thumbs=not a.full_overlays)]
+    out = [Setup("0 pages", 0), Setup(f"{a.pages} pages", a.pages, style=a.page_style)]
     if a.compare_plain:
         out.append(Setup(f"{a.pages} pages without the page header", a.pages, header=False,
-                         thumbs=not a.full_overlays))
+                         style=a.page_style))
     if a.compare_root:
         root = Path(a.compare_root).resolve()
         out += [Setup(f"0 pages, server of {root}", 0, root=root),
-                Setup(f"{a.pages} pages (full overlays), server of {root}", a.pages,
-                      thumbs=False, root=root)]
+                Setup(f"{a.pages} pages ({a.compare_style}), server of {root}", a.pages,
+                      style=a.compare_style, root=root)]
     return out
 
 
@@ -119,16 +147,18 @@ def main() -> None:
                    help="also run pages that do not send the page header (the server then "
                         "draws no overlay ahead: each is rendered, with a model pass, when "
                         "first asked)")
-    p.add_argument("--full-overlays", action="store_true",
-                   help="the pages' Live cards ask for full overlays with the page header, "
-                        "as the page script did before thumbnails (older HISTORY figures)")
+    p.add_argument("--page-style", choices=STYLES, default="live",
+                   help="the page script the pages emulate: live (now), thumbnails or full "
+                        "(earlier ones; full made the HISTORY figures before 2026-12-04T19:00Z)")
     p.add_argument("--compare-root", metavar="DIR",
-                   help="also run the server of this checkout, its pages as --full-overlays")
+                   help="also run the server of this checkout, its pages as --compare-style")
+    p.add_argument("--compare-style", choices=STYLES, default="thumbnails",
+                   help="the page script emulated against --compare-root's server")
     a = p.parse_args()
     pin_clients(a)
     bodies = washers(a.size, 32)
     runs: dict[Setup, list[list[float]]] = {s: [] for s in setups(a)}
-    counts = {s: [0, 0, 0] for s in runs}  # list queries, picture requests, inline
+    counts = {s: [0, 0, 0] for s in runs}  # refreshes, picture requests, inline
     cpu: dict[Setup, list[float]] = {s: [] for s in runs}  # the server's CPU seconds
     with tempfile.TemporaryDirectory() as tmp:
         for n in range(a.rounds):
@@ -155,7 +185,7 @@ def report(a, runs: dict[Setup, list[list[float]]], counts: dict[Setup, list[int
         rate[setup] = statistics.median(rates)
         per[setup] = sum(cpu[setup]) / max(1, sum(len(lat) for lat in rounds)) * 1000
         every = [x for lat in rounds for x in lat]
-        made = (f"; {counts[setup][0]} list queries, {counts[setup][1]} picture requests, "
+        made = (f"; {counts[setup][0]} refreshes, {counts[setup][1]} picture requests, "
                 f"{counts[setup][2]} thumbnails inline" if setup.pages else "")
         print(f"{setup.name}: {rate[setup]:7.1f} req/s (median of {a.rounds} rounds: "
               f"{', '.join(f'{r:.1f}' for r in rates)}), latency median "

@@ -33,6 +33,7 @@ from .challenger import Challengers
 from .config import Settings, get_settings
 from .connection import header_deadline_protocol
 from .labels import LabelStore
+from .live import LiveFeed
 from .middleware import AdmissionMiddleware, BodyLimitMiddleware, RequestMetricsMiddleware
 from .monitoring import Metrics, configure_logging
 from .overlays import OverlayCache
@@ -303,6 +304,7 @@ def create_app(settings: Settings | None = None, *, inspector: Any = None,
     app.state.dispatcher = None
     app.state.labels = folder_labels(settings)
     app.state.overlays = OverlayCache()  # the page asks for the same overlays again and again
+    app.state.live = LiveFeed(settings.live_max_age_s)  # every open page asks the same
     app.state.start_error = None
     app.state.on_start_failure = lambda exc: None
     errors.register(app)

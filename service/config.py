@@ -128,6 +128,11 @@ class Settings(BaseSettings):
                                 "records lose their images first.")
     record_retention_days: float = Field(
         365.0, gt=0, description="Days a record (and its review) is kept.")
+    live_max_age_s: float = Field(
+        1.0, ge=0, le=60, description="How old an answer of GET /v1/inspections/live (the "
+                                      "operator page's Live view) may be, in seconds: every "
+                                      "open page shares one per filter for this long; 0: "
+                                      "built for each call.")
     models_dir: Path | None = Field(
         None, description="Models root: PART/VERSION/ bundles with an `active` file per part "
                           "(`kensa train --out MODELS_DIR/PART`); served instead of "

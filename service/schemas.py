@@ -327,6 +327,18 @@ class Thumbnails(BaseModel):
                     "fetch each with `GET /v1/inspections/{id}/overlay?size=thumb`.")
 
 
+class LivePage(BaseModel):
+    """The newest records with their thumbnails: the operator page's Live view."""
+
+    items: list[InspectionRecord] = Field(description="Newest first.")
+    thumbnails: dict[str, str] = Field(
+        description="Record id -> base64 JPEG thumbnail of its overlay, for the items whose "
+                    "thumbnail the server holds in memory.")
+    missing: list[str] = Field(
+        description="Items whose image is kept but whose thumbnail is not in memory: fetch "
+                    "each with `GET /v1/inspections/{id}/overlay?size=thumb`.")
+
+
 class StatsBucket(BaseModel):
     """Counts of one time bucket and source."""
 

@@ -25,6 +25,7 @@ from ..schemas import (
     ErrorBody,
     InspectionPage,
     InspectionRecord,
+    LivePage,
     Review,
     ReviewRequest,
     Stats,
@@ -197,6 +198,12 @@ async def thumbnails(request: Request, store: StoreDep, ids: Annotated[list[str]
     if len(ids) > MAX_THUMBNAILS:
         raise InvalidParameter(f"query parameter 'id' is given {len(ids)} times: ask for at "
                                f"most {MAX_THUMBNAILS} thumbnails at once")
+    found, missing = await _in_memory(request, ids)
+    return Thumbnails(thumbnails=found, missing=missing)
+
+
+async def _in_memory(request: Request, ids: list[str]) -> tuple[dict[str, str], list[str]]:
+    """The thumbnails of ``ids`` the server holds (base64), and the ids it does not."""
     cache, loaded = request.app.state.overlays, loaded_fleet(request).loaded
     found, missing = {}, []
     for ident in dict.fromkeys(ids):
@@ -206,7 +213,38 @@ async def thumbnails(request: Request, store: StoreDep, ids: Annotated[list[str]
             missing.append(ident)
         else:
             found[ident] = pictures.b64(jpeg)
-    return Thumbnails(thumbnails=found, missing=missing)
+    return found, missing
+
+
+@router.get("/inspections/live", response_model=LivePage,
+            summary="The newest records with their thumbnails, shared by every caller",
+            responses={304: {"description": "Unchanged since the ETag sent."}} | E422 | E503,
+            description="What the operator page's Live view shows: the newest records "
+                        "(the filters of GET /v1/inspections, no cursor) with the thumbnails "
+                        "the server holds inline. One answer per filter is built at most "
+                        "every KENSA_LIVE_MAX_AGE_S seconds and given to every caller in that "
+                        "time, so ten open pages cost about what one does; it is never "
+                        "older than that. Send its ETag as If-None-Match for a 304 while "
+                        "nothing changed. To read what you have just written, use GET "
+                        "/v1/inspections.")
+async def live(request: Request, store: StoreDep, where: FiltersDep,
+               limit: Annotated[int, Query(ge=1, le=MAX_THUMBNAILS)] = 24,
+               if_none_match: Annotated[str | None, Header()] = None) -> Response:
+    if PAGE_HEADER in request.headers:  # an operator page polls: overlays are drawn ahead
+        request.app.state.overlays.page_called()
+
+    async def build() -> bytes:
+        rows, _ = await run_in_threadpool(store.records.page, where, limit, None)
+        items = [record_body(r) for r in rows]
+        found, missing = await _in_memory(request, [str(r.id) for r in items if r.image_kept])
+        return LivePage(items=items, thumbnails=found, missing=missing).model_dump_json(
+        ).encode()
+
+    snapshot = await request.app.state.live.answer((where, limit), build)
+    headers = {"ETag": snapshot.etag, "Cache-Control": OVERLAY_CACHING}
+    if _matches(if_none_match, snapshot.etag):
+        return Response(status_code=304, headers=headers)
+    return Response(snapshot.body, media_type="application/json", headers=headers)
 
 
 @router.get("/inspections/{ident}", response_model=InspectionRecord,

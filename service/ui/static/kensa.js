@@ -33,8 +33,8 @@ function el(tag, attrs = {}, ...children) {
 const fmt = (x) => Number(x).toPrecision(3);
 const when = (iso) => new Date(iso).toLocaleString();
 const overlayUrl = (id) => `/v1/inspections/${encodeURIComponent(id)}/overlay`;
-// Live's cards show a thumbnail, drawn by the server ahead while a page is open and sent
-// inline (fillThumbs); Review and History show the full overlay, which the browser keeps and
+// Live's cards show a thumbnail, drawn by the server while a page is open and sent inline
+// (refreshLive); Review and History show the full overlay, which the browser keeps and
 // revalidates with its ETag.
 const thumbUrl = (id) => `${overlayUrl(id)}?size=thumb`;
 const imageUrl = (id) => `/v1/inspections/${encodeURIComponent(id)}/image`;
@@ -51,7 +51,7 @@ function picture(rec, url) {
 function card(rec) {
   const review = rec.review ? `reviewed: ${rec.review.label}` : "";
   return el("article", { class: `card ${rec.label}`, "data-id": rec.id },
-    picture(rec, null), // filled by fillThumbs
+    picture(rec, null), // filled by refreshLive
     el("div", {}, verdict(rec), " ", el("span", { class: "score" },
       `${fmt(rec.score)} / ${fmt(rec.threshold)}`)),
     el("div", { class: "source" }, rec.source || "—"),
@@ -59,40 +59,29 @@ function card(rec) {
     el("div", { class: "muted" }, when(rec.created_at), " ", review));
 }
 
-// ---- Live: the newest records, one light list query every 1.5 s; each card (and its
-// overlay) is built once and kept, so a refresh fetches no picture twice.
+// ---- Live: the newest records and their thumbnails, one request every 1.5 s
+// (GET /v1/inspections/live: the server shares one answer among all open pages for up to
+// KENSA_LIVE_MAX_AGE_S, and the browser revalidates it with its ETag). Each card is built
+// once and kept; a thumbnail the server did not hold loads by URL, once.
 const live = { cards: new Map(), timer: null };
-
-// The new cards' pictures with one request: the thumbnails the server holds in memory come
-// back inline; the others (not drawn yet) load by URL, one request each.
-async function fillThumbs(fresh) {
-  if (!fresh.length) return;
-  const q = new URLSearchParams();
-  for (const c of fresh) q.append("id", c.dataset.id);
-  let inline = {};
-  try {
-    inline = (await (await api(`/v1/inspections/thumbnails?${q}`)).json()).thumbnails;
-  } catch (e) { /* each by URL */ }
-  for (const c of fresh) {
-    const b64 = inline[c.dataset.id];
-    c.querySelector("img").src = b64 ? `data:image/jpeg;base64,${b64}` : thumbUrl(c.dataset.id);
-  }
-}
 
 async function refreshLive() {
   const form = new FormData($("live-filters"));
   const q = new URLSearchParams({ limit: "24" });
   for (const name of ["source", "label"]) if (form.get(name)) q.set(name, form.get(name));
   try {
-    const page = await (await api(`/v1/inspections?${q}`)).json();
+    const page = await (await api(`/v1/inspections/live?${q}`)).json();
     const grid = $("live-grid");
     const keep = [];
-    const fresh = [];
     for (const rec of page.items) {
       const key = `${rec.id}:${rec.review ? rec.review.at : ""}`;
       if (!live.cards.has(key)) {
-        live.cards.set(key, card(rec));
-        if (rec.image_kept) fresh.push(live.cards.get(key));
+        const c = card(rec);
+        const b64 = page.thumbnails[rec.id];
+        if (rec.image_kept) {
+          c.querySelector("img").src = b64 ? `data:image/jpeg;base64,${b64}` : thumbUrl(rec.id);
+        }
+        live.cards.set(key, c);
       }
       keep.push(live.cards.get(key));
     }
@@ -100,7 +89,6 @@ async function refreshLive() {
     for (const key of live.cards.keys()) {
       if (!keep.includes(live.cards.get(key))) live.cards.delete(key);
     }
-    await fillThumbs(fresh);
     $("live-status").textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (e) {
     $("live-status").textContent = e.message;
