@@ -108,7 +108,7 @@ image-check: deploy-tools
 
 # make-demo-data reuses a complete folder; the demo part's first version is trained only when
 # the part has none active. The server serves the models root $(DEMO_MODELS): versions trained
-# into $(DEMO_BUNDLE) later are activated without a restart (README, Models and versions).
+# into $(DEMO_BUNDLE) later are activated without a restart (docs/models-and-versions.md).
 demo: install
 	$(KENSA) make-demo-data "$(DEMO_DATA)"
 	@if [ -f "$(DEMO_BUNDLE)/active" ]; then \

@@ -1,5 +1,5 @@
-"""The README's pictures of issue 32's GANs, made from bundles that ``python -m benchmarks.gan``
-trained (its ``--work-dir``):
+"""The pictures of issue 32's GANs for docs/gans.md, made from bundles that
+``python -m benchmarks.gan`` trained (its ``--work-dir``):
 
 - ``docs/gan-reconstruction.png``: a defective test image, what today's model gives back
   (``include=reconstruction``), and what the ``--adversarial`` model gives back;

@@ -4,8 +4,8 @@
 # every training at once on the one GPU (one CPU thread each), each at the same budget of
 # MINUTES. Results under OUT as they come: the JSON is rewritten as each run ends, so a run cut
 # short still returns what finished. 3 seeds x 2 sets x 5 variants = 30 trainings; then the
-# README's pictures from the demo's first seed into $OUT/docs. About 230 s in all at MINUTES=2.5
-# (the driver is cut at LIMIT_S, the pictures at PICTURES_S).
+# pictures of docs/gans.md from the demo's first seed into $OUT/docs. About 230 s in all at
+# MINUTES=2.5 (the driver is cut at LIMIT_S, the pictures at PICTURES_S).
 #
 #   bash benchmarks/gpu-gan.sh                                        # there, from the code root
 #   DEVICE=cpu PRESET=tiny MINUTES=0.1 DEMO_ARGS=small DEMO=/tmp/gan-demo SEEDS=0 K=2,5 \
@@ -43,7 +43,8 @@ timeout "$LIMIT_S" "$PYTHON" -m benchmarks.gan --data "$DATA" --data "$DEMO" \
     --work-dir /tmp/kensa-gan --json "$OUT/gan.json" >"$OUT/gan.log" 2>&1
 echo "gan: exit $?" | tee -a "$OUT/machine.txt"
 grep '^\[gan\]' "$OUT/gan.log"
-# the README's pictures, from the demo's seed-0 bundles (a scratch image none of them trained on)
+# the pictures of docs/gans.md, from the demo's seed-0 bundles (a scratch image none of them
+# trained on)
 runs=/tmp/kensa-gan/$(basename "$DEMO")/seed$(echo "$SEEDS" | cut -d, -f1)
 image=$(ls "$runs/data/test/scratch/" 2>/dev/null | head -1)
 learned=learned-k$(echo "$K" | tr ',' '\n' | sort -n | tail -1)

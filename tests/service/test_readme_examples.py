@@ -1,4 +1,5 @@
-"""Every curl line in README.md's HTTP API section, run against a real `kensa serve`."""
+"""Every curl line of README.md's HTTP API section and of docs/records-and-review.md, and the
+command block of docs/models-and-versions.md, run against a real `kensa serve`."""
 
 import json
 import os
@@ -16,13 +17,23 @@ from models.synth_demo import make_demo_dataset
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")]
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+RECORDS_PAGE = ROOT / "docs" / "records-and-review.md"
+MODELS_PAGE = ROOT / "docs" / "models-and-versions.md"
+
+
+def curl_lines(text: str) -> list[str]:
+    return [ln.strip() for ln in text.splitlines() if ln.strip().startswith("curl ")]
 
 
 def readme_curl_lines() -> list[str]:
+    """The README's HTTP API calls, then the records calls of docs/records-and-review.md."""
     text = README.read_text()
-    section = text[text.index("## HTTP API"):text.index("## Environment variables")]
-    return [ln.strip() for ln in section.splitlines() if ln.strip().startswith("curl ")]
+    api = curl_lines(text[text.index("## HTTP API"):text.index("## Environment variables")])
+    records = curl_lines(RECORDS_PAGE.read_text())
+    assert api and records, "a page that held curl lines holds none"
+    return api + records
 
 
 def test_readme_lists_a_call_for_every_endpoint():
@@ -96,16 +107,14 @@ def newest_record_and_cursor(base: str) -> dict[str, str]:
 
 
 def readme_model_lines() -> list[str]:
-    """The command lines of README.md's "Models and versions" block, in order."""
-    text = README.read_text()
-    section = text[text.index("## Models and versions"):text.index("## CLI reference")]
-    block = section.split("```")[1]
+    """The command lines of docs/models-and-versions.md's first block, in order."""
+    block = MODELS_PAGE.read_text().split("```")[1]
     return [ln.strip() for ln in block.splitlines()
             if ln.strip() and not ln.strip().startswith("#")]
 
 
 def test_readme_models_lines_work(tiny_bundle, tmp_path):
-    """The README's lines train a second version, run it as a challenger, activate it and roll
+    """The page's lines train a second version, run it as a challenger, activate it and roll
     it back against a real `kensa serve` of the models root `make demo` leaves, which is never
     restarted. Only the preset differs (tiny, 2 epochs: seconds, not minutes) and the port."""
     import sys
@@ -123,7 +132,7 @@ def test_readme_models_lines_work(tiny_bundle, tmp_path):
         "KENSA_MODELS_DIR": str(tmp_path / "bundles"), "KENSA_MODEL_POLL_S": "0.2",
         "KENSA_DATA_DIR": str(tmp_path / "kensa-data"), "KENSA_KEEP_IMAGES": "all"})
     env = {k: v for k, v in os.environ.items() if not k.startswith("KENSA_")}
-    env["PYTHONPATH"] = str(README.parent)
+    env["PYTHONPATH"] = str(ROOT)
     try:
         wait_ready(base, proc)
         outputs = []

@@ -215,6 +215,7 @@ def test_sign_and_encrypt_offers_only_encrypted_endpoints_and_serves_an_encrypte
         (ua.MessageSecurityMode.SignAndEncrypt, "Basic256Sha256")}
     assert {e.Server.ApplicationUri for e in offered} == {"urn:kensa:test:server"}
     # a client keeping to the offered endpoints cannot go without encryption (asyncua's
-    # server itself would still open a plain channel to one that insists: see the README)
+    # server itself would still open a plain channel to one that insists: see
+    # docs/line-integration.md)
     with pytest.raises(ua.UaError, match="No matching endpoints"):
         asyncio.run(read(secure=False))
