@@ -37,8 +37,9 @@ class Settings(BaseSettings):
         "auto", description="Where inference runs; auto picks CUDA when present.")
     runtime: Literal["torch", "onnx", "auto"] = Field(
         "auto", description="What runs the networks: torch, onnxruntime on the ONNX graphs "
-                            "`kensa export` added to the bundle, or auto: onnx for a bundle "
-                            "with graphs when onnxruntime is installed, else torch.")
+                            "`kensa export` added to the bundle, or auto: on a CPU, onnx for "
+                            "a bundle with graphs when onnxruntime is installed; else torch "
+                            "(always on CUDA).")
     host: str = Field("127.0.0.1", description="Interface to bind (docker sets 0.0.0.0).")
     port: int = Field(8000, ge=1, le=65535, description="TCP port.")
     max_batch: int = Field(

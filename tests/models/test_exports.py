@@ -163,6 +163,15 @@ def test_auto_runs_the_graphs_where_a_bundle_has_them_and_torch_elsewhere(export
         Inspector.load(plain, device="cpu", runtime="tensorrt")
 
 
+def test_auto_keeps_torch_on_cuda_and_where_onnxruntime_or_graphs_are_missing():
+    from models.inference import auto_runtime
+
+    assert auto_runtime(graphs=True, onnxruntime=True, device="cpu") == "onnx"
+    assert auto_runtime(graphs=True, onnxruntime=True, device="cuda") == "torch"
+    assert auto_runtime(graphs=False, onnxruntime=True, device="cpu") == "torch"
+    assert auto_runtime(graphs=True, onnxruntime=False, device="cpu") == "torch"
+
+
 def test_a_changed_graph_is_refused(exported, tmp_path):
     bundle = copy_of(exported, tmp_path)
     graph = bundle / "onnx" / GRAPHS["encode"]
