@@ -304,6 +304,11 @@ status=$(podman inspect -f '{{.State.Health.Status}}' "$inspector")
 [ "$status" = healthy ] || die "inspector health status is '$status' after a passing probe"
 say "ok: inspector healthy ${STARTUP_S} s after it started (HEALTHCHECK failed $fails time(s)" \
     "while the bundle loaded)"
+grep -q "exported onnx/" "$WORK/trainer1.log" \
+    || { tail -n 30 "$WORK/trainer1.log"; die "the trainer did not export the ONNX graphs"; }
+compose logs --no-color inspector 2>&1 | grep '"message": "ready"' | grep -q '"runtime": "onnx"' \
+    || { compose logs --no-color inspector | tail -n 30; die "the inspector does not run the exported graphs (KENSA_RUNTIME=auto on a CPU)"; }
+say "ok: the trainer exported the ONNX graphs and the inspector runs them (onnxruntime)"
 
 image=$(find "$deploy/data/demo/test" -type f -name '*.png' ! -path '*/good/*' | sort | head -n 1)
 defect=$(basename "$(dirname "$image")")

@@ -61,6 +61,11 @@ def add_train(commands) -> None:
     _add_training_options(train)
     _add_calibration_options(train)
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--export", choices=EXPORT_FORMATS,
+                       help="also add the networks' ONNX graphs to the new bundle or version "
+                            "before it is published, as 'kensa export' does (needs the onnx "
+                            "extra): KENSA_RUNTIME=auto then serves it through onnxruntime on "
+                            "a CPU")
 
 
 def _add_training_options(train: argparse.ArgumentParser) -> None:
@@ -198,7 +203,8 @@ def add_eval(commands) -> None:
     evaluate.add_argument("--device", choices=DEVICES, default="auto", help="default auto")
     evaluate.add_argument("--runtime", choices=RUNTIMES,
                           help="what runs the networks (env KENSA_RUNTIME, default auto: onnx "
-                               "when the bundle has exported graphs and onnxruntime is installed)")
+                               "on a CPU when the bundle has exported graphs and onnxruntime is "
+                               "installed)")
 
 
 def add_recalibrate(commands) -> None:
@@ -236,9 +242,9 @@ def add_serve(commands) -> None:
     serve.add_argument("--device", choices=DEVICES, help="env KENSA_DEVICE, default auto")
     serve.add_argument("--runtime", choices=RUNTIMES,
                        help="what runs the networks: torch, onnx (the graphs of "
-                            "'kensa export'), or auto (onnx where a bundle has them and "
-                            "onnxruntime is installed, else torch); env KENSA_RUNTIME, default "
-                            "auto")
+                            "'kensa export'), or auto (onnx on a CPU where a bundle has them "
+                            "and onnxruntime is installed, else torch); env KENSA_RUNTIME, "
+                            "default auto")
 
 
 def add_export(commands) -> None:
@@ -327,20 +333,39 @@ def cmd_train(args: argparse.Namespace) -> int:
     from service.registry import is_part_folder
 
     model_config, train_config = training_configs(args)
+    if args.export and (missing := _missing_export_packages()):
+        print(f"kensa train: error: --export onnx needs {' and '.join(missing)}: pip install "
+              "'kensa[onnx]' (or leave --export out and serve on torch)", file=sys.stderr)
+        return 2
     labels, regions = _labels(args.labels, args.data_dir)
     settings = server_settings()
+    key = settings.bundle_key_bytes
+
+    def run(out: Path, **named) -> dict:
+        metrics = train(args.data, out, model_config, train_config, labels=labels,
+                        device=args.device, progress=not args.quiet, regions=regions, key=key,
+                        **named)
+        if args.export:
+            from models.exports import export_onnx
+
+            record = export_onnx(out, key=key)
+            print(f"exported {', '.join(record['files'])} (largest difference from torch "
+                  f"{max(record['parity'].values()):.2g} of the outputs' scale)")
+        return metrics
+
     if not is_part_folder(args.out, settings.models_dir):
-        metrics = train(args.data, args.out, model_config, train_config, labels=labels,
-                        device=args.device, progress=not args.quiet, regions=regions,
-                        key=settings.bundle_key_bytes)
-        print_training_summary(args, args.out, metrics)
+        print_training_summary(args, args.out, run(args.out))
         return 0
-    written, metrics = train_version(args, lambda staged: train(
-        args.data, staged, model_config, train_config, labels=labels, device=args.device,
-        progress=not args.quiet, regions=regions, key=settings.bundle_key_bytes,
-        name=args.out.name))
+    written, metrics = train_version(args, lambda staged: run(staged, name=args.out.name))
     print_training_summary(args, written, metrics)
     return 0
+
+
+def _missing_export_packages() -> list[str]:
+    """What ``--export onnx`` needs that is not installed (checked before training)."""
+    import importlib.util
+
+    return [name for name in ("onnx", "onnxruntime") if importlib.util.find_spec(name) is None]
 
 
 def train_version(args: argparse.Namespace, run) -> tuple[Path, dict]:

@@ -183,3 +183,37 @@ def test_export_then_eval_on_onnx_reproduces_the_torch_metrics(tiny_bundle, tmp_
         reports[runtime] = json.loads(out.read_text())
     for key in ("image_auroc", "pixel_auroc", "aupro", "f1", "false_alarm_rate"):
         assert reports["onnx"][key] == pytest.approx(reports["torch"][key], abs=1e-6), key
+
+
+def test_train_with_export_publishes_a_version_that_auto_serves_on_onnx(tiny_bundle, tmp_path,
+                                                                       capsys, monkeypatch):
+    from models.inference import Inspector
+    from service.cli import main
+    from service.registry import ModelsRoot
+
+    root = tmp_path / "models"
+    root.mkdir()
+    monkeypatch.setenv("KENSA_MODELS_DIR", str(root))
+    assert main(["train", "--data", str(tiny_bundle.parent / "data"), "--out",
+                 str(root / "washer"), "--preset", "tiny", "--epochs", "1", "--max-minutes",
+                 "0", "--quiet", "--export", "onnx"]) == 0
+    assert "exported onnx/" in capsys.readouterr().out
+    version = root / "washer" / ModelsRoot(root).active("washer")
+    assert sorted(p.name for p in (version / "onnx").iterdir()) == [
+        "defect.onnx", "encode.onnx", "maps.onnx"]  # in the version as first published
+    assert Inspector.load(version, device="cpu", runtime="auto").runtime == "onnx"
+
+
+def test_train_without_onnx_installed_refuses_export_before_training(tmp_path, capsys,
+                                                                     monkeypatch):
+    import importlib.util
+
+    from service.cli import main
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",  # this interpreter without onnxruntime
+                        lambda name, *a: None if name == "onnxruntime" else find_spec(name, *a))
+    assert main(["train", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "b"),
+                 "--export", "onnx"]) == 2
+    assert "--export onnx needs onnxruntime: pip install 'kensa[onnx]'" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
