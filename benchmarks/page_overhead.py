@@ -24,12 +24,16 @@ runs the server of another checkout (e.g. ``git worktree add /tmp/before HEAD~3`
 as ``--compare-style`` emulates them, alternated with this one, for before/after in one run.
 
 Prints requests/s and median latency per setting and the ratio (issue 29's target: ten pages
-cost less than 5 % of throughput).
+cost less than 5 % of throughput). ``--paired N`` measures within each round's one server
+instead: N pairs of back-to-back segments without and with the pages (which goes first
+alternates), so a server's start-to-start variation (a whole round's rate moves by 20 % on two
+cores) cancels in each pair's ratio; it prints every pair's ratios and their median and mean.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import tempfile
 import time
@@ -45,7 +49,9 @@ from .records_overhead import (
     load,
     one_round,
     pin_clients,
+    process_cpu_s,
     side_by_side_arguments,
+    start,
     washers,
 )
 
@@ -140,6 +146,44 @@ def setups(a) -> list[Setup]:
     return out
 
 
+def paired(a, bodies: list[bytes], data_dir: str, root: Path, style: str
+           ) -> list[tuple[float, float]]:
+    """One server of the checkout ``root``; ``a.paired`` pairs of segments without and with
+    ``a.pages`` pages emulated as ``style``; per pair (throughput ratio,
+    server-CPU-per-inspection ratio), with / without."""
+    proc, base = start(a.model, {"KENSA_DATA_DIR": data_dir}, a.server_cpus, root)
+    setup, out = Setup("pages", a.pages, style=style), []
+    try:
+        asyncio.run(load(base, bodies, a.clients, 2.0))  # warm-up
+        for n in range(a.paired):
+            got = {}
+            for pages in ((0, a.pages) if n % 2 == 0 else (a.pages, 0)):
+                before, mine = process_cpu_s(proc.pid), process_cpu_s(os.getpid())
+                lat = asyncio.run(with_pages(base, bodies, a.clients, a.seconds,
+                                             Setup("pages", pages, style=style), [0, 0, 0]))
+                got[pages] = (len(lat) / a.seconds,
+                              (process_cpu_s(proc.pid) - before) / max(1, len(lat)),
+                              (process_cpu_s(os.getpid()) - mine) / a.seconds)
+            out.append((got[setup.pages][0] / got[0][0], got[setup.pages][1] / got[0][1]))
+            print(f"{root.name} pair {n + 1}: {got[0][0]:.1f} -> {got[setup.pages][0]:.1f} req/s, "
+                  f"throughput {out[-1][0]:.3f}, server CPU per inspection {out[-1][1]:.3f}; "
+                  f"clients' CPU busy {got[0][2]:.0%} -> {got[setup.pages][2]:.0%}", flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    return out
+
+
+def report_paired(pairs: dict[str, list[tuple[float, float]]], a) -> None:
+    for side, got in pairs.items():
+        for k, name in enumerate(("throughput", "server CPU per inspection")):
+            values = [p[k] for p in got]
+            print(f"{side}: {a.pages} pages / none, {len(values)} pairs: {name} median "
+                  f"{statistics.median(values):.3f}, mean {statistics.fmean(values):.3f} "
+                  f"(range {min(values):.3f}-{max(values):.3f})")
+    print(f"({a.clients} clients, {a.size}px PNG, {a.seconds:g} s per segment)")
+
+
 def main() -> None:
     p = side_by_side_arguments(__doc__.split("\n\n")[0])
     p.add_argument("--pages", type=int, default=10)
@@ -154,9 +198,24 @@ def main() -> None:
                    help="also run the server of this checkout, its pages as --compare-style")
     p.add_argument("--compare-style", choices=STYLES, default="thumbnails",
                    help="the page script emulated against --compare-root's server")
+    p.add_argument("--paired", type=int, metavar="N",
+                   help="N pairs of segments without and with the pages inside each round's "
+                        "one server (this checkout), instead of a server per setting")
     a = p.parse_args()
     pin_clients(a)
     bodies = washers(a.size, 32)
+    if a.paired:  # rounds alternate between this checkout and --compare-root's
+        sides = {f"this checkout, pages as {a.page_style}": (REPO_ROOT, a.page_style)}
+        if a.compare_root:
+            sides[f"{a.compare_root}, pages as {a.compare_style}"] = (
+                Path(a.compare_root).resolve(), a.compare_style)
+        pairs: dict[str, list[tuple[float, float]]] = {side: [] for side in sides}
+        with tempfile.TemporaryDirectory() as tmp:
+            for n in range(a.rounds):
+                for k, (side, (root, style)) in enumerate(sides.items()):
+                    pairs[side] += paired(a, bodies, f"{tmp}/{n}-{k}", root, style)
+        report_paired(pairs, a)
+        return
     runs: dict[Setup, list[list[float]]] = {s: [] for s in setups(a)}
     counts = {s: [0, 0, 0] for s in runs}  # refreshes, picture requests, inline
     cpu: dict[Setup, list[float]] = {s: [] for s in runs}  # the server's CPU seconds
