@@ -17,7 +17,8 @@ picture once. ``--page-style`` emulates earlier page scripts for before/after ru
 ``GET /v1/inspections/thumbnails?id=..`` for the new cards), ``full`` (before 2026-12-04T19:00Z:
 full overlays, the page header on every call; the HISTORY figures before then).
 
-``--server-cpus``/``--client-cpus`` pin the server and this process (load generator and
+The pages run in a process of their own beside the load generator (both on ``--client-cpus``).
+``--server-cpus``/``--client-cpus`` pin the server and the clients (load generator and
 pages) apart, as in a plant, where pages are browsers on other machines; without them both
 share whatever this runs on (the 2-core figures in HISTORY). ``--compare-root DIR`` also
 runs the server of another checkout (e.g. ``git worktree add /tmp/before HEAD~3``) with pages
@@ -33,8 +34,11 @@ cores) cancels in each pair's ratio; it prints every pair's ratios and their med
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -126,11 +130,39 @@ async def pictures(c: httpx.AsyncClient, ids: list[str], counts: list[int],
 
 async def with_pages(base: str, bodies: list[bytes], clients: int, seconds: float,
                      setup: Setup, counts: list[int]) -> list[float]:
-    polling = [asyncio.create_task(page(base, seconds, counts, setup))
-               for _ in range(setup.pages)]
+    """The load for ``seconds`` with ``setup.pages`` pages polling beside it. The pages run in
+    a process of their own (on the same CPUs as this one), as browsers are apart from the
+    line's cameras: in the load generator's event loop, parsing a page's answer held back the
+    cameras' next requests, and the server idled for it."""
+    if not setup.pages:
+        return await load(base, bodies, clients, seconds)
+    pages = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "benchmarks.page_overhead", EMULATE, base, str(seconds),
+        json.dumps(dataclasses.asdict(setup) | {"root": str(setup.root)}),
+        stdout=asyncio.subprocess.PIPE, cwd=REPO_ROOT)
+    if await pages.stdout.readline() != b"ready\n":
+        raise SystemExit("the emulated pages did not start")
     latencies = await load(base, bodies, clients, seconds)
-    await asyncio.gather(*polling)
+    out, _ = await pages.communicate()
+    if pages.returncode != 0:
+        raise SystemExit(f"the emulated pages failed (exit {pages.returncode})")
+    for k, n in enumerate(json.loads(out)):
+        counts[k] += n
     return latencies
+
+
+EMULATE = "--emulate-pages"  # internal: this module run as the pages' process
+
+
+def emulate_pages(base: str, seconds: float, setup: Setup) -> None:
+    """The pages' process: ``setup.pages`` Live views for ``seconds``; prints their counts."""
+    async def run() -> list[int]:
+        counts = [0, 0, 0]
+        print("ready", flush=True)
+        await asyncio.gather(*(page(base, seconds, counts, setup) for _ in range(setup.pages)))
+        return counts
+
+    print(json.dumps(asyncio.run(run())))
 
 
 def setups(a) -> list[Setup]:
@@ -167,7 +199,7 @@ def paired(a, bodies: list[bytes], data_dir: str, root: Path, style: str
             out.append((got[setup.pages][0] / got[0][0], got[setup.pages][1] / got[0][1]))
             print(f"{root.name} pair {n + 1}: {got[0][0]:.1f} -> {got[setup.pages][0]:.1f} req/s, "
                   f"throughput {out[-1][0]:.3f}, server CPU per inspection {out[-1][1]:.3f}; "
-                  f"clients' CPU busy {got[0][2]:.0%} -> {got[setup.pages][2]:.0%}", flush=True)
+                  f"load generator's CPU busy {got[0][2]:.0%} -> {got[setup.pages][2]:.0%}", flush=True)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -185,6 +217,11 @@ def report_paired(pairs: dict[str, list[tuple[float, float]]], a) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == [EMULATE]:
+        fields = json.loads(sys.argv[4])
+        emulate_pages(sys.argv[2], float(sys.argv[3]),
+                      Setup(**fields | {"root": Path(fields["root"])}))
+        return
     p = side_by_side_arguments(__doc__.split("\n\n")[0])
     p.add_argument("--pages", type=int, default=10)
     p.add_argument("--compare-plain", action="store_true",
