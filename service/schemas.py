@@ -323,20 +323,15 @@ class Thumbnails(BaseModel):
         description="Record id -> base64 JPEG, as `GET /v1/inspections/{id}/overlay?size=thumb` "
                     "would answer it now.")
     missing: list[str] = Field(
-        description="The asked ids not in memory (not drawn yet, another version, unknown): "
-                    "fetch each with `GET /v1/inspections/{id}/overlay?size=thumb`.")
+        description="The ids whose thumbnail is not in memory (not drawn yet, another version, "
+                    "unknown): fetch each with `GET /v1/inspections/{id}/overlay?size=thumb`.")
 
 
-class LivePage(BaseModel):
-    """The newest records with their thumbnails: the operator page's Live view."""
+class LivePage(Thumbnails):
+    """The newest records with the thumbnails of those whose image is kept: the operator
+    page's Live view."""
 
     items: list[InspectionRecord] = Field(description="Newest first.")
-    thumbnails: dict[str, str] = Field(
-        description="Record id -> base64 JPEG thumbnail of its overlay, for the items whose "
-                    "thumbnail the server holds in memory.")
-    missing: list[str] = Field(
-        description="Items whose image is kept but whose thumbnail is not in memory: fetch "
-                    "each with `GET /v1/inspections/{id}/overlay?size=thumb`.")
 
 
 class StatsBucket(BaseModel):
