@@ -23,6 +23,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 
+from .once import once
+
 MAX_QUESTIONS = 32  # snapshots kept: one per filter combination the open pages use
 
 
@@ -48,30 +50,22 @@ class LiveFeed:
     async def answer(self, question: Hashable,
                      build: Callable[[], Awaitable[bytes]]) -> Snapshot:
         """The snapshot for ``question`` if it is young enough, else a new one from ``build``
-        (one build at a time per question; a failure reaches every waiter, and a caller that
-        goes away does not stop it for the others)."""
+        (one build at a time per question: :func:`service.once.once`)."""
         snapshot = self._snapshots.get(question)
         if snapshot is not None and time.monotonic() - snapshot.started <= self.max_age_s:
             self._snapshots.move_to_end(question)
             return snapshot
-        task = self._building.get(question)
-        if task is None:
-            task = self._building[question] = asyncio.get_running_loop().create_task(
-                self._build(question, build))
-        return await asyncio.shield(task)
+        return await once(self._building, question, lambda: self._build(question, build))
 
     async def _build(self, question: Hashable, build: Callable[[], Awaitable[bytes]]
                      ) -> Snapshot:
-        try:
-            started = time.monotonic()
-            body = await build()
-            digest = hashlib.blake2b(body, digest_size=16).hexdigest()
-            snapshot = Snapshot(body, f'"{digest}"', started)
-            self.builds += 1
-            self._snapshots[question] = snapshot
-            self._snapshots.move_to_end(question)
-            while len(self._snapshots) > self.max_questions:
-                self._snapshots.popitem(last=False)
-            return snapshot
-        finally:
-            self._building.pop(question, None)
+        started = time.monotonic()
+        body = await build()
+        digest = hashlib.blake2b(body, digest_size=16).hexdigest()
+        snapshot = Snapshot(body, f'"{digest}"', started)
+        self.builds += 1
+        self._snapshots[question] = snapshot
+        self._snapshots.move_to_end(question)
+        while len(self._snapshots) > self.max_questions:
+            self._snapshots.popitem(last=False)
+        return snapshot

@@ -42,6 +42,8 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from .once import once
+
 log = logging.getLogger(__name__)
 
 MAX_ITEMS = 256  # JPEGs: full ones 20-100 KB, thumbnails 5-25 KB
@@ -117,19 +119,12 @@ class OverlayCache:
         """Renders and keeps the JPEG; requests that come while it renders wait for the same
         one (ten pages opened at once ask for the same pictures). A failure reaches all of
         them; a request that goes away does not stop it for the others."""
-        key = overlay.key(size)
-        task = self._drawing.get(key)
-        if task is None:
-            async def run() -> bytes:
-                try:
-                    jpeg = await render()
-                    self.put(overlay, size, jpeg)
-                    return jpeg
-                finally:
-                    self._drawing.pop(key, None)
+        async def rendered() -> bytes:
+            jpeg = await render()
+            self.put(overlay, size, jpeg)
+            return jpeg
 
-            task = self._drawing[key] = asyncio.get_running_loop().create_task(run())
-        return await asyncio.shield(task)
+        return await once(self._drawing, overlay.key(size), rendered)
 
     # -- the record index -----------------------------------------------------------------
     def remember(self, ident: str, overlay: Overlay, generation: int) -> None:
