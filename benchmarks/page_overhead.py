@@ -55,7 +55,7 @@ from .records_overhead import (
     pin_clients,
     process_cpu_s,
     side_by_side_arguments,
-    start,
+    warm_server,
     washers,
 )
 
@@ -183,12 +183,11 @@ def paired(a, bodies: list[bytes], data_dir: str, root: Path, style: str
     """One server of the checkout ``root``; ``a.paired`` pairs of segments without and with
     ``a.pages`` pages emulated as ``style``; per pair (throughput ratio,
     server-CPU-per-inspection ratio), with / without."""
-    proc, base = start(a.model, {"KENSA_DATA_DIR": data_dir}, a.server_cpus, root)
-    setup, out = Setup("pages", a.pages, style=style), []
-    try:
-        asyncio.run(load(base, bodies, a.clients, 2.0))  # warm-up
+    out = []
+    with warm_server(a.model, {"KENSA_DATA_DIR": data_dir}, bodies, a.clients, a.server_cpus,
+                     root) as (proc, base):
         for n in range(a.paired):
-            got = {}
+            got = {}  # pages -> (req/s, server CPU s per inspection, load generator's CPU share)
             for pages in ((0, a.pages) if n % 2 == 0 else (a.pages, 0)):
                 before, mine = process_cpu_s(proc.pid), process_cpu_s(os.getpid())
                 lat = asyncio.run(with_pages(base, bodies, a.clients, a.seconds,
@@ -196,13 +195,11 @@ def paired(a, bodies: list[bytes], data_dir: str, root: Path, style: str
                 got[pages] = (len(lat) / a.seconds,
                               (process_cpu_s(proc.pid) - before) / max(1, len(lat)),
                               (process_cpu_s(os.getpid()) - mine) / a.seconds)
-            out.append((got[setup.pages][0] / got[0][0], got[setup.pages][1] / got[0][1]))
-            print(f"{root.name} pair {n + 1}: {got[0][0]:.1f} -> {got[setup.pages][0]:.1f} req/s, "
-                  f"throughput {out[-1][0]:.3f}, server CPU per inspection {out[-1][1]:.3f}; "
-                  f"load generator's CPU busy {got[0][2]:.0%} -> {got[setup.pages][2]:.0%}", flush=True)
-    finally:
-        proc.terminate()
-        proc.wait(30)
+            (rate, cpu, busy), (rate0, cpu0, busy0) = got[a.pages], got[0]
+            out.append((rate / rate0, cpu / cpu0))
+            print(f"{root.name} pair {n + 1}: {rate0:.1f} -> {rate:.1f} req/s, throughput "
+                  f"{out[-1][0]:.3f}, server CPU per inspection {out[-1][1]:.3f}; load "
+                  f"generator's CPU busy {busy0:.0%} -> {busy:.0%}", flush=True)
     return out
 
 
@@ -237,7 +234,8 @@ def main() -> None:
                    help="the page script emulated against --compare-root's server")
     p.add_argument("--paired", type=int, metavar="N",
                    help="N pairs of segments without and with the pages inside each round's "
-                        "one server (this checkout), instead of a server per setting")
+                        "one server (of this checkout, and of --compare-root's in turn), "
+                        "instead of a server per setting")
     a = p.parse_args()
     pin_clients(a)
     bodies = washers(a.size, 32)

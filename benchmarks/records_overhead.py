@@ -19,7 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -138,23 +139,33 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def one_round(model: str, env_extra: dict[str, str], bodies: list[bytes], clients: int,
-              measure: Callable[[str], Awaitable[list[float]]], cpus: set[int] | None = None,
-              root: Path = REPO_ROOT, cpu_seconds: list[float] | None = None) -> list[float]:
-    """Starts a server (from ``root``, on ``cpus``) with ``env_extra``, warms it up for 2 s,
-    returns ``measure(base)``'s latencies and stops it; appends the CPU seconds the server
-    used during ``measure`` (all its threads) to ``cpu_seconds``, if given."""
+@contextmanager
+def warm_server(model: str, env_extra: dict[str, str], bodies: list[bytes], clients: int,
+                cpus: set[int] | None = None, root: Path = REPO_ROOT
+                ) -> Iterator[tuple[subprocess.Popen, str]]:
+    """A server (from ``root``, on ``cpus``) with ``env_extra``, warmed up by ``clients``
+    for 2 s, and its base URL; stopped on the way out."""
     proc, base = start(model, env_extra, cpus, root)
     try:
         asyncio.run(load(base, bodies, clients, 2.0))  # warm-up
+        yield proc, base
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def one_round(model: str, env_extra: dict[str, str], bodies: list[bytes], clients: int,
+              measure: Callable[[str], Awaitable[list[float]]], cpus: set[int] | None = None,
+              root: Path = REPO_ROOT, cpu_seconds: list[float] | None = None) -> list[float]:
+    """Returns ``measure(base)``'s latencies on a :func:`warm_server`; appends the CPU
+    seconds the server used during ``measure`` (all its threads) to ``cpu_seconds``, if
+    given."""
+    with warm_server(model, env_extra, bodies, clients, cpus, root) as (proc, base):
         before = process_cpu_s(proc.pid)
         latencies = asyncio.run(measure(base))
         if cpu_seconds is not None:
             cpu_seconds.append(process_cpu_s(proc.pid) - before)
         return latencies
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def main() -> None:
