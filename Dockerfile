@@ -40,7 +40,7 @@ WORKDIR /app
 # extension builds and its own tests goes: headers, C++ test binaries, protoc (about 190 MB).
 # Kensa neither compiles extensions nor uses torch.compile; torch_shm_manager stays.
 COPY pyproject.toml /tmp/kensa/pyproject.toml
-RUN python -c 'import re, tomllib; deps = tomllib.load(open("/tmp/kensa/pyproject.toml", "rb"))["project"]["dependencies"]; torch = [d for d in deps if re.split(r"[\s<>=!~;\[]", d)[0] == "torch"]; rest = [d for d in deps if d not in torch] + tomllib.load(open("/tmp/kensa/pyproject.toml", "rb"))["project"]["optional-dependencies"]["onnx"]; open("/tmp/kensa/torch.txt", "w").write("\n".join(torch) + "\n"); open("/tmp/kensa/requirements.txt", "w").write("\n".join(rest) + "\n")' \
+RUN python -c 'import re, tomllib; project = tomllib.load(open("/tmp/kensa/pyproject.toml", "rb"))["project"]; deps = project["dependencies"]; torch = [d for d in deps if re.split(r"[\s<>=!~;\[]", d)[0] == "torch"]; rest = [d for d in deps if d not in torch] + project["optional-dependencies"]["onnx"]; open("/tmp/kensa/torch.txt", "w").write("\n".join(torch) + "\n"); open("/tmp/kensa/requirements.txt", "w").write("\n".join(rest) + "\n")' \
     && pip install --index-url "${TORCH_INDEX_URL}" -r /tmp/kensa/torch.txt \
     && torch_dir="$(python -c 'import importlib.util, os; print(os.path.dirname(importlib.util.find_spec("torch").origin))')" \
     && rm -rf "${torch_dir}/include" "${torch_dir}/test" \
