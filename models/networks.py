@@ -114,12 +114,11 @@ class OnnxNetworks:
         reconstruction maps ``(B, h, w)``, reconstruction scores ``(B,)``, latent means
         ``(B, P, D)`` and reconstructions ``(B, C, h, w)``, all ``float32`` numpy
         (:class:`models.exports.MapGraph`)."""
-        given = {"image": host(x), "coarse": small, "view": host(views),
-                 "residual_scale": np.array([residual_scale], np.float32)}
+        given = {"image": x, "coarse": small, "view": views,
+                 "residual_scale": torch.tensor([residual_scale])}
         # the exporter drops an input the graph does not read (residual_scale where
         # map_mode is segmentation)
-        feed = {k: host(v) if isinstance(v, torch.Tensor) else v
-                for k, v in given.items() if k in self.map_inputs}
+        feed = {k: host(v) for k, v in given.items() if k in self.map_inputs}
         return self.sessions["maps"].run(None, feed)
 
     def defect(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
