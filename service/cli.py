@@ -346,11 +346,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                         device=args.device, progress=not args.quiet, regions=regions, key=key,
                         **named)
         if args.export:
-            from models.exports import export_onnx
-
-            record = export_onnx(out, key=key)
-            print(f"exported {', '.join(record['files'])} (largest difference from torch "
-                  f"{max(record['parity'].values()):.2g} of the outputs' scale)")
+            export_graphs(out, key)
         return metrics
 
     if not is_part_folder(args.out, settings.models_dir):
@@ -585,14 +581,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``kensa export``: ONNX graphs into the bundle, checked against torch (models.exports)."""
+    export_graphs(args.model, bundle_key(),
+                  f"; serve them with 'kensa serve --model {args.model} --runtime onnx'")
+    return 0
+
+
+def export_graphs(path: Path, key: bytes | None, then: str = "") -> None:
+    """The networks' ONNX graphs into the bundle at ``path`` (:func:`models.exports.
+    export_onnx`), and a line saying what was written, how close to torch, and ``then``."""
     from models.exports import export_onnx
 
-    record = export_onnx(args.model, key=bundle_key())
-    print(f"exported {', '.join(record['files'])} into {args.model} (for version "
+    record = export_onnx(path, key=key)
+    print(f"exported {', '.join(record['files'])} into {path} (for version "
           f"{record['for_version']}; largest difference from torch "
-          f"{max(record['parity'].values()):.2g} of the outputs' scale); serve them with "
-          f"'kensa serve --model {args.model} --runtime onnx'")
-    return 0
+          f"{max(record['parity'].values()):.2g} of the outputs' scale){then}")
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
