@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 import warnings
 
 import numpy as np
@@ -42,3 +43,10 @@ def upload(data: bytes, name: str = "part.png", kind: str = "image/png") -> dict
 def decoded(data: bytes) -> np.ndarray:
     """The array the server must see for these bytes (the one decoder)."""
     return decode_image(data)
+
+
+def drawn_ahead(client) -> None:
+    """Waits (up to 20 s) until the app has no overlay being drawn (drawn ahead or asked)."""
+    deadline = time.monotonic() + 20
+    while client.app.state.overlays.drawing and time.monotonic() < deadline:
+        time.sleep(0.05)

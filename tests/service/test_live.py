@@ -5,8 +5,7 @@ import asyncio
 import base64
 
 import pytest
-from service_helpers import upload, washer_png
-from test_overlays import drawn_ahead
+from service_helpers import drawn_ahead, upload, washer_png
 
 from service.deps import PAGE_HEADER
 from service.live import LiveFeed

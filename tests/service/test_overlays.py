@@ -5,12 +5,11 @@ import asyncio
 import base64
 import io
 import re
-import time
 
 import numpy as np
 from models_root_helpers import make_root
 from PIL import Image
-from service_helpers import TestClient, png, upload, washer, washer_png
+from service_helpers import TestClient, drawn_ahead, png, upload, washer, washer_png
 
 from service.app import create_app
 from service.config import Settings
@@ -21,12 +20,6 @@ from service.overlays import MAX_PENDING, Overlay, OverlayCache
 def model_calls(client) -> float:
     metrics = client.get("/metrics").text
     return float(re.search(r"^kensa_batch_size_count (\S+)$", metrics, re.MULTILINE).group(1))
-
-
-def drawn_ahead(client) -> None:
-    deadline = time.monotonic() + 20
-    while client.app.state.overlays.drawing and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 def test_the_cache_drops_the_least_recently_used():
