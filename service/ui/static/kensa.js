@@ -45,13 +45,14 @@ function verdict(rec) {
 
 function picture(rec, url) {
   return rec.image_kept === false ? el("div", { class: "no-image" }, "image not kept")
-    : el("img", Object.assign({ alt: "overlay", loading: "lazy" }, url ? { src: url } : {}));
+    : el("img", { src: url, alt: "overlay", loading: "lazy" });
 }
 
-function card(rec) {
+// A Live card; b64: its thumbnail inline, if the server sent it (else it loads by URL).
+function card(rec, b64) {
   const review = rec.review ? `reviewed: ${rec.review.label}` : "";
   return el("article", { class: `card ${rec.label}`, "data-id": rec.id },
-    picture(rec, null), // filled by refreshLive
+    picture(rec, b64 ? `data:image/jpeg;base64,${b64}` : thumbUrl(rec.id)),
     el("div", {}, verdict(rec), " ", el("span", { class: "score" },
       `${fmt(rec.score)} / ${fmt(rec.threshold)}`)),
     el("div", { class: "source" }, rec.source || "—"),
@@ -75,14 +76,7 @@ async function refreshLive() {
     const keep = [];
     for (const rec of page.items) {
       const key = `${rec.id}:${rec.review ? rec.review.at : ""}`;
-      if (!live.cards.has(key)) {
-        const c = card(rec);
-        const b64 = page.thumbnails[rec.id];
-        if (rec.image_kept) {
-          c.querySelector("img").src = b64 ? `data:image/jpeg;base64,${b64}` : thumbUrl(rec.id);
-        }
-        live.cards.set(key, c);
-      }
+      if (!live.cards.has(key)) live.cards.set(key, card(rec, page.thumbnails[rec.id]));
       keep.push(live.cards.get(key));
     }
     grid.replaceChildren(...keep);
