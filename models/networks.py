@@ -58,7 +58,7 @@ class OnnxNetworks:
     the device is CUDA and this onnxruntime build has it. Inputs and outputs pass through
     host memory as numpy arrays.
 
-    With a ``maps`` graph (exports since 2026-12-04) the Inspector makes one call per chunk,
+    With a ``maps`` graph (every export that has one) the Inspector makes one call per chunk,
     :meth:`maps`, and the ``defect`` and ``encode`` sessions are only opened when something
     asks for them (test-time flips, calibration); without it (older exports) the Inspector
     calls :meth:`defect` and :meth:`encode` and computes the maps in torch."""

@@ -76,7 +76,8 @@ def mask_png(mask: np.ndarray) -> bytes:
 
 def to_bgr8(image: np.ndarray) -> np.ndarray:
     """Kensa image ``float32 (H, W, C)`` in ``[0, 1]`` to ``uint8 (H, W, 3)`` BGR for cv2:
-    ``255 x``, rounded and clipped to ``[0, 255]``, in C (50 times numpy's clip at 192 px)."""
+    ``255 x``, rounded and clipped to ``[0, 255]``, in C (numpy's clip was most of a
+    thumbnail's drawing: benchmarks/HISTORY.md)."""
     channels = image.shape[2]
     u8 = cv2.convertScaleAbs(np.maximum(image[..., :min(channels, 3)], np.float32(0)),
                              alpha=255.0)
@@ -105,7 +106,7 @@ def overlay_image(image: np.ndarray, anomaly_map: np.ndarray, pixel_threshold: f
     strength = heat(anomaly_map, pixel_threshold)
     colour = cv2.applyColorMap((strength * 255.0 + 0.5).astype(np.uint8), cv2.COLORMAP_JET)
     alpha = (0.2 + 0.5 * strength).astype(np.float32)
-    # base * (1 - alpha) + colour * alpha, rounded; in C (8 times numpy's float64 blend)
+    # base * (1 - alpha) + colour * alpha, rounded; in C (numpy's float64 blend was slower)
     out = cv2.blendLinear(base, colour, 1.0 - alpha, alpha)
     if mask.any():
         contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
