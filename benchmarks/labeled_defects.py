@@ -19,6 +19,9 @@ test split (seeded), then train
 - ``classifier`` (when asked): image-level labels in the latent classifier's nearest-centre
   classifier instead of label spreading (``--latent-labels classifier``),
 
+- ``labels`` (when asked): image-level labels used as ``kensa train --labels`` uses them by
+  default (label spreading, the fusion weight; no network trains on them),
+
 ``image``, ``boxes``, ``mask`` with ``--labeled-defects head``, all at the same budget, and
 evaluate each on the test images that were never drawn (the same images for every variant
 and k of a seed): image and pixel AUROC, AUPRO, false alarms and misses at the bundle's own
@@ -28,6 +31,14 @@ mean maximum on the normal and on the defective test images. The test split is s
 folder of links without the drawn images, so ``kensa train``'s own evaluation is that one;
 nothing is copied. A variant runs at every ``--k``, or at the ones it names:
 ``paste@2,paste@5,mixed@5``.
+
+The variants whose labels train no network (``labels``, ``latent``, ``classifier``) take the
+``none`` run's networks of their seed (``kensa train --networks-from``, :mod:`models.reuse`)
+once it has ended, so they differ from it by what the labels do and nothing else: the same
+weights, the same held-out normals, the same test images (``--retrain`` trains them anew at the
+budget, as before). ``--resume`` keeps the work folder and takes every run that already wrote
+its evaluation as it stands, so a long protocol cut short goes on where it stopped, and new
+variants can be added to finished ``none`` runs.
 
     python -m benchmarks.labeled_defects --data ../shared/data/magnetic_tile --k 5 \\
         --seeds 0,1,2 --max-minutes 15 --json benchmarks/results/labeled-defects-X.json
@@ -61,7 +72,10 @@ VARIANTS = {
     "paste-mask": ("mask", {"labeled_defects": "paste"}),
     "mixed": ("image", {"labeled_defects": "head", "positive_step": "mixed"}),
     "classifier": ("image", {"latent_labels": "classifier"}),
+    "labels": ("image", {}),  # what kensa train --labels does by default
 }
+# variants whose labels train no network: they reuse the none run's networks (--networks-from)
+REUSE = ("labels", "latent", "classifier")
 METRICS = ("image_auroc", "pixel_auroc", "aupro", "false_alarm_rate", "miss_rate",
            "head_auroc", "residual_auroc", "head_top_normal", "head_top_defect")
 
@@ -92,7 +106,11 @@ def data_view(root: Path, drawn: dict[str, list], folder: Path) -> Path:
     from models.data import open_dataset
 
     ds = open_dataset(root)
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists():  # --resume: the same links again (the draw is seeded)
+        import shutil
+
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
     (folder / "train").mkdir(exist_ok=True)
     (folder / "train" / "good").symlink_to((root / "train" / "good").resolve())
     if (root / "ground_truth").is_dir():
@@ -154,9 +172,12 @@ def run_one(job: dict) -> dict:
     if job["epochs"] is not None:
         train_kw["epochs"] = job["epochs"]
     started = time.monotonic()
-    metrics = train(job["view"], job["out"], ModelConfig(**preset["model"]),
-                    TrainConfig(**train_kw), labels=job["labels"], device=job["device"],
-                    progress=False, name=f"{job['name']}-{job['variant']}-k{job['k']}")
+    metrics = finished(job["out"]) if job.get("resume") else None
+    if metrics is None:
+        metrics = train(job["view"], job["out"], ModelConfig(**preset["model"]),
+                        TrainConfig(**train_kw), labels=job["labels"], device=job["device"],
+                        progress=False, name=f"{job['name']}-{job['variant']}-k{job['k']}",
+                        networks_from=job.get("networks_from"))
     ev = metrics.get("evaluation") or {}
     at5 = next((p for p in ev.get("operating_points") or [] if p["budget"] == 0.05), {})
     info = json.loads((Path(job["out"]) / "bundle.json").read_text())
@@ -178,12 +199,22 @@ def run_one(job: dict) -> dict:
         "calibration_rule": metrics["calibration"]["rule"],
         "fusion_rule": metrics["calibration"]["fusion_rule"],
         "autoencoder_steps": metrics["training"]["autoencoder"]["steps"],
+        "networks_from": (metrics["training"].get("networks_from") or {}).get("version"),
         "training_seconds": round(float(metrics["training"]["seconds"]), 1),
         "wall_seconds": round(time.monotonic() - started, 1),
         "error": ev.get("error"),
         **({"pooling": pooling_comparison(job, TrainConfig(**train_kw))}
            if labels_judge(job["variant"]) and not ev.get("error") else {}),
     }
+
+
+def finished(out: str) -> dict | None:
+    """The metrics of a run that already wrote its bundle and evaluation (``--resume``)."""
+    path = Path(out) / "metrics.json"
+    if not (Path(out) / "bundle.json").is_file() or not path.is_file():
+        return None
+    metrics = json.loads(path.read_text())
+    return metrics if metrics.get("evaluation") else None
 
 
 def labels_judge(variant: str) -> bool:
@@ -386,15 +417,18 @@ def jobs_for(args: argparse.Namespace, work: Path) -> list[dict]:
             view = data_view(Path(data), drawn, work / name / f"seed{seed}" / "data")
             common = {"data": str(data), "name": name, "seed": seed, "view": str(view),
                       "preset": args.preset, "max_minutes": args.max_minutes,
-                      "epochs": args.epochs, "device": args.device, "threads": args.threads}
-            jobs.append(common | {"k": 0, "variant": "none", "labels": None,
-                                  "out": str(work / name / f"seed{seed}" / "none")})
+                      "epochs": args.epochs, "device": args.device, "threads": args.threads,
+                      "resume": args.resume}
+            none = str(work / name / f"seed{seed}" / "none")
+            jobs.append(common | {"k": 0, "variant": "none", "labels": None, "out": none})
             for variant, k in args.plan:
                 labels = write_labels(drawn, k, variant,
                                       work / name / f"seed{seed}" / f"{variant}-k{k}.csv")
+                reuse = variant in REUSE and not args.retrain
                 jobs.append(common | {"k": k, "variant": variant, "labels": str(labels),
                                       "out": str(work / name / f"seed{seed}" /
-                                                 f"{variant}-k{k}")})
+                                                 f"{variant}-k{k}"),
+                                      "networks_from": none if reuse else None})
     return jobs
 
 
@@ -428,6 +462,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--variants", default="image,boxes",
                    help=f"comma list of {', '.join(list(VARIANTS)[1:])}, each at every --k or "
                    "at its own as name@k (default image,boxes)")
+    p.add_argument("--retrain", action="store_true",
+                   help=f"train {', '.join(REUSE)} anew at the budget instead of taking the "
+                   "none run's networks")
+    p.add_argument("--resume", action="store_true",
+                   help="keep --work-dir and take the runs that already wrote their evaluation")
     add_run_arguments(p, "/tmp/kensa-labeled")
     args = p.parse_args(argv)
     args.k = sorted({int(v) for v in args.k.split(",")})
@@ -443,7 +482,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    if args.work_dir.exists():
+    if args.work_dir.exists() and not args.resume:
         import shutil
 
         shutil.rmtree(args.work_dir)
@@ -455,13 +494,22 @@ def main(argv: list[str] | None = None) -> int:
                            "preset": args.preset, "max_minutes": args.max_minutes,
                            "epochs": args.epochs, "device": args.device, "jobs": args.jobs,
                            "threads_per_job": args.threads,
+                           "networks": "retrained" if args.retrain else
+                           f"{', '.join(REUSE)} take the none run's", "resume": args.resume,
                            "data": [str(d) for d in args.data],
                            "command": "python -m benchmarks.labeled_defects " +
                            " ".join(argv if argv is not None else sys.argv[1:])},
               "machine": machine_info(), "runs": [], "failed": []}
-    return run_all(jobs, run_one, args.jobs, result, args.json, "labeled", describe,
-                   lambda runs: {"means": means(runs), "paired": paired(runs),
-                                 "pooling_paired": pooling_paired(runs)})
+    # the trainings first; then the runs that take a none run's networks
+    phases = ([j for j in jobs if not j.get("networks_from")],
+              [j for j in jobs if j.get("networks_from")])
+    return max(run_all(phase, run_one, args.jobs, result, args.json, "labeled", describe,
+                       summary) for phase in phases if phase)
+
+
+def summary(runs: list[dict]) -> dict:
+    """What the results file adds to the runs."""
+    return {"means": means(runs), "paired": paired(runs), "pooling_paired": pooling_paired(runs)}
 
 
 def describe(run: dict) -> str:

@@ -45,6 +45,7 @@ from .maps import IMAGE_SCORES
 from .positives import Positive, read_positives
 from .positives import summary as positives_summary
 from .preprocess import model_shape, vae_views
+from .reuse import REUSE_HOW, check_same_data, reused, reused_networks, source_configs
 from .thresholds import Calibration
 from .training_images import read_training_images, training_scale
 from .vae import VAE, latent_means
@@ -143,7 +144,7 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
           labels: str | Path | dict[str, str] | None = None,
           device: str = "auto", progress: bool = True, name: str | None = None,
           regions: dict[str, tuple[str, list]] | None = None,
-          key: bytes | None = None) -> dict:
+          key: bytes | None = None, networks_from: str | Path | None = None) -> dict:
     """Trains, calibrates, evaluates and writes a bundle (signed with ``key`` when given).
     Returns the bundle's metrics.
 
@@ -155,20 +156,34 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
     Args:
         regions: with ``labels`` as a dict (reviewed records), ``{image path: (where it was
             said, boxes [[x, y, w, h], ...])}``; a labels CSV carries its own.
+        networks_from: an earlier bundle trained on the same ``data``: its networks, model
+            settings and held-out split are taken instead of training, and only the
+            calibration settings of ``train_cfg`` apply (:mod:`models.reuse`).
 
     Raises:
         DataError: no usable training image, a bad labels file, or a bad region (naming the
             row).
     """
     tcfg = train_cfg or TrainConfig()
+    source = None
+    if networks_from is not None:  # nothing trains: the earlier bundle's networks, its split
+        source, generator = reused(networks_from, key)
+        model_cfg, tcfg = source_configs(source.info, tcfg)
     check_settings(tcfg)
     torch.manual_seed(tcfg.seed)
     dev = pick_device(device)
     started = time.monotonic()
     ds = open_dataset(data)
     run = read_run_data(ds, labels, model_cfg or ModelConfig(), tcfg, regions)
-    fitted = fit_networks(run.mcfg, tcfg, run.fit_images, run.holdout, dev, Progress(progress),
-                          started, run.positives, run.labeled)
+    if source is None:
+        fitted = fit_networks(run.mcfg, tcfg, run.fit_images, run.holdout, dev,
+                              Progress(progress), started, run.positives, run.labeled)
+    else:
+        check_same_data(source.info, run.mcfg, run.summary, Path(networks_from))
+        fitted = Fitted(*reused_networks(source, run.fit_images, run.holdout, dev,
+                                         LATENT_BATCH), generator=generator)
+        run.summary |= {"labeled_good_trained": 0, "labeled_good_latent": len(run.good_rows),
+                        "networks_from": fitted.history["networks_from"] | {"how": REUSE_HOW}}
     insp = Inspector(run.mcfg, fitted.model, fitted.vae, LatentClassifier.fit(fitted.normal_mu),
                      Calibration(fusion=tcfg.fusion, fusion_weight=tcfg.fusion_weight),
                      device=dev.type)

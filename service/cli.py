@@ -97,6 +97,13 @@ def _add_training_options(train: argparse.ArgumentParser) -> None:
     train.add_argument("--seed", type=int, help="random seed (CPU training is deterministic "
                                                 "for a seed when the time budget does not bind)")
     train.add_argument("--device", choices=DEVICES, default="auto", help="default auto")
+    train.add_argument("--networks-from", type=Path, metavar="BUNDLE",
+                       help="train nothing: take the networks of BUNDLE (a bundle or version "
+                            "folder trained on the same --data) and apply --labels and the "
+                            "calibration options to them, in about the time of an evaluation; "
+                            "the model and training settings and the held-out split are "
+                            "BUNDLE's. Refused with options that train (--labeled-defects "
+                            "head|paste|generator, --generator, --synth, --adversarial)")
 
 
 def _add_calibration_options(train: argparse.ArgumentParser) -> None:
@@ -344,7 +351,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     def run(out: Path, **named) -> dict:
         metrics = train(args.data, out, model_config, train_config, labels=labels,
                         device=args.device, progress=not args.quiet, regions=regions, key=key,
-                        **named)
+                        networks_from=args.networks_from, **named)
         if args.export:
             export_graphs(out, key)
         return metrics

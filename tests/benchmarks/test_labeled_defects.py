@@ -65,6 +65,7 @@ def test_each_variant_runs_at_every_k_or_at_its_own():
     assert VARIANTS["paste-boxes"] == ("boxes", {"labeled_defects": "paste"})
     assert VARIANTS["mixed"][1] == {"labeled_defects": "head", "positive_step": "mixed"}
     assert VARIANTS["classifier"][1] == {"latent_labels": "classifier"}
+    assert VARIANTS["labels"] == ("image", {})  # kensa train --labels as it is by default
 
 
 def test_pasting_variants_write_the_regions_they_name(demo, tmp_path):
@@ -110,3 +111,26 @@ def test_a_tiny_protocol_run_pairs_each_variant_with_the_unlabeled_run(demo, tmp
     assert image["image_auroc"] == pytest.approx(
         runs["image"]["image_auroc"] - runs["none"]["image_auroc"], abs=1e-4)
     assert result["protocol"]["epochs"] == 2 and result["machine"]["cpu_count"]
+    # labels that train no network take the none run's: the same weights, paired exactly
+    none_info = json.loads((tmp_path / "w" / "data" / "seed0" / "none" / "bundle.json")
+                           .read_text())
+    latent_info = json.loads((tmp_path / "w" / "data" / "seed0" / "latent-k1" / "bundle.json")
+                             .read_text())
+    assert runs["latent"]["networks_from"] == none_info["version"]
+    assert runs["image"]["networks_from"] is None
+    assert latent_info["files"]["model.safetensors"] == none_info["files"]["model.safetensors"]
+    assert runs["latent"]["autoencoder_steps"] == runs["none"]["autoencoder_steps"]
+
+    # --resume: the finished runs are taken as they stand, a new variant joins them
+    created = none_info["created"]
+    again = tmp_path / "again.json"
+    assert main(["--data", str(demo), "--k", "1", "--seeds", "0", "--preset", "tiny",
+                 "--variants", "labels", "--epochs", "2", "--max-minutes", "1", "--resume",
+                 "--work-dir", str(tmp_path / "w"), "--json", str(again)]) == 0
+    rerun = {r["variant"]: r for r in json.loads(again.read_text())["runs"]}
+    assert set(rerun) == {"none", "labels"}
+    assert json.loads((tmp_path / "w" / "data" / "seed0" / "none" / "bundle.json")
+                      .read_text())["created"] == created  # not trained again
+    assert rerun["none"]["image_auroc"] == runs["none"]["image_auroc"]
+    assert rerun["labels"]["networks_from"] == none_info["version"]
+    assert rerun["labels"]["labeled_defects_used_by"] == "latent"
