@@ -94,3 +94,44 @@ def test_labeled_defects_choose_the_image_score_and_the_thresholds_follow(textur
     # a configured pooling is taken as it is
     forced = calibrate(insp, normals, TrainConfig(extra={"image_score": "top1"}), labeled=labeled)
     assert forced["image_score"] == {"pooling": "top1", "chosen_by": "as configured"}
+
+
+def _fusion_case(seed: int, latent_gap: float):
+    """Scores of 20 labeled defects and 20 held-out normals: reconstruction scores that do not
+    tell them apart, latent scores ``latent_gap`` higher on the defects."""
+    from models.calibrate import LabeledScores
+    from models.inference import RawScores
+
+    rng = np.random.default_rng(seed)
+    recon_d, recon_n = rng.normal(1, 0.2, 20), rng.normal(1, 0.2, 20)
+    latent_d, latent_n = rng.normal(1 + latent_gap, 0.2, 20), rng.normal(1, 0.2, 20)
+    labeled = LabeledScores(np.ones(20, bool), RawScores(None, recon_d, None), latent_d)
+    return labeled, RawScores(None, recon_n, None), latent_n
+
+
+def test_labels_move_the_fusion_weight_only_by_more_than_luck(texture_bundle):
+    from models.calibrate import choose_fusion
+
+    insp = Inspector.load(texture_bundle[0], "cpu")
+    insp.cal.reconstruction, insp.cal.latent = 1.0, 1.0
+    # the latent score tells the labeled defects apart, the reconstruction score does not:
+    # the weight with most latent in it wins, and says by how much
+    why = choose_fusion(insp, TrainConfig(), *_fusion_case(0, latent_gap=1.0)[1:],
+                        _fusion_case(0, latent_gap=1.0)[0])
+    assert insp.cal.fusion_weight == 0.5 and why.startswith("auto: weight 0.5 ranked 20 labeled")
+    assert "better than the default 0.8 by more than luck" in why
+    # neither tells them apart: whichever weight ranks 20 labeled defects best by chance, the
+    # default stays (before the guard, the best AUROC took the weight, whatever the luck)
+    kept = 0
+    for seed in range(5):
+        labeled, raw, latent = _fusion_case(seed, latent_gap=0.0)
+        why = choose_fusion(insp, TrainConfig(), raw, latent, labeled)
+        kept += insp.cal.fusion_weight == 0.8
+        if insp.cal.fusion_weight == 0.8:
+            assert why.startswith("auto: the default weight 0.8 kept: no other ranked 20 "
+                                  "labeled defects above 20 normals better by more than luck")
+    assert kept >= 4
+    # a configured rule, and no labels, are not touched
+    assert choose_fusion(insp, TrainConfig(fusion="max"), raw, latent, labeled) == "as configured"
+    assert choose_fusion(insp, TrainConfig(fusion_weight=0.7), raw, latent, None).endswith(
+        "the default weight 0.7")

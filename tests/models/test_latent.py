@@ -73,9 +73,12 @@ def test_train_with_labels_builds_a_semi_supervised_bundle(texture_data, tmp_pat
     assert info["data"]["labeled_good_trained"] == 1
     # labeled images are not evaluated on
     assert metrics["evaluation"]["images"] == 12 - 3
-    # auto fusion: labeled defects pick the weight of the weighted rule, and say how
+    # auto fusion: labeled defects may move the weight of the weighted rule (by more than
+    # luck), and say how it was chosen
     assert info["fusion"]["rule"] == "weighted" and 0.5 <= info["fusion"]["weight"] <= 1.0
     assert info["fusion"]["chosen_by"].startswith(
+        "auto: the default weight 0.8 kept: no other ranked 2 labeled defects"
+        if info["fusion"]["weight"] == 0.8 else
         f"auto: weight {info['fusion']['weight']:g} ranked 2 labeled defects")
     # the labels' share of the latent score was chosen on the labeled images too
     w = info["calibration"]["latent_spread"]
