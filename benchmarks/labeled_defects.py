@@ -21,6 +21,8 @@ test split (seeded), then train
 
 - ``labels`` (when asked): image-level labels used as ``kensa train --labels`` uses them by
   default (label spreading, the fusion weight; no network trains on them),
+- ``f1`` (when asked): the same with ``--threshold-rule f1`` (the labeled defects set the
+  threshold with the held-out normals),
 
 ``image``, ``boxes``, ``mask`` with ``--labeled-defects head``, all at the same budget, and
 evaluate each on the test images that were never drawn (the same images for every variant
@@ -42,6 +44,7 @@ variants can be added to finished ``none`` runs.
 
     python -m benchmarks.labeled_defects --data ../shared/data/magnetic_tile --k 5 \\
         --seeds 0,1,2 --max-minutes 15 --json benchmarks/results/labeled-defects-X.json
+    python -m benchmarks.labeled_defects report benchmarks/results/labeled-defects-X.json
 
 Runs go in parallel with ``--jobs`` (one thread each); the JSON is rewritten as each run
 ends, with the paired differences (variant minus ``none``, same seed) so far.
@@ -73,9 +76,10 @@ VARIANTS = {
     "mixed": ("image", {"labeled_defects": "head", "positive_step": "mixed"}),
     "classifier": ("image", {"latent_labels": "classifier"}),
     "labels": ("image", {}),  # what kensa train --labels does by default
+    "f1": ("image", {"threshold_rule": "f1"}),  # ... with --threshold-rule f1
 }
 # variants whose labels train no network: they reuse the none run's networks (--networks-from)
-REUSE = ("labels", "latent", "classifier")
+REUSE = ("labels", "f1", "latent", "classifier")
 METRICS = ("image_auroc", "pixel_auroc", "aupro", "false_alarm_rate", "miss_rate",
            "head_auroc", "residual_auroc", "head_top_normal", "head_top_defect")
 
@@ -394,6 +398,34 @@ def means(runs: list[dict]) -> list[dict]:
     return out
 
 
+def table(result: dict) -> str:
+    """The results as the README's accuracy table shows them (markdown): per data set, variant
+    and k, the mean over the seeds of image AUROC, pixel AUROC, AUPRO, misses and false alarms
+    at the bundle's own threshold and at a 5 % budget, and each seed's paired change of image
+    AUROC against the run without labels (same test images)."""
+    changes: dict[tuple, list[str]] = {}
+    for d in result.get("paired", []):
+        changes.setdefault((d["name"], d["variant"], d["k"]), []).append(
+            f"{d['image_auroc']:+.3f}" if d["image_auroc"] is not None else "?")
+    lines = [("| data | labels | k | seeds | image AUROC | paired change, each seed | pixel AUROC "
+             "| AUPRO | misses (false alarms) at the bundle's threshold | misses (false "
+             "alarms) at 5 % |"),
+             "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
+    for m in result.get("means", []):
+        paired_change = " / ".join(changes.get((m["name"], m["variant"], m["k"]), [])) or "-"
+        lines.append(
+            f"| {m['name']} | {m['variant']} | {m['k']} | {len(m['seeds'])} | "
+            f"{_f(m['image_auroc'])} | {paired_change} | {_f(m['pixel_auroc'])} | "
+            f"{_f(m['aupro'])} | "
+            f"{_f(m['miss_rate'], 2)} ({_f(m['false_alarm_rate'], 2)}) | "
+            f"{_f(m['miss_rate_at_5pct'], 2)} ({_f(m['false_alarm_rate_at_5pct'], 2)}) |")
+    return "\n".join(lines)
+
+
+def _f(value, digits: int = 3) -> str:
+    return "?" if value is None else f"{value:.{digits}f}"
+
+
 def _diff(a, b):
     return None if a is None or b is None else round(a - b, 4)
 
@@ -480,6 +512,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["report"]:  # the table of a finished results file
+        if len(argv) != 2:
+            print("usage: python -m benchmarks.labeled_defects report RESULTS.json",
+                  file=sys.stderr)
+            return 2
+        print(table(json.loads(Path(argv[1]).read_text())))
+        return 0
     args = parse(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     if args.work_dir.exists() and not args.resume:
@@ -498,13 +538,15 @@ def main(argv: list[str] | None = None) -> int:
                            f"{', '.join(REUSE)} take the none run's", "resume": args.resume,
                            "data": [str(d) for d in args.data],
                            "command": "python -m benchmarks.labeled_defects " +
-                           " ".join(argv if argv is not None else sys.argv[1:])},
+                           " ".join(argv)},
               "machine": machine_info(), "runs": [], "failed": []}
     # the trainings first; then the runs that take a none run's networks
     phases = ([j for j in jobs if not j.get("networks_from")],
               [j for j in jobs if j.get("networks_from")])
-    return max(run_all(phase, run_one, args.jobs, result, args.json, "labeled", describe,
+    code = max(run_all(phase, run_one, args.jobs, result, args.json, "labeled", describe,
                        summary) for phase in phases if phase)
+    print(table(result))
+    return code
 
 
 def summary(runs: list[dict]) -> dict:

@@ -40,7 +40,7 @@ def run_all(jobs: list[dict], run_one: Callable[[dict], dict], workers: int, res
     ``[tag] describe(run)``, adds ``summarize(runs)`` to ``result`` and rewrites ``json_path``.
     Returns 1 when a run failed, else 0."""
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    print(f"[{tag}] {len(jobs)} trainings, {workers} at once", flush=True)
+    print(f"[{tag}] {len(jobs)} runs, {workers} at once", flush=True)
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(run_one, job): job for job in jobs}
         for fut in as_completed(futures):

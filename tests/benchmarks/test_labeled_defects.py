@@ -8,7 +8,19 @@ import json
 
 import pytest
 
-from benchmarks.labeled_defects import VARIANTS, data_view, draw, main, plan, write_labels
+from benchmarks.labeled_defects import (
+    VARIANTS,
+    data_view,
+    draw,
+    main,
+    plan,
+    table,
+    write_labels,
+)
+
+
+def capsys_lines(results) -> list[str]:
+    return table(json.loads(results.read_text())).splitlines()
 from models.data import open_dataset
 from models.synth_demo import make_demo_dataset
 
@@ -76,7 +88,7 @@ def test_pasting_variants_write_the_regions_they_name(demo, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_tiny_protocol_run_pairs_each_variant_with_the_unlabeled_run(demo, tmp_path):
+def test_a_tiny_protocol_run_pairs_each_variant_with_the_unlabeled_run(demo, tmp_path, capsys):
     out = tmp_path / "r.json"
     code = main(["--data", str(demo), "--k", "1", "--seeds", "0", "--preset", "tiny",
                  "--variants", "image,boxes,latent", "--epochs", "2", "--max-minutes", "1",
@@ -134,3 +146,11 @@ def test_a_tiny_protocol_run_pairs_each_variant_with_the_unlabeled_run(demo, tmp
     assert rerun["none"]["image_auroc"] == runs["none"]["image_auroc"]
     assert rerun["labels"]["networks_from"] == none_info["version"]
     assert rerun["labels"]["labeled_defects_used_by"] == "latent"
+
+    # the table the README shows, from the results file
+    assert main(["report", str(again)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| data |")]
+    assert len(rows) == 3  # printed after each of the two runs, and by report
+    [pair] = json.loads(again.read_text())["paired"]
+    labels_row = next(line for line in capsys_lines(again) if "| labels | 1 |" in line)
+    assert f"| {pair['image_auroc']:+.3f} |" in labels_row
