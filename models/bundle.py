@@ -40,7 +40,7 @@ from .config import ModelConfig
 from .errors import BundleError
 from .fingerprint import stamp, verify
 from .generator import ConditionalGenerator, GeneratorConfig
-from .latent import LatentClassifier
+from .latent import LATENT_SCORES, LatentClassifier
 from .maps import IMAGE_SCORES
 from .preprocess import stride_multiple
 from .thresholds import Calibration
@@ -215,11 +215,13 @@ def swap_into_place(tmp: Path, out: Path) -> None:
 
 def calibration_dict(cal: Calibration) -> dict:
     """``bundle.json``'s ``calibration``: every field, but ``image_score`` only when it is not
-    ``max`` (absent means ``max``, as in every bundle written before the choice), so a run
-    whose labels chose nothing writes the calibration, and gets the version, it always did."""
+    ``max`` and ``latent_score`` only when it is not ``mixed`` (absent means those, as in every
+    bundle written before each choice), so a run without labels writes the calibration, and
+    gets the version, it always did."""
     out = asdict(cal)
-    if out["image_score"] == "max":
-        del out["image_score"]
+    for name, default in (("image_score", "max"), ("latent_score", "mixed")):
+        if out[name] == default:
+            del out[name]
     return out
 
 
@@ -289,6 +291,9 @@ def load_bundle(path: str | Path, key: bytes | None = None) -> Bundle:
         latent = LatentClassifier.from_state(load_numpy(str(path / "latent.safetensors")),
                                              info["latent"]["classes"])
         cal = Calibration(**info["calibration"])
+        if cal.latent_score not in LATENT_SCORES:
+            raise ValueError(f"calibration.latent_score {cal.latent_score!r} is not one of "
+                             f"{', '.join(LATENT_SCORES)}")
         if cal.image_score not in IMAGE_SCORES:
             raise ValueError(f"calibration.image_score {cal.image_score!r} is not one of "
                              f"{', '.join(IMAGE_SCORES)}")

@@ -79,7 +79,7 @@ def calibrate(insp: Inspector, holdout: list[np.ndarray] | np.ndarray, cfg: Trai
     if has_defects:
         labeled_scores, latent_rule = score_labeled(insp, *labeled, raw, len(holdout))
     latent, _, _ = insp.latent.score(raw.latent_mu, insp.cal.latent_distance,
-                                     insp.cal.latent_spread)
+                                     insp.cal.latent_spread, insp.cal.latent_score)
     insp.cal.latent = false_alarm_threshold(latent, cfg.false_alarm_rate)
     judging = None if head_trained_on_labeled else labeled_scores
     fusion_rule = choose_fusion(insp, cfg, raw, latent, judging)
@@ -207,12 +207,14 @@ def score_labeled(insp: Inspector, images: list[np.ndarray] | np.ndarray,
     probs = insp.latent.held_out_probabilities(index)
     insp.cal.latent_spread, ranking = insp.latent.choose_spread_weight(
         index, raw.latent_mu, insp.cal.latent_distance, probs)
+    # labels that earned no share change no score: the distance, as without them
+    insp.cal.latent_score = "distance" if insp.cal.latent_spread == 0 else "mixed"
     rule = (f"spread weight {insp.cal.latent_spread:g} ranked {int(is_defect.sum())} labeled "
             f"defects above {n_holdout + int((~is_defect).sum())} normals best (AUROC "
             f"{ranking:.3f}, labels hidden {FOLDS} folds at a time)")
     # each scored as if nobody had labeled it
     latent = insp.latent.held_out_scores(index, insp.cal.latent_distance,
-                                         insp.cal.latent_spread, probs)
+                                         insp.cal.latent_spread, probs, insp.cal.latent_score)
     return LabeledScores(is_defect, labeled_raw, latent), rule
 
 

@@ -285,7 +285,8 @@ class Inspector:
         """The fused image scores of ``raw`` (the score a verdict compares with the image
         threshold), with the latent scores, distances and cluster names they came from."""
         latent_scores, distances, clusters = self.latent.score(
-            raw.latent_mu, self.cal.latent_distance, self.cal.latent_spread)
+            raw.latent_mu, self.cal.latent_distance, self.cal.latent_spread,
+            self.cal.latent_score)
         return (self.cal.fuse(raw.recon_scores, latent_scores), latent_scores, distances,
                 clusters)
 

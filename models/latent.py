@@ -37,6 +37,8 @@ ANOMALY = "anomaly"
 NEIGHBOURS = 7
 SPREAD_WEIGHTS = (0.5, 0.25, 0.0)  # tried in this order: labels get the largest share they earn
 FOLDS = 5  # labeled images are checked with their labels hidden, one fifth at a time
+# the forms of a semi-supervised latent score (Calibration.latent_score)
+LATENT_SCORES = ("mixed", "distance")
 
 
 @dataclass
@@ -169,14 +171,16 @@ class LatentClassifier:
             out[hide] = _neighbour_probabilities(self.points[index[hide]], self.points, dist)
         return out
 
-    def score(self, z: np.ndarray, distance_scale: float,
-              spread_weight: float = 0.5) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    def score(self, z: np.ndarray, distance_scale: float, spread_weight: float = 0.5,
+              form: str = "mixed") -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Latent anomaly score, distance and cluster name per image.
 
         Without labels the score is the distance (:meth:`distance`). With labels it is
         ``spread_weight`` times the spread probability of a defect class plus the rest times
         the squashed distance ``d / (d + distance_scale)``, so an image far from every cluster
-        still scores high (weight 0: the labels only name the clusters).
+        still scores high; with ``form`` ``distance`` (calibration's choice when the labels
+        earned the spread no share) the distance itself, and the labels only name the
+        clusters.
         """
         dist = self.distance(z)
         if not self.semi_supervised:
@@ -186,13 +190,17 @@ class LatentClassifier:
         # an image whose neighbours no label reached gets no cluster name ("" for the caller
         # to decide from the score), not the first class by an argmax over zeros
         clusters = [self.classes[i] if r else "" for i, r in zip(probs.argmax(1), _reached(probs))]
+        if form == "distance":
+            return dist, dist, clusters
         return _mix(probs, dist, distance_scale, spread_weight), dist, clusters
 
     def held_out_scores(self, index: np.ndarray, distance_scale: float, spread_weight: float,
-                        probs: np.ndarray | None = None) -> np.ndarray:
+                        probs: np.ndarray | None = None, form: str = "mixed") -> np.ndarray:
         """:meth:`score` of the labeled graph points ``index``, their labels hidden;
         ``probs``: their :meth:`held_out_probabilities` if already computed."""
         d = np.linalg.norm(self.points[index], axis=1)  # a descriptor's norm is the distance
+        if form == "distance":
+            return d
         probs = self.held_out_probabilities(index) if probs is None else probs
         return _mix(probs, d, distance_scale, spread_weight)
 

@@ -145,6 +145,11 @@ class Calibration:
             ``top1``, ``top5`` (the mean of its largest 0.1, 1, 5 % of pixels), a key of
             ``models.maps.IMAGE_SCORES``. Chosen at calibration from labeled defects
             (``models.calibrate.choose_image_score``); every threshold above was set under it.
+        latent_score: the form of a semi-supervised latent score (``LatentClassifier.score``):
+            ``mixed`` (the spread probability at ``latent_spread`` and the squashed distance;
+            every labeled bundle written before the choice) or ``distance`` (the distance
+            itself, as without labels: written when the labels earned the spread no share, so
+            that labels which earned nothing change no score).
     """
 
     residual_scale: float = 1.0
@@ -160,6 +165,7 @@ class Calibration:
     fusion_weight: float = 0.8
     flips: list[str] = field(default_factory=list)
     image_score: str = "max"
+    latent_score: str = "mixed"
 
     def fuse(self, recon_score: np.ndarray, latent_score: np.ndarray) -> np.ndarray:
         """Fused image score from both sub-scores, each first divided by its own threshold

@@ -119,3 +119,26 @@ def test_the_cli_applies_labels_to_a_bundle_and_refuses_head(texture_data, tiny_
                              capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and "--networks-from reuses trained networks" in refused.stderr
     assert not (tmp_path / "c").exists()
+
+
+def test_labels_that_earn_nothing_change_no_score(texture_data, tiny_bundle, tmp_path):
+    import numpy as np
+
+    from models.data import open_dataset, read_image
+    from models.inference import Inspector
+
+    labels = _labels(texture_data, tmp_path / "l.csv")  # two pits, no good image
+    train(texture_data, tmp_path / "labeled", None, TINY_TRAINING, labels=labels, device="cpu",
+          progress=False, networks_from=tiny_bundle)
+    cal = _info(tmp_path / "labeled")["calibration"]
+    # what the tiny model's two labels earn (deterministic): no spread share, the default weight
+    assert cal["latent_spread"] == 0.0 and cal["fusion_weight"] == 0.8
+    assert cal["latent_score"] == "distance"  # written only when it is not the default
+    assert "latent_score" not in _info(tiny_bundle)["calibration"]
+    images = [read_image(it.path) for it in open_dataset(texture_data).test]
+    was, now = (Inspector.load(b, "cpu").inspect(images) for b in (tiny_bundle,
+                                                                    tmp_path / "labeled"))
+    np.testing.assert_allclose([r.score for r in now], [r.score for r in was], rtol=1e-6)
+    assert [r.label for r in now] == [r.label for r in was]
+    # the labels still name the clusters
+    assert {r.latent.cluster for r in now} <= {"good", "pit", "anomaly"}
