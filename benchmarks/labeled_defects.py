@@ -411,7 +411,10 @@ def table(result: dict) -> str:
              "| AUPRO | misses (false alarms) at the bundle's threshold | misses (false "
              "alarms) at 5 % |"),
              "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
-    for m in result.get("means", []):
+    order = list(VARIANTS)
+    for m in sorted(result.get("means", []), key=lambda m: (m["name"], order.index(m["variant"])
+                                                           if m["variant"] in order else 99,
+                                                           m["k"])):
         paired_change = " / ".join(changes.get((m["name"], m["variant"], m["k"]), [])) or "-"
         lines.append(
             f"| {m['name']} | {m['variant']} | {m['k']} | {len(m['seeds'])} | "

@@ -149,8 +149,17 @@ def test_a_tiny_protocol_run_pairs_each_variant_with_the_unlabeled_run(demo, tmp
 
     # the table the README shows, from the results file
     assert main(["report", str(again)]) == 0
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| data |")]
+    rows = [line for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| data | labels | k |")]
     assert len(rows) == 3  # printed after each of the two runs, and by report
     [pair] = json.loads(again.read_text())["paired"]
     labels_row = next(line for line in capsys_lines(again) if "| labels | 1 |" in line)
     assert f"| {pair['image_auroc']:+.3f} |" in labels_row
+
+
+def test_the_readme_table_is_what_the_protocol_reports_from_its_results_file():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    results = root / "benchmarks" / "results" / "labeled-defects-per-k-cpu-2026-12-05.json"
+    assert table(json.loads(results.read_text())) in (root / "README.md").read_text()
