@@ -22,6 +22,12 @@
 #   OUT=$OUT/pooling DATA=$PWD/data/magnetic_tile DEMO=1 VARIANTS=latent@2,latent@5,latent@10 \
 #       MINUTES=2.5 LIMIT_S=295 taskset -c 4-15 bash benchmarks/gpu-labeled.sh
 #
+# The lever issue 26 left for a device (docs/labeled-defects.md): the large preset (256 px,
+# where thin cracks survive) with the head trained on 5 labels per type, image-level and
+# boxes, at equal steps (EPOCHS bounds every run; MINUTES only as a backstop). Not yet run:
+#   OUT=$OUT/large DATA=$PWD/data/magnetic_tile PRESET=large VARIANTS=image@5,boxes@5 \
+#       EPOCHS=180 MINUTES=8 LIMIT_S=560 bash benchmarks/gpu-labeled.sh
+#
 # DATA must be an MVTec-layout copy of ../shared/data/magnetic_tile carried to the machine
 # (cp -r ../shared/data/magnetic_tile data/; carry data/magnetic_tile). DEMO=1 also trains on
 # the demo washers made there (twice the trainings: raise LIMIT_S or cut VARIANTS). Without
@@ -66,6 +72,7 @@ jobs=$(( $(echo "$SEEDS" | tr ',' '\n' | wc -l) * per_seed * (${#sets[@]} / 2) )
 echo "labeled-defects: $jobs trainings of $MINUTES minutes at once ($VARIANTS)" | tee -a "$OUT/machine.txt"
 timeout "$LIMIT_S" "$PYTHON" -m benchmarks.labeled_defects "${sets[@]}" \
     --k "$K" --seeds "$SEEDS" --variants "$VARIANTS" --preset "$PRESET" --max-minutes "$MINUTES" \
+    ${EPOCHS:+--epochs "$EPOCHS"} \
     --device "$DEVICE" --jobs "$jobs" --threads 1 --work-dir "$WORK" \
     --json "$OUT/labeled-defects.json" >"$OUT/labeled.log" 2>&1
 echo "labeled-defects: exit $? after ${SECONDS} s" | tee -a "$OUT/machine.txt"

@@ -59,14 +59,14 @@ LABELED_DEFECTS = ("latent", "head", "paste", "generator")
 POSITIVE_STEPS = ("extra", "mixed")  # TrainConfig.extra["positive_step"] (head); extra
 LATENT_LABELS = ("spread", "classifier")  # TrainConfig.extra["latent_labels"]; spread
 LABELED_DEFECTS_HOW = {
-    "latent": "label spreading in the latent space, with --image-score auto how the map "
-              "becomes the image score (its maximum unless a mean of its top pixels ranked "
-              "them better by more than luck) and the fusion weight (and, with the f1 rule, the threshold), "
-              "each judged on them as unseen images (label spreading with each one's label "
-              "hidden); the segmentation "
-              "head did not train on them (kensa train --labeled-defects head makes it: on "
-              "2026-12-04 that lowered image AUROC at the same budget, benchmarks/HISTORY.md); "
-              "none was scored in the evaluation",
+    "latent": "label spreading in the latent space (a share of the latent score only if it "
+              "ranked them above the held-out normals better than the distance alone by more "
+              "than luck), the fusion weight (another than the default only by more than "
+              "luck), with --image-score auto the map's pooling (the same rule), with the f1 "
+              "rule the threshold; each judged on them as unseen images (each one's label "
+              "hidden); no network trained on them (--labeled-defects head trains the "
+              "segmentation head on them: that lowered image AUROC at the same budget, "
+              "benchmarks/HISTORY.md); none was scored in the evaluation",
     "head": "each labeled defect also trained the segmentation head beside the synthetic "
             "defects, augmented (flips, shifts, brightness): 'image' labels by multiple-"
             "instance learning (the top of its map high), 'boxes' the same inside each box and "

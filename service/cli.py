@@ -135,7 +135,7 @@ def _add_calibration_options(train: argparse.ArgumentParser) -> None:
                             "spreading, the fusion weight, the f1 rule), head (the "
                             "segmentation head too, as real positives: image labels by "
                             "multiple-instance learning, regions as full supervision; measured "
-                            "on 2026-12-04 it lowered image AUROC at the same budget, see "
+                            "to lower image AUROC at the same budget, see "
                             "benchmarks/HISTORY.md) or paste (their defects, by mask or the "
                             "top of the model's map, pasted onto training normals in place of "
                             "some synthetic defects) or generator (only the defect generator "
