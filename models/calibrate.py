@@ -245,11 +245,10 @@ def choose_fusion(insp: Inspector, cfg: TrainConfig, raw: RawScores, latent: np.
     base = fused(cfg.fusion_weight)
     best, chosen = auroc(truth, base), cfg.fusion_weight
     default_ranking = best
-    for weight in FUSION_WEIGHTS:
+    for weight in (w for w in FUSION_WEIGHTS if w != cfg.fusion_weight):
         scores = fused(weight)
         ranking = auroc(truth, scores)
-        if (weight != cfg.fusion_weight and ranking > best + 1e-9
-                and auroc_gain_interval(truth, scores, base)[0] > 0):
+        if ranking > best + 1e-9 and auroc_gain_interval(truth, scores, base)[0] > 0:
             best, chosen = ranking, weight
     insp.cal.fusion_weight = chosen
     n_def, n_norm = int(labeled.is_defect.sum()), len(truth) - int(labeled.is_defect.sum())

@@ -42,10 +42,10 @@ class LatentVerdict:
     ``distance`` is the Mahalanobis distance of the image's most unusual cell of the latent
     grid to that cell's normal cluster; ``score`` is what ``threshold`` applies to (the
     distance itself without labels, or with labels that earned no share; otherwise a mix of
-    the spread defect probability and the distance); ``cluster`` is the defect name (or ``"good"``) that label spreading assigned
-    when labels were given at training, else ``"good"`` or ``"anomaly"`` after ``label``
-    (also when no label reached the image's neighbours); ``confidence`` in ``[0, 1]`` how sure
-    the classifier is of ``label``.
+    the spread defect probability and the distance); ``cluster`` is the defect name (or
+    ``"good"``) that label spreading assigned when labels were given at training, else
+    ``"good"`` or ``"anomaly"`` after ``label`` (also when no label reached the image's
+    neighbours); ``confidence`` in ``[0, 1]`` how sure the classifier is of ``label``.
     """
 
     label: str

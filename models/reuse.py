@@ -20,7 +20,7 @@ and ``bundle.json`` says so.
 from __future__ import annotations
 
 import json
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ from .config import ModelConfig, TrainConfig
 from .device import to_device
 from .errors import DataError
 from .preprocess import vae_views
+from .recalibrate import train_config
 from .vae import latent_means
 
 # what a run with reused networks may set anew: calibration, never training
@@ -44,9 +45,10 @@ REUSE_HOW = ("the networks were not trained again: they are those of the bundle 
              "the f1 rule), and images labeled good joined the latent classifier's normals only")
 
 
-def source_configs(info: dict, tcfg: TrainConfig) -> tuple[ModelConfig, TrainConfig]:
-    """The earlier bundle's model config and training config, with the calibration settings
-    of ``tcfg`` (the new run's command line) in place of its own.
+def source_configs(source, tcfg: TrainConfig) -> tuple[ModelConfig, TrainConfig]:
+    """The earlier bundle's (``source``, :class:`models.bundle.Bundle`) model config and
+    training config, with the calibration settings of ``tcfg`` (the new run's command line)
+    in place of its own.
 
     Raises:
         DataError: ``tcfg`` asks labeled defects to train a network.
@@ -56,30 +58,26 @@ def source_configs(info: dict, tcfg: TrainConfig) -> tuple[ModelConfig, TrainCon
         raise DataError("--networks-from reuses trained networks, so nothing may train: leave "
                         "out --labeled-defects head|paste|generator, --generator, --synth and "
                         "--adversarial, or train without --networks-from")
-    stored = info.get("train_config") or {}
-    source = TrainConfig(**{f.name: stored[f.name] for f in fields(TrainConfig)
-                            if f.name in stored})
-    extra = {k: v for k, v in source.extra.items() if k not in CALIBRATION_EXTRA}
+    stored = train_config(source.info)
+    extra = {k: v for k, v in stored.extra.items() if k not in CALIBRATION_EXTRA}
     extra |= {k: v for k, v in tcfg.extra.items() if k in CALIBRATION_EXTRA}
-    return (ModelConfig.from_dict(info["model_config"]),
-            replace(source, **{name: getattr(tcfg, name) for name in CALIBRATION_FIELDS},
-                    extra=extra))
+    return source.cfg, replace(stored, **{name: getattr(tcfg, name)
+                                          for name in CALIBRATION_FIELDS}, extra=extra)
 
 
-def check_same_data(info: dict, mcfg: ModelConfig, summary: dict, bundle: Path) -> None:
-    """Refuses data that is not what the earlier bundle's networks trained on.
+def check_same_data(source, mcfg: ModelConfig, summary: dict, bundle: Path) -> None:
+    """Refuses data that is not what the earlier bundle's (``source``) networks trained on.
 
     Raises:
         DataError: another count of training images or held-out normals, or another scale.
     """
-    was = info.get("data") or {}
+    was = source.info.get("data") or {}
     for key in ("train_images", "used_train_images", "holdout_images"):
         if key in was and was[key] != summary.get(key):
             raise DataError(f"--data is not what {bundle} was trained on: {key} "
                             f"{summary.get(key)} against its {was[key]}; give the same data, "
                             "or train without --networks-from")
-    stored = ModelConfig.from_dict(info["model_config"])
-    if mcfg.train_sides != stored.train_sides or mcfg.channels != stored.channels:
+    if mcfg.train_sides != source.cfg.train_sides or mcfg.channels != source.cfg.channels:
         raise DataError(f"--data is not what {bundle} was trained on: its images' sizes or "
                         "channels differ; give the same data, or train without "
                         "--networks-from")

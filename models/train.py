@@ -168,7 +168,7 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
     source = None
     if networks_from is not None:  # nothing trains: the earlier bundle's networks, its split
         source, generator = reused(networks_from, key)
-        model_cfg, tcfg = source_configs(source.info, tcfg)
+        model_cfg, tcfg = source_configs(source, tcfg)
     check_settings(tcfg)
     torch.manual_seed(tcfg.seed)
     dev = pick_device(device)
@@ -179,7 +179,7 @@ def train(data: str | Path, out: str | Path, model_cfg: ModelConfig | None = Non
         fitted = fit_networks(run.mcfg, tcfg, run.fit_images, run.holdout, dev,
                               Progress(progress), started, run.positives, run.labeled)
     else:
-        check_same_data(source.info, run.mcfg, run.summary, Path(networks_from))
+        check_same_data(source, run.mcfg, run.summary, Path(networks_from))
         fitted = Fitted(*reused_networks(source, run.fit_images, run.holdout, dev,
                                          LATENT_BATCH), generator=generator)
         run.summary |= {"labeled_good_trained": 0, "labeled_good_latent": len(run.good_rows),
